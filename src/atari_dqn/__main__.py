@@ -1,0 +1,3 @@
+from atari_dqn.cli import main
+
+raise SystemExit(main())
