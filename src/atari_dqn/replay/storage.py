@@ -1,0 +1,213 @@
+"""Frame-deduplicated replay storage: each 84x84 frame is stored once.
+
+A transition ``(s_t, a_t, R_t, s_{t+k})`` is not stored as stacks of frames. Slot ``i`` of the
+ring holds the newest frame of ``s_i``, its action, and (once known) the n-step return that starts
+there. The stacks of ``s_i`` and of the bootstrap state are rebuilt by index at sample time:
+
+* ``pos[i]`` counts steps since the episode started (saturating), so the stack of ``s_i`` is the
+  frames ``i - min(o, pos[i])`` for ``o = 3, 2, 1, 0``: at an episode start the first frame is
+  repeated, exactly as the environment's frame stack does, and no stack mixes two episodes.
+* Each episode's final observation gets a slot of its own (no action), so a truncated episode can
+  bootstrap from its real last state.
+* n-step returns are accumulated as transitions are written (the accumulator in ``nstep.py``);
+  ``boot[i] = k`` says the bootstrap state sits ``k`` slots later, and ``terminal[i]`` that the
+  return ended in a terminal state, so there is no bootstrap at all.
+
+``ready[i]`` is true exactly when slot ``i`` may be sampled: its return is complete and none of
+the frames it needs has been overwritten. Writers get the slots that became ready or stopped
+being ready, so a prioritized sampler can keep its priorities in step (zero = never drawn).
+
+The capacity is split into ``num_streams`` equal rings, one per environment, so vectorised envs
+each write their own consecutive episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from atari_dqn.replay.nstep import NStepAccumulator
+
+
+@dataclass
+class Batch:
+    """A sampled minibatch, as numpy arrays. ``discounts`` already hold ``γ^k · (1 - done)``."""
+
+    obs: np.ndarray  # (B, stack, H, W) uint8
+    actions: np.ndarray  # (B,) int64
+    returns: np.ndarray  # (B,) float32, n-step return R_t
+    discounts: np.ndarray  # (B,) float32, γ^k, or 0 when the return ended in a terminal state
+    next_obs: np.ndarray  # (B, stack, H, W) uint8, the bootstrap state
+    indices: np.ndarray  # (B,) int64, slots, for priority updates
+    weights: np.ndarray  # (B,) float32, importance-sampling weights (ones for uniform)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Slots whose sampleability changed during one write."""
+
+    ready: tuple[int, ...] = ()
+    unready: tuple[int, ...] = ()
+
+
+NO_CHANGES = Changes()
+
+
+class FrameStorage:
+    """Ring buffer(s) of single frames with per-slot transition data. See the module docstring."""
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        frame_shape: tuple[int, int] = (84, 84),
+        stack: int = 4,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        num_streams: int = 1,
+    ) -> None:
+        if num_streams < 1 or capacity % num_streams:
+            raise ValueError(f"capacity {capacity} is not a multiple of num_streams {num_streams}")
+        self.capacity = capacity
+        self.num_streams = num_streams
+        self.per_stream = capacity // num_streams
+        if self.per_stream < n_step + stack + 2:
+            raise ValueError(
+                f"capacity per stream {self.per_stream} is too small for n_step={n_step}"
+            )
+        self.stack = stack
+        self.n_step = n_step
+        self.gamma = gamma
+        self.frames = np.zeros((capacity, *frame_shape), dtype=np.uint8)
+        self.actions = np.zeros(capacity, dtype=np.uint8)
+        self.returns = np.zeros(capacity, dtype=np.float32)
+        self.boot = np.zeros(capacity, dtype=np.uint8)
+        self.terminal = np.zeros(capacity, dtype=np.bool_)
+        self.pos = np.zeros(capacity, dtype=np.uint8)
+        self.ready = np.zeros(capacity, dtype=np.bool_)
+        self.num_ready = 0
+        # Per-stream write state.
+        self.cursor = np.zeros(num_streams, dtype=np.int64)  # next local slot to write
+        self.filled = np.zeros(num_streams, dtype=np.int64)  # local slots ever written (<= per)
+        self._current = np.full(num_streams, -1, dtype=np.int64)  # global slot of s_t, -1: none
+        self._pending = [NStepAccumulator(n_step, gamma) for _ in range(num_streams)]
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def bytes_per_transition(self) -> float:
+        """Bytes of all per-slot arrays divided by the capacity (measured, not assumed)."""
+        arrays = (self.frames, self.actions, self.returns, self.boot, self.terminal, self.pos)
+        return (sum(a.nbytes for a in arrays) + self.ready.nbytes) / self.capacity
+
+    def __len__(self) -> int:
+        return self.num_ready
+
+    # ------------------------------------------------------------------ writing
+    def begin(self, stream: int, frame: np.ndarray) -> Changes:
+        """Start a new episode in ``stream`` with its first observation's newest frame."""
+        if self._current[stream] >= 0:
+            raise RuntimeError("begin() called while an episode is open; append() it to its end")
+        unready: list[int] = []
+        slot = self._write(stream, frame, 0, unready)
+        self._current[stream] = slot
+        return Changes((), tuple(unready)) if unready else NO_CHANGES
+
+    def append(
+        self,
+        stream: int,
+        action: int,
+        reward: float,
+        next_frame: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> Changes:
+        """Record ``a_t, r_t`` from the current state and the newest frame of ``s_{t+1}``.
+
+        ``terminated``: s_{t+1} is terminal (no bootstrap). ``truncated``: the episode was cut
+        (time limit) and returns bootstrap from s_{t+1}. Either one closes the episode.
+        """
+        slot = self._current[stream]
+        if slot < 0:
+            raise RuntimeError("append() without begin(): start each episode with begin()")
+        self.actions[slot] = action
+        unready: list[int] = []
+        pos = min(int(self.pos[slot]) + 1, 255)
+        next_slot = self._write(stream, next_frame, pos, unready)
+        acc = self._pending[stream]
+        acc.push(slot, float(reward))
+        if terminated or truncated:
+            done = acc.flush(terminated)
+            self._current[stream] = -1
+        else:
+            done = acc.pop_complete()
+            self._current[stream] = next_slot
+        ready = []
+        for i, ret, k, term in done:
+            self.returns[i] = ret
+            self.boot[i] = k
+            self.terminal[i] = term
+            self.ready[i] = True
+            ready.append(i)
+        self.num_ready += len(ready)
+        return Changes(tuple(ready), tuple(unready))
+
+    def _write(self, stream: int, frame: np.ndarray, pos: int, unready: list[int]) -> int:
+        """Write one frame at the stream's cursor; mark what the overwrite invalidates."""
+        base = stream * self.per_stream
+        local = int(self.cursor[stream])
+        g = base + local
+        self._unready(g, unready)
+        # Old transitions just ahead whose stacks reach back into this slot lose a frame.
+        for m in range(1, self.stack):
+            h = base + (local + m) % self.per_stream
+            if self.pos[h] >= m:
+                self._unready(h, unready)
+        self.frames[g] = frame
+        self.pos[g] = pos
+        self.cursor[stream] = (local + 1) % self.per_stream
+        self.filled[stream] = min(self.filled[stream] + 1, self.per_stream)
+        return g
+
+    def _unready(self, g: int, out: list[int]) -> None:
+        if self.ready[g]:
+            self.ready[g] = False
+            self.num_ready -= 1
+            out.append(g)
+
+    # ------------------------------------------------------------------ reading
+    def _stack_slots(self, idx: np.ndarray) -> np.ndarray:
+        """(B, stack) global slots of the frame stacks whose newest frames are at ``idx``."""
+        per = self.per_stream
+        base = (idx // per) * per
+        local = idx - base
+        offsets = np.arange(self.stack - 1, -1, -1, dtype=np.int64)  # 3, 2, 1, 0
+        back = np.minimum(offsets[None, :], self.pos[idx].astype(np.int64)[:, None])
+        return base[:, None] + (local[:, None] - back) % per
+
+    def next_slots(self, idx: np.ndarray) -> np.ndarray:
+        """Global slot of the bootstrap state of each transition."""
+        per = self.per_stream
+        base = (idx // per) * per
+        return base + (idx - base + self.boot[idx].astype(np.int64)) % per
+
+    def stacks(self, idx: np.ndarray) -> np.ndarray:
+        """(B, stack, H, W) uint8 frame stacks whose newest frames sit at ``idx``."""
+        return self.frames[self._stack_slots(idx)]
+
+    def gather(self, idx: np.ndarray, weights: np.ndarray | None = None) -> Batch:
+        """Assemble the batch of transitions starting at slots ``idx`` (all must be ready)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        k = self.boot[idx]
+        discounts = np.where(self.terminal[idx], 0.0, self.gamma ** k.astype(np.float64))
+        if weights is None:
+            weights = np.ones(len(idx), dtype=np.float32)
+        return Batch(
+            obs=self.stacks(idx),
+            actions=self.actions[idx].astype(np.int64),
+            returns=self.returns[idx].copy(),
+            discounts=discounts.astype(np.float32),
+            next_obs=self.stacks(self.next_slots(idx)),
+            indices=idx,
+            weights=weights.astype(np.float32, copy=False),
+        )
