@@ -1,0 +1,106 @@
+"""DQNAgent: acting (ε-greedy) and learning (one TD update) around an online and a target net."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from atari_dqn import losses
+from atari_dqn.replay.storage import Batch
+
+
+@dataclass
+class UpdateResult:
+    """Outcome of one update, as detached tensors (reading them is the caller's choice)."""
+
+    loss: torch.Tensor  # scalar
+    q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
+    td_abs: torch.Tensor  # (B,) on the CPU, |δ| for priority updates
+
+
+class DQNAgent:
+    """Owns the networks and the optimiser; takes batches, returns what it learned.
+
+    ``double`` selects the Double-DQN target. Gradients are clamped element-wise to
+    ``[-grad_clip, grad_clip]`` as the seed's ``param.grad.data.clamp_(-1, 1)``.
+    """
+
+    def __init__(
+        self,
+        online: nn.Module,
+        target: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        num_actions: int,
+        device: torch.device,
+        double: bool = False,
+        grad_clip: float = 1.0,
+    ) -> None:
+        self.online = online
+        self.target = target
+        self.optimizer = optimizer
+        self.num_actions = num_actions
+        self.device = device
+        self.double = double
+        self.grad_clip = grad_clip
+        self.target.requires_grad_(False)
+        self.sync_target()
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+        q = self.online(torch.from_numpy(obs).to(self.device))
+        return q.argmax(dim=1).cpu().numpy()
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
+        n = obs.shape[0]
+        explore = rng.random(n) < epsilon
+        random_actions = rng.integers(0, self.num_actions, size=n)
+        if explore.all():
+            return random_actions
+        return np.where(explore, random_actions, self.greedy(obs))
+
+    # ------------------------------------------------------------------ learning
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    def update(self, batch: Batch) -> UpdateResult:
+        """One gradient step on the weighted Huber TD loss of ``batch``."""
+        obs = self._to_device(batch.obs)
+        next_obs = self._to_device(batch.next_obs)
+        actions = self._to_device(batch.actions)
+        returns = self._to_device(batch.returns)
+        discounts = self._to_device(batch.discounts)
+        weights = self._to_device(batch.weights)
+
+        q = self.online(obs)
+        with torch.no_grad():
+            next_q_target = self.target(next_obs)
+            if self.double:
+                y = losses.double_q_target(returns, discounts, next_q_target, self.online(next_obs))
+            else:
+                y = losses.q_learning_target(returns, discounts, next_q_target)
+        td = losses.td_errors(q, actions, y)
+        loss = losses.weighted_huber(td, weights)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clamp_gradients(self.online, self.grad_clip)
+        self.optimizer.step()
+        q_taken = (y - td).detach()
+        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs().cpu())
+
+    def sync_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+
+
+def clamp_gradients(module: nn.Module, clip: float) -> None:
+    """Clamp each gradient element to [-clip, clip] in place."""
+    for param in module.parameters():
+        if param.grad is not None:
+            param.grad.clamp_(-clip, clip)

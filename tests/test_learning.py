@@ -1,0 +1,151 @@
+"""Targets, losses, the gradient clamp and target sync, on hand-built cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atari_dqn import losses
+from atari_dqn.agent import DQNAgent, clamp_gradients
+from atari_dqn.networks import QNetwork
+from atari_dqn.replay.storage import Batch
+
+
+def test_q_learning_target_by_hand() -> None:
+    returns = torch.tensor([1.0, 0.0, -1.0])
+    discounts = torch.tensor([0.99, 0.0, 0.5])  # the second transition is terminal
+    next_q = torch.tensor([[1.0, 3.0], [10.0, 20.0], [-2.0, -4.0]])
+    y = losses.q_learning_target(returns, discounts, next_q)
+    # 1 + 0.99 * 3 ; 0 + 0 * 20 ; -1 + 0.5 * -2
+    torch.testing.assert_close(y, torch.tensor([3.97, 0.0, -2.0]))
+
+
+def test_double_target_differs_from_max_target_by_hand() -> None:
+    returns = torch.tensor([0.0, 1.0])
+    discounts = torch.tensor([1.0, 0.5])
+    next_q_target = torch.tensor([[5.0, 1.0, 2.0], [0.0, 4.0, 8.0]])
+    next_q_online = torch.tensor([[0.0, 9.0, 1.0], [3.0, 2.0, 1.0]])
+    # online argmax: action 1 and action 0 -> target values 1.0 and 0.0
+    y = losses.double_q_target(returns, discounts, next_q_target, next_q_online)
+    torch.testing.assert_close(y, torch.tensor([1.0, 1.0]))
+    y_max = losses.q_learning_target(returns, discounts, next_q_target)
+    torch.testing.assert_close(y_max, torch.tensor([5.0, 5.0]))
+
+
+def test_td_errors_and_huber_by_hand() -> None:
+    q = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 0.0]], requires_grad=True)
+    actions = torch.tensor([1, 0, 0])
+    y = torch.tensor([2.5, 3.0, 3.0])
+    td = losses.td_errors(q, actions, y)
+    torch.testing.assert_close(td, torch.tensor([0.5, 3.0, 0.0]))
+    # huber: 0.5*0.5^2 = 0.125 ; |3| - 0.5 = 2.5 ; 0  -> mean 0.875
+    loss = losses.weighted_huber(td)
+    assert loss.item() == pytest.approx(0.875)
+    # Equal to the seed's smooth_l1_loss(Q(s,a), y)
+    q_taken = q.gather(1, actions[:, None]).squeeze(1)
+    assert F.smooth_l1_loss(q_taken, y).item() == pytest.approx(loss.item())
+    # Importance weights multiply each sample's loss before the mean.
+    w = torch.tensor([2.0, 0.5, 1.0])
+    assert losses.weighted_huber(td, w).item() == pytest.approx((0.25 + 1.25 + 0.0) / 3)
+    # The gradient flows into Q(s, a) only, not into the target.
+    loss.backward()
+    assert q.grad is not None
+    torch.testing.assert_close(q.grad, torch.tensor([[0.0, -0.5 / 3], [-1.0 / 3, 0.0], [0, 0]]))
+
+
+def test_gradient_clamp_elementwise() -> None:
+    lin = nn.Linear(2, 1)
+    lin.weight.grad = torch.tensor([[3.0, -0.25]])
+    lin.bias.grad = torch.tensor([-7.0])
+    clamp_gradients(lin, 1.0)
+    torch.testing.assert_close(lin.weight.grad, torch.tensor([[1.0, -0.25]]))
+    torch.testing.assert_close(lin.bias.grad, torch.tensor([-1.0]))
+
+
+def tiny_batch(rng: np.random.Generator, n: int = 4) -> Batch:
+    return Batch(
+        obs=rng.integers(0, 255, size=(n, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, 3, size=n).astype(np.int64),
+        returns=rng.normal(size=n).astype(np.float32),
+        discounts=np.array([0.99, 0.0, 0.99, 0.99][:n], dtype=np.float32),
+        next_obs=rng.integers(0, 255, size=(n, 4, 84, 84), dtype=np.uint8),
+        indices=np.arange(n),
+        weights=np.ones(n, dtype=np.float32),
+    )
+
+
+def make_agent(double: bool = False, lr: float = 1e-3) -> DQNAgent:
+    g = torch.Generator().manual_seed(0)
+    online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
+    opt = torch.optim.Adam(online.parameters(), lr=lr, eps=1.5e-4)
+    return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"), double=double)
+
+
+def test_agent_update_matches_hand_computation_of_the_loss() -> None:
+    agent = make_agent()
+    batch = tiny_batch(np.random.default_rng(0))
+    with torch.no_grad():
+        q = agent.online(torch.from_numpy(batch.obs))
+        nq = agent.target(torch.from_numpy(batch.next_obs))
+    y = torch.from_numpy(batch.returns) + torch.from_numpy(batch.discounts) * nq.max(1).values
+    expected = F.smooth_l1_loss(q.gather(1, torch.from_numpy(batch.actions)[:, None])[:, 0], y)
+    result = agent.update(batch)
+    assert result.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert result.td_abs.shape == (4,)
+    # The online net moved, the target did not until sync.
+    moved = any(
+        not torch.equal(a, b)
+        for a, b in zip(agent.online.parameters(), agent.target.parameters(), strict=True)
+    )
+    assert moved
+    agent.sync_target()
+    for a, b in zip(agent.online.parameters(), agent.target.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_agent_applies_the_clamp_before_the_optimizer_step() -> None:
+    # SGD with lr 1: each parameter moves by exactly its (clamped) gradient.
+    g = torch.Generator().manual_seed(0)
+    online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
+    before = [p.detach().clone() for p in online.parameters()]
+    opt = torch.optim.SGD(online.parameters(), lr=1.0)
+    agent = DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"), grad_clip=1e-3)
+    batch = tiny_batch(np.random.default_rng(1))
+    batch.returns[:] = 1000.0  # huge TD errors -> raw gradients far above the clamp
+    agent.update(batch)
+    steps = torch.cat([(b - p.detach()).abs().flatten() for b, p in zip(before, online.parameters())])
+    assert steps.max().item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_act_is_greedy_at_zero_epsilon_and_random_at_one() -> None:
+    agent = make_agent()
+    obs = np.random.default_rng(0).integers(0, 255, size=(5, 4, 84, 84), dtype=np.uint8)
+    greedy = agent.greedy(obs)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(agent.act(obs, 0.0, rng), greedy)
+    draws = np.concatenate([agent.act(obs, 1.0, rng) for _ in range(200)])
+    assert set(draws.tolist()) == {0, 1, 2}
+
+
+def test_network_shapes_and_dueling_aggregation() -> None:
+    x = torch.randint(0, 255, (6, 4, 84, 84), dtype=torch.uint8)
+    plain = QNetwork(4)
+    assert plain(x).shape == (6, 4)
+    assert all(m.bias is None for m in plain.torso if isinstance(m, nn.Conv2d))
+    duel = QNetwork(4, dueling=True)
+    q = duel(x)
+    feats = duel.torso(x.float() / 255)
+    v, a = duel.value(feats), duel.advantage(feats)
+    # Q - V has zero mean over actions for every state: the advantages are centred.
+    torch.testing.assert_close((q - v).mean(dim=1), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(q, v + a - a.mean(1, keepdim=True))
+
+
+def test_init_is_reproducible_from_a_generator() -> None:
+    a = QNetwork(3, generator=torch.Generator().manual_seed(7))
+    b = QNetwork(3, generator=torch.Generator().manual_seed(7))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
