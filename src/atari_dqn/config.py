@@ -1,0 +1,185 @@
+"""Typed, frozen training configuration: defaults, presets, TOML load and save.
+
+Every count is in *agent steps* (1 agent step = 4 emulator frames with the default frame skip).
+The CLI builds one flag per field from this module, with the field's help text, so the help and the
+saved ``config.toml`` can never drift apart from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value a user gave is invalid; the message is one line."""
+
+
+def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of one training run. Field order is the order of ``--help``."""
+
+    # --- environment ---
+    env_id: str = _opt(
+        "BreakoutNoFrameskip-v4", "ALE game id, as XNoFrameskip-v4 or ALE/X-v5."
+    )
+    actions: str = _opt(
+        "seed",
+        "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
+        " minimal), 'minimal', 'full', or a comma list of ALE action names.",
+    )
+    noop_max: int = _opt(30, "Up to this many random no-ops at each game start (agent steps).")
+    frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
+    sticky_actions: float = _opt(
+        -1.0, "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25)."
+    )
+    # --- schedule of the run ---
+    seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
+    device: str = _opt("auto", "Torch device: auto (cuda if present), cpu, cuda or cuda:N.")
+    total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.")
+    warmup_steps: int = _opt(
+        50_000, "Agent steps of random play that fill the replay before learning starts."
+    )
+    update_every: int = _opt(4, "One gradient update every this many agent steps.")
+    target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
+    # --- replay ---
+    buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
+    batch_size: int = _opt(32, "Transitions per gradient update.")
+    # --- learning ---
+    lr: float = _opt(6.25e-5, "Adam learning rate.")
+    adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
+    gamma: float = _opt(0.99, "Discount factor per agent step.")
+    grad_clip: float = _opt(1.0, "Clamp every gradient element to [-c, c] (the seed's clamp_).")
+    # --- exploration ---
+    eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
+    eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
+    eps_decay: int = _opt(
+        1_000_000, "Agent steps, counted after warm-up, over which epsilon decays linearly."
+    )
+    # --- evaluation ---
+    eval_every: int = _opt(100_000, "Evaluate (and save a model) every N agent steps.")
+    eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
+    eval_epsilon: float = _opt(0.05, "Epsilon during evaluation (0 = greedy, as the seed).")
+    eval_max_frames: int = _opt(
+        108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
+    )
+    # --- bookkeeping ---
+    preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field. Cheap: no env or file is touched."""
+        positive = [
+            "total_steps", "update_every", "target_update", "buffer_size", "batch_size",
+            "eval_every", "eval_games", "eval_max_frames", "frame_skip", "eps_decay",
+        ]  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.noop_max < 0:
+            raise ConfigError(f"--noop-max must be >= 0, got {self.noop_max}")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
+            )
+        for name in ("eps_start", "eps_end", "eval_epsilon"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1], got {value}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}")
+        for name in ("lr", "adam_eps", "grad_clip"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"--{_flag(name)} must be a positive number, got {value}")
+        if self.sticky_actions != -1.0 and not 0.0 <= self.sticky_actions <= 1.0:
+            raise ConfigError(
+                f"--sticky-actions must be in [0, 1] or -1, got {self.sticky_actions}"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Config))
+
+# Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+}
+
+PRESET_HELP: dict[str, str] = {
+    "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
+    "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
+}
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def preset_config(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], "preset": name})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a TOML value against the field's type (ints are accepted for floats)."""
+    kind = type(getattr(Config(), name))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {name!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read config changes from a TOML file (flat keys, dashes or underscores)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in FIELD_NAMES:
+            raise ConfigError(f"unknown key {key!r} in config file {path}")
+        changes[name] = _coerce(name, value)
+    return changes
+
+
+def to_toml(config: Config) -> str:
+    """Serialise a config as flat TOML that `load_toml` reads back to an equal config."""
+    lines = ["# atari-dqn resolved configuration (counts are agent steps)"]
+    for f in fields(Config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elif isinstance(value, float):
+            text = repr(value)
+        else:
+            text = str(value)
+        lines.append(f"{f.name} = {text}")
+    return "\n".join(lines) + "\n"

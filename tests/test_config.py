@@ -1,0 +1,76 @@
+"""Config: defaults are the seed's, TOML round trip, validation messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from atari_dqn.config import Config, ConfigError, load_toml, preset_config, to_toml
+
+
+def test_seed_defaults() -> None:
+    c = preset_config("seed")
+    assert (c.buffer_size, c.batch_size, c.lr, c.adam_eps, c.gamma) == (
+        100_000, 32, 6.25e-5, 1.5e-4, 0.99
+    )  # fmt: skip
+    assert (c.warmup_steps, c.update_every, c.target_update, c.eval_every, c.eval_games) == (
+        50_000, 4, 10_000, 100_000, 3
+    )  # fmt: skip
+    assert (c.eps_start, c.eps_end, c.eps_decay, c.grad_clip) == (1.0, 0.1, 1_000_000, 1.0)
+    assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "seed"
+
+
+def test_toml_round_trip(tmp_path) -> None:
+    c = Config(seed=3, lr=1e-4, env_id="ALE/Pong-v5", actions="NOOP,FIRE")
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(c))
+    assert Config(**load_toml(path)) == c
+
+
+def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('total-steps = 1000\nlr = 1\n')
+    assert load_toml(path) == {"total_steps": 1000, "lr": 1.0}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("bogus = 1\n", "unknown key 'bogus'"),
+        ('total_steps = "many"\n', "must be int"),
+        ("total_steps = [\n", "not valid TOML"),
+    ],
+)
+def test_toml_errors(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_toml(path)
+
+
+def test_missing_toml() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_toml("/nonexistent/x.toml")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"total_steps": 0}, "--total-steps must be positive"),
+        ({"batch_size": -1}, "--batch-size must be positive"),
+        ({"batch_size": 64, "buffer_size": 32}, "larger than --buffer-size"),
+        ({"eps_start": 1.5}, r"--eps-start must be in \[0, 1\]"),
+        ({"eps_end": -0.1}, r"--eps-end must be in \[0, 1\]"),
+        ({"eval_epsilon": 2.0}, r"--eval-epsilon must be in \[0, 1\]"),
+        ({"warmup_steps": -5}, "--warmup-steps must be >= 0"),
+        ({"lr": 0.0}, "--lr must be a positive number"),
+        ({"device": "tpu"}, "--device must be"),
+    ],
+)
+def test_validation(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**changes).validate()
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_config("nope")
