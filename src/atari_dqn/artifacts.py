@@ -1,0 +1,182 @@
+"""The run directory: rewards.txt, config.toml, model files; every write atomic.
+
+A kill at any instant leaves either the old or the new version of a file, never a truncated one:
+files are written to a temporary sibling, flushed, fsynced, then renamed over the target.
+Model files are safetensors (tensors plus string metadata): loading one never unpickles code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_save
+
+from atari_dqn.networks import QNetwork
+
+MODEL_FORMAT = "atari-dqn-model"
+MODEL_VERSION = "1"
+MODEL_SUFFIX = ".safetensors"
+_MODEL_RE = re.compile(r"^model_(\d{3,})\.safetensors$")
+# Files that mark a directory as holding a run (and that --force replaces).
+RUN_MARKERS = ("config.toml", "rewards.txt")
+
+
+class ArtifactError(ValueError):
+    """A user-supplied path is not what it should be; the message is one line."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def format_reward_line(index: int, step: int, score: float) -> str:
+    """The seed's exact line format."""
+    return f"{index:3d} {step:8d} {score:.1f}\n"
+
+
+class RunDir:
+    """Owns the files of one training run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @staticmethod
+    def holds_run(path: Path) -> bool:
+        path = Path(path)
+        return any((path / name).exists() for name in RUN_MARKERS) or any(
+            _MODEL_RE.match(p.name) for p in path.glob("model_*")
+        )
+
+    @classmethod
+    def check_new(cls, path: Path, force: bool) -> None:
+        """Refuse (ArtifactError) to start a run where one already is, unless ``force``."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ArtifactError(f"--out {path} exists and is not a directory")
+        if path.exists() and cls.holds_run(path) and not force:
+            raise ArtifactError(
+                f"run directory {path} already holds a run; choose another --out or pass --force"
+            )
+
+    @classmethod
+    def create(cls, path: Path, force: bool) -> RunDir:
+        cls.check_new(path, force)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if force:
+            # Replace only what an earlier run wrote; anything else of the user's stays.
+            for name in RUN_MARKERS:
+                (path / name).unlink(missing_ok=True)
+            for p in path.glob("model_*"):
+                if _MODEL_RE.match(p.name):
+                    p.unlink()
+        return cls(path)
+
+    @property
+    def rewards_path(self) -> Path:
+        return self.path / "rewards.txt"
+
+    def write_config(self, text: str) -> None:
+        atomic_write_text(self.path / "config.toml", text)
+
+    def append_reward(self, index: int, step: int, score: float) -> None:
+        """Add one line to rewards.txt by rewriting it atomically (it is small)."""
+        old = self.rewards_path.read_text() if self.rewards_path.exists() else ""
+        atomic_write_text(self.rewards_path, old + format_reward_line(index, step, score))
+
+    def model_path(self, index: int) -> Path:
+        return self.path / f"model_{index:03d}{MODEL_SUFFIX}"
+
+    def models(self) -> list[Path]:
+        found = [p for p in self.path.glob("model_*") if _MODEL_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(_MODEL_RE.match(p.name).group(1)))
+
+
+def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
+    """Weights plus what is needed to rebuild the network and its action set."""
+    meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **network.architecture()}
+    meta.update({k: str(v) for k, v in metadata.items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    atomic_write_bytes(path, safetensors_save(tensors, metadata=meta))
+
+
+def resolve_model_path(path: Path) -> Path:
+    """A model file, or the newest model file of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        models = RunDir(path).models()
+        if not models:
+            raise ArtifactError(f"no model files (model_NNN{MODEL_SUFFIX}) in {path}")
+        return models[-1]
+    if not path.exists():
+        raise ArtifactError(f"no such model file or run directory: {path}")
+    return path
+
+
+def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
+    """Rebuild a QNetwork from a model file; ArtifactError if it is not a valid one."""
+    path = resolve_model_path(path)
+    invalid = f"{path} is not a valid atari-dqn model file"
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        raise ArtifactError(invalid) from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ArtifactError(invalid)
+    try:
+        network = QNetwork(
+            int(meta["num_actions"]),
+            dueling=meta["dueling"] == "true",
+            in_frames=int(meta["in_frames"]),
+        )
+        network.load_state_dict(tensors)
+    except (KeyError, ValueError, RuntimeError):
+        raise ArtifactError(f"{invalid} (its tensors do not match its architecture)") from None
+    return network, meta
+
+
+def load_weights_into(network: QNetwork, path: Path) -> dict[str, str]:
+    """Copy a model file's weights into ``network`` (for --restore); shapes must match."""
+    loaded, meta = load_model(path)
+    if loaded.architecture() != network.architecture():
+        raise ArtifactError(
+            f"model {path} has {meta['num_actions']} actions (dueling={meta['dueling']}),"
+            f" but this run needs {network.num_actions} (dueling={str(network.dueling).lower()})"
+        )
+    network.load_state_dict(loaded.state_dict())
+    return meta
+

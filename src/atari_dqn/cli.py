@@ -1,0 +1,387 @@
+"""Command line: the one place that builds every part and wires them together."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from atari_dqn import __version__
+from atari_dqn.config import (
+    PRESET_HELP,
+    PRESETS,
+    Config,
+    ConfigError,
+    load_toml,
+    preset_config,
+    to_toml,
+)
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2, before any work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# ---------------------------------------------------------------------- parser
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field; defaults are SUPPRESSed so we know what the user typed."""
+    defaults = Config()
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(Config):
+        if f.name == "preset":
+            continue
+        group_name = _group_of(f.name)
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        default = getattr(defaults, f.name)
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": f"{f.metadata['help']} [seed preset: {default}]",
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = type(default)
+            kwargs["metavar"] = {int: "N", float: "X", str: "S"}[type(default)]
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+            kwargs.pop("metavar", None)
+        groups[group_name].add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+_GROUPS = {
+    "environment": ("env_id", "actions", "noop_max", "frame_skip", "sticky_actions"),
+    "run": ("seed", "device", "total_steps", "warmup_steps", "update_every", "target_update"),
+    "replay": ("buffer_size", "batch_size"),
+    "learning": ("lr", "adam_eps", "gamma", "grad_clip"),
+    "exploration": ("eps_start", "eps_end", "eps_decay"),
+    "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
+}
+
+
+def _group_of(name: str) -> str:
+    for group, names in _GROUPS.items():
+        if name in names:
+            return group
+    return "other"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="atari-dqn",
+        description="Train and evaluate Deep Q-Network agents on Atari games (Breakout first). "
+        "Counts are agent steps: 1 step = 4 emulator frames.",
+    )
+    parser.add_argument("--version", action="version", version=f"atari-dqn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser(
+        "train",
+        help="train an agent (default: Breakout with the seed's settings)",
+        description="Train a DQN agent. Settings come from --preset, then --config FILE.toml, "
+        "then flags (each later source overrides). Counts are agent steps (1 step = 4 frames).",
+    )
+    train.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        help="starting point for every setting (see `atari-dqn presets`) [default: seed]",
+    )
+    train.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings")
+    train.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="run directory [default: runs/<game>-<preset>-s<seed>-<time>]",
+    )
+    train.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (its files only)"
+    )
+    train.add_argument(
+        "--restore", type=Path, metavar="MODEL", help="start from the weights of a model file"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+    train.set_defaults(handler=cmd_train)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="play full games with a trained model and report the score",
+        description="Play full games (all lives, raw score) with a model file, or with the "
+        "newest model of a run directory, and print the mean and standard deviation.",
+    )
+    ev.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL")
+    ev.add_argument("--episodes", type=int, default=10, help="games to play [default: 10]")
+    ev.add_argument("--epsilon", type=float, default=0.05, help="ε during play [default: 0.05]")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the games [default: 0]")
+    ev.add_argument(
+        "--env-id", default=None, help="game to play [default: the one the model was trained on]"
+    )
+    ev.add_argument(
+        "--max-frames",
+        type=int,
+        default=108_000,
+        help="cap per game, in emulator frames [default: 108000]",
+    )
+    ev.add_argument("--frames", type=Path, metavar="DIR", help="write every frame as PNG here")
+    ev.add_argument("--device", default="auto", help="torch device [default: auto]")
+    ev.set_defaults(handler=cmd_evaluate)
+
+    pr = sub.add_parser("presets", help="list the presets and what each sets")
+    pr.set_defaults(handler=cmd_presets)
+    return parser
+
+
+# ---------------------------------------------------------------------- train
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Preset, then TOML file, then flags; validated."""
+    changes = load_toml(args.config) if args.config is not None else {}
+    config = preset_config(args.preset or changes.pop("preset", "seed"))
+    changes.pop("preset", None)
+    config = config.replace(**changes)
+    flags = {
+        f.name: getattr(args, f.name)
+        for f in fields(Config)
+        if f.name != "preset" and hasattr(args, f.name)
+    }
+    config = config.replace(**flags)
+    config.validate()
+    return config
+
+
+def _default_out(config: Config) -> Path:
+    game = config.env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "").lower()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{game}-{config.preset}-s{config.seed}-{stamp}"
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from atari_dqn.agent import DQNAgent
+    from atari_dqn.artifacts import RunDir, load_weights_into, save_model
+    from atari_dqn.envs import check_env_id, make_env, resolve_actions
+    from atari_dqn.loop import LoopSettings, TrainLoop
+    from atari_dqn.networks import QNetwork
+    from atari_dqn.replay.storage import FrameStorage
+    from atari_dqn.replay.uniform import UniformReplay
+    from atari_dqn.schedules import LinearSchedule
+
+    # ---- everything a user can get wrong is checked before any work starts
+    config = resolve_config(args)
+    check_env_id(config.env_id)
+    actions = resolve_actions(config.env_id, config.actions)
+    device = _device(config.device)
+    out = args.out if args.out is not None else _default_out(config)
+    RunDir.check_new(out, args.force)
+
+    seeds = np.random.SeedSequence(config.seed).spawn(5)
+    env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
+    torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
+    online = QNetwork(len(actions), generator=torch_gen)
+    if args.restore is not None:
+        load_weights_into(online, args.restore)
+    online = online.to(device)
+    target = QNetwork(len(actions)).to(device)
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps)
+    agent = DQNAgent(
+        online,
+        target,
+        optimizer,
+        num_actions=len(actions),
+        device=device,
+        grad_clip=config.grad_clip,
+    )
+    sticky = None if config.sticky_actions < 0 else config.sticky_actions
+    env_kwargs = dict(
+        actions=actions,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        repeat_action_probability=sticky,
+    )
+    env = make_env(config.env_id, training=True, **env_kwargs)
+    eval_env = make_env(
+        config.env_id, training=False, max_frames=config.eval_max_frames, **env_kwargs
+    )
+    storage = FrameStorage(config.buffer_size, gamma=config.gamma)
+    replay = UniformReplay(storage, np.random.default_rng(seeds[3]))
+    epsilon = LinearSchedule(
+        config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
+    )
+    loop = TrainLoop(
+        env,
+        eval_env,
+        agent,
+        replay,
+        epsilon,
+        beta=lambda step: 0.0,
+        rng=np.random.default_rng(seeds[4]),
+        settings=LoopSettings(
+            total_steps=config.total_steps,
+            warmup_steps=config.warmup_steps,
+            update_every=config.update_every,
+            target_update=config.target_update,
+            batch_size=config.batch_size,
+            eval_every=config.eval_every,
+            eval_games=config.eval_games,
+            eval_epsilon=config.eval_epsilon,
+            eval_seed=eval_seed,
+            env_seed=env_seed,
+        ),
+    )
+
+    run = RunDir.create(out, args.force)
+    run.write_config(to_toml(config))
+    model_meta = {"env_id": config.env_id, "actions": ",".join(actions), "seed": config.seed}
+    _say(args, f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
+         f"{len(actions)} actions: {','.join(actions)}, device {device})")  # fmt: skip
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=config.total_steps,
+        unit="step",
+        disable=args.quiet,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
+    postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
+    try:
+        for progress in loop.run():
+            bar.update(progress.step - bar.n)
+            postfix["eps"] = f"{progress.epsilon:.2f}"
+            if progress.loss is not None:
+                postfix["loss"] = f"{progress.loss:.4f}"
+            result = progress.evaluation
+            if result is not None:
+                run.append_reward(result.index, result.step, result.mean)
+                path = run.model_path(result.index)
+                save_model(path, online, {**model_meta, "step": result.step})
+                postfix["eval"] = f"{result.mean:.1f}"
+                msg = (
+                    f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f}"
+                    f" ± {result.std:.1f} over {len(result.scores)} games -> {path.name}"
+                )
+                if args.quiet:
+                    print(msg, flush=True)
+                else:
+                    bar.write(msg)
+            bar.set_postfix(postfix, refresh=False)
+    finally:
+        bar.close()
+    _say(args, f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
+    return 0
+
+
+def _say(args: argparse.Namespace, msg: str) -> None:
+    print(msg, file=sys.stderr if not args.quiet else sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from atari_dqn.agent import DQNAgent
+    from atari_dqn.artifacts import load_model, resolve_model_path
+    from atari_dqn.envs import check_env_id, make_env, resolve_actions
+    from atari_dqn.evaluate import play_games, png_writer
+
+    if args.episodes <= 0:
+        raise UsageError(f"--episodes must be positive, got {args.episodes}")
+    if not 0.0 <= args.epsilon <= 1.0:
+        raise UsageError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    if args.max_frames <= 0:
+        raise UsageError(f"--max-frames must be positive, got {args.max_frames}")
+    if args.frames is not None and args.frames.exists() and any(args.frames.iterdir()):
+        raise UsageError(f"--frames {args.frames} is not empty; choose a new directory")
+    path = resolve_model_path(args.model)
+    network, meta = load_model(path)
+    env_id = args.env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
+    check_env_id(env_id)
+    actions = tuple(meta["actions"].split(",")) if meta.get("actions") else None
+    if actions is None:
+        actions = resolve_actions(env_id, "minimal")
+    actions = resolve_actions(env_id, ",".join(actions))
+    if len(actions) != network.num_actions:
+        raise UsageError(
+            f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
+        )
+    device = _device(args.device)
+    network = network.to(device).eval()
+    agent = DQNAgent(
+        network,
+        network,
+        torch.optim.SGD(network.parameters(), lr=0.0),
+        num_actions=len(actions),
+        device=device,
+    )
+    env = make_env(env_id, training=False, actions=actions, max_frames=args.max_frames)
+    sink = png_writer(args.frames) if args.frames is not None else None
+    scores = play_games(
+        env, agent.act, games=args.episodes, epsilon=args.epsilon, seed=args.seed, on_frame=sink
+    )
+    print(f"model: {path}  ({env_id}, step {meta.get('step', '?')})")
+    print("scores: " + " ".join(f"{s:.0f}" for s in scores))
+    print(f"mean {np.mean(scores):.1f} ± {np.std(scores):.1f} over {len(scores)} games")
+    if args.frames is not None:
+        print(f"frames written to {args.frames}")
+    return 0
+
+
+# ---------------------------------------------------------------------- presets
+def cmd_presets(args: argparse.Namespace) -> int:
+    del args
+    for name, changes in PRESETS.items():
+        print(f"{name}: {PRESET_HELP[name]}")
+        for key, value in changes.items():
+            print(f"    --{key.replace('_', '-')} {value}")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from atari_dqn.artifacts import ArtifactError
+    from atari_dqn.envs import EnvError
+    from atari_dqn.loop import NonFiniteLossError
+
+    try:
+        return args.handler(args)
+    except (UsageError, ConfigError, EnvError, ArtifactError) as exc:
+        print(f"atari-dqn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NonFiniteLossError as exc:
+        print(f"atari-dqn: error: {exc}; the last saved model is the last good one", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("atari-dqn: interrupted", file=sys.stderr)
+        return 130

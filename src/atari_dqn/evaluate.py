@@ -1,0 +1,85 @@
+"""Evaluation protocol: full games over all lives, raw score, ε-greedy, frame-capped.
+
+The evaluation env is separate from the training env (training episodes are never disturbed)
+and is re-seeded for every evaluation from the run seed and the evaluation index, so a score
+depends only on the weights being evaluated, not on what happened before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+# (states (N, 4, 84, 84) uint8, epsilon, rng) -> actions (N,)
+ActFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+# (game index, frame index, RGB frame (H, W, 3)) -> None
+FrameSink = Callable[[int, int, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    index: int  # evaluation number (rewards.txt first column)
+    step: int  # agent steps of training when evaluated
+    scores: tuple[float, ...]  # raw full-game scores
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+
+def play_games(
+    env: gym.Env,
+    act: ActFn,
+    *,
+    games: int,
+    epsilon: float,
+    seed: int,
+    on_frame: FrameSink | None = None,
+) -> list[float]:
+    """Play ``games`` full games; return each game's raw, unclipped score.
+
+    Game ``g`` starts from ``reset(seed=seed + g)`` and acts with ε-noise drawn from a generator
+    seeded the same way, so the result is a pure function of the weights and ``seed``.
+    """
+    scores: list[float] = []
+    for game in range(games):
+        rng = np.random.default_rng([seed, game])
+        obs, _ = env.reset(seed=seed + game)
+        frame = 0
+        if on_frame is not None:
+            on_frame(game, frame, env.unwrapped.ale.getScreenRGB())
+        score = 0.0
+        while True:
+            action = int(act(obs[None], epsilon, rng)[0])
+            obs, _, terminated, truncated, info = env.step(action)
+            score += float(info["raw_reward"])
+            frame += 1
+            if on_frame is not None:
+                on_frame(game, frame, env.unwrapped.ale.getScreenRGB())
+            if terminated or truncated:
+                break
+        scores.append(float(info.get("game_return", score)))
+    return scores
+
+
+def png_writer(directory: Path) -> FrameSink:
+    """A frame sink writing ``DIR/game_GG/FFFFFF.png`` (the seed's RENDER option)."""
+    import imageio.v3 as iio
+
+    directory = Path(directory)
+
+    def write(game: int, frame: int, rgb: np.ndarray) -> None:
+        game_dir = directory / f"game_{game:02d}"
+        if frame == 0:
+            game_dir.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(game_dir / f"{frame:06d}.png", rgb)
+
+    return write

@@ -1,0 +1,228 @@
+"""End to end through the command line: tiny runs, evaluation, and every bad input."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from atari_dqn.cli import main
+
+TINY = [
+    "--total-steps", "240",
+    "--warmup-steps", "40",
+    "--update-every", "4",
+    "--target-update", "50",
+    "--eval-every", "120",
+    "--eval-games", "1",
+    "--eval-max-frames", "600",
+    "--buffer-size", "500",
+    "--batch-size", "8",
+    "--eps-decay", "100",
+    "--quiet",
+]  # fmt: skip
+
+
+def train(out: Path, *extra: str) -> int:
+    return main(["train", *TINY, "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "a"
+    assert train(out, "--seed", "1") == 0
+    return out
+
+
+def test_train_writes_rewards_in_the_seeds_format_and_models(tiny_run: Path) -> None:
+    lines = (tiny_run / "rewards.txt").read_text().splitlines(keepends=True)
+    assert len(lines) == 2
+    for index, (line, step) in enumerate(zip(lines, (120, 240), strict=True), start=1):
+        score = float(line.split()[2])
+        assert line == f"{index:3d} {step:8d} {score:.1f}\n"
+    assert [p.name for p in sorted(tiny_run.glob("model_*"))] == [
+        "model_001.safetensors",
+        "model_002.safetensors",
+    ]
+    config = (tiny_run / "config.toml").read_text()
+    assert "total_steps = 240" in config and 'preset = "seed"' in config
+
+
+def test_same_seed_same_rewards_and_same_weights(tiny_run: Path, tmp_path: Path) -> None:
+    assert train(tmp_path / "b", "--seed", "1") == 0
+    assert (tmp_path / "b" / "rewards.txt").read_text() == (tiny_run / "rewards.txt").read_text()
+    for name in ("model_001.safetensors", "model_002.safetensors"):
+        assert weights(tmp_path / "b" / name) == weights(tiny_run / name)
+
+
+def weights(path: Path) -> dict[str, bytes]:
+    from safetensors.torch import load_file
+
+    return {k: v.numpy().tobytes() for k, v in load_file(path).items()}
+
+
+def test_other_seed_other_weights(tiny_run: Path, tmp_path: Path) -> None:
+    assert train(tmp_path / "c", "--seed", "2") == 0
+    a = weights(tiny_run / "model_002.safetensors")
+    assert weights(tmp_path / "c" / "model_002.safetensors") != a
+
+
+def test_evaluate_loads_the_model_and_writes_frames(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    frames = tmp_path / "frames"
+    code = main(
+        ["evaluate", str(tiny_run), "--episodes", "2", "--max-frames", "200", "--frames", str(frames)]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "model_002.safetensors" in out
+    assert re.search(r"mean -?\d+\.\d ± \d+\.\d over 2 games", out)
+    # 200 frames cap = 50 agent steps per game at most; first PNG is the reset frame.
+    for game in ("game_00", "game_01"):
+        pngs = sorted((frames / game).glob("*.png"))
+        assert 2 <= len(pngs) <= 51
+        assert pngs[0].name == "000000.png"
+    import imageio.v3 as iio
+
+    assert iio.imread(pngs[0]).shape == (210, 160, 3)
+
+
+def test_restore_starts_from_the_given_weights(tiny_run: Path, tmp_path: Path) -> None:
+    from atari_dqn.artifacts import load_model
+
+    src = tiny_run / "model_002.safetensors"
+    # No warm-up learning: 0 updates happen with total < warmup, so the model is the restored one.
+    code = main(
+        ["train", *TINY, "--warmup-steps", "10000", "--restore", str(src),
+         "--out", str(tmp_path / "r")]
+    )  # fmt: skip
+    assert code == 0
+    a, _ = load_model(src)
+    b, _ = load_model(tmp_path / "r" / "model_002.safetensors")
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_help_reads_well() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--env-id", "--preset", "--config", "--out", "--force", "--seed", "--device",
+        "--total-steps", "--warmup-steps", "--update-every", "--target-update",
+        "--batch-size", "--buffer-size", "--lr", "--gamma", "--eps-start", "--eps-end",
+        "--eps-decay", "--eval-every", "--eval-games", "--eval-epsilon", "--restore", "--quiet",
+    ):  # fmt: skip
+        assert flag in out, flag
+    assert "agent steps" in out
+    top = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "train" in top and "evaluate" in top
+
+
+def test_config_file_and_flag_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("total_steps = 160\neval_every = 80\nseed = 5\n")
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--config", str(cfg), "--seed", "6", "--out", str(out)]) == 0
+    saved = (out / "config.toml").read_text()
+    # TINY's --total-steps flag beats the file; the file's seed loses to --seed 6.
+    assert "total_steps = 240" in saved and "seed = 6" in saved and "eval_every = 120" in saved
+
+
+# ---------------------------------------------------------------------- bad input
+def _bad(args: list[str], message: str, capsys) -> None:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--env-id", "Nope-v0"], "unknown environment id 'Nope-v0'"),
+        (["--total-steps", "0"], "--total-steps must be positive"),
+        (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+        (["--batch-size", "600"], "larger than --buffer-size"),
+        (["--eps-start", "1.5"], "--eps-start must be in [0, 1]"),
+        (["--eval-epsilon", "-0.1"], "--eval-epsilon must be in [0, 1]"),
+        (["--restore", "/nonexistent/model.safetensors"], "no such model file"),
+        (["--actions", "NOOP,JUMP"], "JUMP"),
+        (["--config", "/nonexistent.toml"], "config file not found"),
+    ],
+)
+def test_bad_train_input(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    out = tmp_path / "never"
+    _bad(["train", *TINY, "--out", str(out), *extra], message, capsys)
+    assert not out.exists()
+
+
+def test_argparse_errors_are_one_line_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--total-steps", "lots"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid int value" in err and len(err.strip().splitlines()) == 1
+
+
+def test_existing_run_is_refused_and_untouched(tiny_run: Path, capsys) -> None:
+    before = {p.name: p.read_bytes() for p in tiny_run.iterdir()}
+    _bad(["train", *TINY, "--out", str(tiny_run)], "already holds a run", capsys)
+    assert {p.name: p.read_bytes() for p in tiny_run.iterdir()} == before
+
+
+def test_force_replaces_only_run_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "rewards.txt").write_text("old\n")
+    assert train(out, "--force", "--total-steps", "120") == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "rewards.txt").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pickle", "truncated"])
+def test_corrupt_or_malicious_model_is_refused(tiny_run: Path, tmp_path: Path, capsys, kind) -> None:
+    bad = tmp_path / "bad.safetensors"
+    marker = tmp_path / "pwned"
+    if kind == "garbage":
+        bad.write_bytes(b"\x00\x01not a model at all")
+    elif kind == "truncated":
+        data = (tiny_run / "model_001.safetensors").read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+
+        class Evil:
+            def __reduce__(self):
+                return (Path.touch, (marker,))
+
+        torch.save({"x": Evil()}, bad)
+    _bad(["evaluate", str(bad)], "is not a valid atari-dqn model file", capsys)
+    _bad(["train", *TINY, "--restore", str(bad), "--out", str(tmp_path / "o")], "not a valid", capsys)
+    assert not marker.exists()
+
+
+def test_model_with_other_action_count_is_refused(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "minimal"
+    assert train(run, "--actions", "minimal", "--total-steps", "120") == 0
+    _bad(
+        ["train", *TINY, "--restore", str(run / "model_001.safetensors"), "--out", str(tmp_path / "x")],
+        "has 4 actions",
+        capsys,
+    )
+
+
+def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
+    _bad(["evaluate", str(tmp_path / "missing")], "no such model file or run directory", capsys)
+    _bad(["evaluate", str(tmp_path)], "no model files", capsys)
+    _bad(["evaluate", str(tmp_path), "--episodes", "0"], "--episodes must be positive", capsys)
