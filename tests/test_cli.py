@@ -74,7 +74,16 @@ def test_other_seed_other_weights(tiny_run: Path, tmp_path: Path) -> None:
 def test_evaluate_loads_the_model_and_writes_frames(tiny_run: Path, tmp_path: Path, capsys) -> None:
     frames = tmp_path / "frames"
     code = main(
-        ["evaluate", str(tiny_run), "--episodes", "2", "--max-frames", "200", "--frames", str(frames)]
+        [
+            "evaluate",
+            str(tiny_run),
+            "--episodes",
+            "2",
+            "--max-frames",
+            "200",
+            "--frames",
+            str(frames),
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -192,7 +201,9 @@ def test_force_replaces_only_run_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["garbage", "pickle", "truncated"])
-def test_corrupt_or_malicious_model_is_refused(tiny_run: Path, tmp_path: Path, capsys, kind) -> None:
+def test_corrupt_or_malicious_model_is_refused(
+    tiny_run: Path, tmp_path: Path, capsys, kind
+) -> None:
     bad = tmp_path / "bad.safetensors"
     marker = tmp_path / "pwned"
     if kind == "garbage":
@@ -208,7 +219,9 @@ def test_corrupt_or_malicious_model_is_refused(tiny_run: Path, tmp_path: Path, c
 
         torch.save({"x": Evil()}, bad)
     _bad(["evaluate", str(bad)], "is not a valid atari-dqn model file", capsys)
-    _bad(["train", *TINY, "--restore", str(bad), "--out", str(tmp_path / "o")], "not a valid", capsys)
+    _bad(
+        ["train", *TINY, "--restore", str(bad), "--out", str(tmp_path / "o")], "not a valid", capsys
+    )
     assert not marker.exists()
 
 
@@ -216,7 +229,14 @@ def test_model_with_other_action_count_is_refused(tmp_path: Path, capsys) -> Non
     run = tmp_path / "minimal"
     assert train(run, "--actions", "minimal", "--total-steps", "120") == 0
     _bad(
-        ["train", *TINY, "--restore", str(run / "model_001.safetensors"), "--out", str(tmp_path / "x")],
+        [
+            "train",
+            *TINY,
+            "--restore",
+            str(run / "model_001.safetensors"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
         "has 4 actions",
         capsys,
     )

@@ -28,7 +28,7 @@ def test_toml_round_trip(tmp_path) -> None:
 
 def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('total-steps = 1000\nlr = 1\n')
+    path.write_text("total-steps = 1000\nlr = 1\n")
     assert load_toml(path) == {"total_steps": 1000, "lr": 1.0}
 
 

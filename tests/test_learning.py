@@ -116,7 +116,9 @@ def test_agent_applies_the_clamp_before_the_optimizer_step() -> None:
     batch = tiny_batch(np.random.default_rng(1))
     batch.returns[:] = 1000.0  # huge TD errors -> raw gradients far above the clamp
     agent.update(batch)
-    steps = torch.cat([(b - p.detach()).abs().flatten() for b, p in zip(before, online.parameters())])
+    steps = torch.cat(
+        [(b - p.detach()).abs().flatten() for b, p in zip(before, online.parameters(), strict=True)]
+    )
     assert steps.max().item() == pytest.approx(1e-3, rel=1e-4)
 
 

@@ -171,7 +171,9 @@ def run_against_reference(episodes, n: int, capacity: int) -> None:
     ref, total_frames = reference_transitions(episodes, n, GAMMA)
     oldest_kept = total_frames - capacity
     expected_ready = {
-        f for f, (_, _, _, _, complete, earliest) in ref.items() if complete and earliest >= oldest_kept
+        f
+        for f, (_, _, _, _, complete, earliest) in ref.items()
+        if complete and earliest >= oldest_kept
     }
     ready = np.flatnonzero(st.ready)
     assert len(st) == len(ready)

@@ -179,4 +179,3 @@ def load_weights_into(network: QNetwork, path: Path) -> dict[str, str]:
         )
     network.load_state_dict(loaded.state_dict())
     return meta
-

@@ -164,6 +164,20 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def build_replay(config: Config, rng: np.random.Generator, num_streams: int = 1) -> Any:
+    """The replay memory the config asks for, over frame-deduplicated storage."""
+    from atari_dqn.replay.prioritized import PrioritizedReplay
+    from atari_dqn.replay.storage import FrameStorage
+    from atari_dqn.replay.uniform import UniformReplay
+
+    storage = FrameStorage(
+        config.buffer_size, n_step=config.n_step, gamma=config.gamma, num_streams=num_streams
+    )
+    if config.replay == "prioritized":
+        return PrioritizedReplay(storage, rng, alpha=config.alpha, priority_eps=config.priority_eps)
+    return UniformReplay(storage, rng)
+
+
 def _default_out(config: Config) -> Path:
     game = config.env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "").lower()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -188,8 +202,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from atari_dqn.envs import check_env_id, make_env, resolve_actions
     from atari_dqn.loop import LoopSettings, TrainLoop
     from atari_dqn.networks import QNetwork
-    from atari_dqn.replay.storage import FrameStorage
-    from atari_dqn.replay.uniform import UniformReplay
     from atari_dqn.schedules import LinearSchedule
 
     # ---- everything a user can get wrong is checked before any work starts
@@ -203,11 +215,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     seeds = np.random.SeedSequence(config.seed).spawn(5)
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
-    online = QNetwork(len(actions), generator=torch_gen)
+    online = QNetwork(len(actions), dueling=config.dueling, generator=torch_gen)
     if args.restore is not None:
         load_weights_into(online, args.restore)
     online = online.to(device)
-    target = QNetwork(len(actions)).to(device)
+    target = QNetwork(len(actions), dueling=config.dueling).to(device)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps)
     agent = DQNAgent(
         online,
@@ -215,6 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer,
         num_actions=len(actions),
         device=device,
+        double=config.double,
         grad_clip=config.grad_clip,
     )
     sticky = None if config.sticky_actions < 0 else config.sticky_actions
@@ -228,8 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     eval_env = make_env(
         config.env_id, training=False, max_frames=config.eval_max_frames, **env_kwargs
     )
-    storage = FrameStorage(config.buffer_size, gamma=config.gamma)
-    replay = UniformReplay(storage, np.random.default_rng(seeds[3]))
+    replay = build_replay(config, np.random.default_rng(seeds[3]))
+    beta = LinearSchedule(config.beta0, 1.0, config.beta_steps or config.total_steps)
     epsilon = LinearSchedule(
         config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
     )
@@ -239,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent,
         replay,
         epsilon,
-        beta=lambda step: 0.0,
+        beta=beta,
         rng=np.random.default_rng(seeds[4]),
         settings=LoopSettings(
             total_steps=config.total_steps,
@@ -323,10 +336,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     network, meta = load_model(path)
     env_id = args.env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
     check_env_id(env_id)
-    actions = tuple(meta["actions"].split(",")) if meta.get("actions") else None
-    if actions is None:
+    if meta.get("actions"):
+        actions = tuple(meta["actions"].split(","))
+    else:
         actions = resolve_actions(env_id, "minimal")
-    actions = resolve_actions(env_id, ",".join(actions))
     if len(actions) != network.num_actions:
         raise UsageError(
             f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
@@ -380,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atari-dqn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteLossError as exc:
-        print(f"atari-dqn: error: {exc}; the last saved model is the last good one", file=sys.stderr)
+        print(
+            f"atari-dqn: error: {exc}; the last saved model is the last good one", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:
         print("atari-dqn: interrupted", file=sys.stderr)

@@ -31,9 +31,7 @@ class Config:
     """All settings of one training run. Field order is the order of ``--help``."""
 
     # --- environment ---
-    env_id: str = _opt(
-        "BreakoutNoFrameskip-v4", "ALE game id, as XNoFrameskip-v4 or ALE/X-v5."
-    )
+    env_id: str = _opt("BreakoutNoFrameskip-v4", "ALE game id, as XNoFrameskip-v4 or ALE/X-v5.")
     actions: str = _opt(
         "seed",
         "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
@@ -56,11 +54,25 @@ class Config:
     # --- replay ---
     buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
     batch_size: int = _opt(32, "Transitions per gradient update.")
+    replay: str = _opt(
+        "uniform",
+        "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
+        choices=("uniform", "prioritized"),
+    )
+    alpha: float = _opt(0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.")
+    beta0: float = _opt(0.4, "Prioritized replay: importance-sampling exponent at the start.")
+    beta_steps: int = _opt(
+        0, "Prioritized replay: agent steps over which beta anneals to 1 (0 = the whole run)."
+    )
+    priority_eps: float = _opt(1e-6, "Prioritized replay: added to |td| so no priority is 0.")
+    n_step: int = _opt(1, "Returns over n agent steps (1 = the seed's one-step target).")
     # --- learning ---
     lr: float = _opt(6.25e-5, "Adam learning rate.")
     adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
     gamma: float = _opt(0.99, "Discount factor per agent step.")
     grad_clip: float = _opt(1.0, "Clamp every gradient element to [-c, c] (the seed's clamp_).")
+    double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
+    dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
     # --- exploration ---
     eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
     eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
@@ -108,6 +120,18 @@ class Config:
             raise ConfigError(
                 f"--sticky-actions must be in [0, 1] or -1, got {self.sticky_actions}"
             )
+        if self.alpha < 0:
+            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
+        if not 0.0 <= self.beta0 <= 1.0:
+            raise ConfigError(f"--beta0 must be in [0, 1], got {self.beta0}")
+        if self.beta_steps < 0:
+            raise ConfigError(f"--beta-steps must be >= 0, got {self.beta_steps}")
+        if not self.priority_eps > 0:
+            raise ConfigError(f"--priority-eps must be positive, got {self.priority_eps}")
+        if not 1 <= self.n_step <= 100:
+            raise ConfigError(f"--n-step must be between 1 and 100, got {self.n_step}")
+        if self.buffer_size < 2 * (self.n_step + 4):
+            raise ConfigError(f"--buffer-size {self.buffer_size} is too small for --n-step")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -118,13 +142,48 @@ class Config:
 FIELD_NAMES = tuple(f.name for f in fields(Config))
 
 # Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
+_NATURE: dict[str, Any] = {
+    "actions": "minimal",
+    "buffer_size": 1_000_000,
+    "lr": 1e-4,
+    "adam_eps": 1.5e-4,
+    "warmup_steps": 50_000,
+    "eps_end": 0.1,
+    "eps_decay": 1_000_000,
+    "target_update": 10_000,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
+    "nature": _NATURE,
+    "double": {**_NATURE, "double": True},
+    "dueling": {**_NATURE, "double": True, "dueling": True},
+    # Rainbow (Hessel et al. 2018) replay settings, without noisy nets and distributional RL.
+    "rainbow-lite": {
+        **_NATURE,
+        "double": True,
+        "dueling": True,
+        "replay": "prioritized",
+        "alpha": 0.5,
+        "beta0": 0.4,
+        "n_step": 3,
+        "lr": 6.25e-5,
+        "warmup_steps": 20_000,
+        "target_update": 8_000,
+        "eps_end": 0.01,
+        "eps_decay": 250_000,
+    },
 }
 
 PRESET_HELP: dict[str, str] = {
     "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
     "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
+    "nature": "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
+    "minimal action set) with Adam lr 1e-4 in place of RMSProp, as CleanRL does.",
+    "double": "nature + Double DQN targets (van Hasselt et al. 2016).",
+    "dueling": "double + the dueling head (Wang et al. 2016, who also used double targets).",
+    "rainbow-lite": "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
+    "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5, "
+    "epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
 }
 
 

@@ -27,6 +27,8 @@ from gymnasium.spaces import Box, Discrete
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 gym.register_envs(ale_py)
+# The emulator banner on every ROM load is noise on the terminal and in logs.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 __all__ = [
     "ENV_ID_HELP",

@@ -1,0 +1,85 @@
+"""Proportional prioritized experience replay (Schaul et al. 2016) on the deduplicated storage.
+
+* Priorities live in a :class:`SumTree` already raised to α: ``p_i = (|δ_i| + ε)^α``. α is applied
+  once, here, when a TD error arrives; the tree and ``max_priority`` hold p, never |δ|.
+* A transition enters at the current maximum priority when it becomes ready (its n-step return
+  complete); a slot that stops being ready (overwritten by the ring, or its stack lost a frame)
+  drops to priority 0 and so is never drawn.
+* A batch is one draw in each of ``batch_size`` equal slices of the total (stratified).
+* IS weights ``w_i = (N · P(i))^(-β) / max_j w_j``; the max is over the batch, as in the paper's
+  Algorithm 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atari_dqn.replay.storage import Batch, Changes, FrameStorage
+from atari_dqn.replay.sum_tree import SumTree
+
+
+class PrioritizedReplay:
+    def __init__(
+        self,
+        storage: FrameStorage,
+        rng: np.random.Generator,
+        *,
+        alpha: float,
+        priority_eps: float = 1e-6,
+    ) -> None:
+        self.storage = storage
+        self.rng = rng
+        self.alpha = alpha
+        self.priority_eps = priority_eps
+        self.tree = SumTree(storage.capacity)
+        self.max_priority = 1.0  # of p = (|δ| + ε)^α, the value new transitions enter with
+
+    def __len__(self) -> int:
+        return len(self.storage)
+
+    def _apply(self, changes: Changes) -> None:
+        if changes.unready:
+            self.tree.update(np.asarray(changes.unready, dtype=np.int64), np.zeros(1))
+        if changes.ready:
+            ready = np.asarray(changes.ready, dtype=np.int64)
+            self.tree.update(ready, np.full(len(ready), self.max_priority))
+
+    def begin(self, stream: int, frame: np.ndarray) -> None:
+        self._apply(self.storage.begin(stream, frame))
+
+    def append(
+        self,
+        stream: int,
+        action: int,
+        reward: float,
+        next_frame: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        self._apply(self.storage.append(stream, action, reward, next_frame, terminated, truncated))
+
+    def importance_weights(self, indices: np.ndarray, beta: float) -> np.ndarray:
+        """``(N · P(i))^(-β)`` normalised by the batch maximum, N = ready transitions."""
+        probs = self.tree.get(indices) / self.tree.total
+        w = (len(self.storage) * probs) ** (-beta)
+        return (w / w.max()).astype(np.float32)
+
+    def sample(self, batch_size: int, beta: float) -> Batch:
+        if len(self.storage) == 0:
+            raise ValueError("cannot sample from an empty replay")
+        indices = self.tree.sample_stratified(batch_size, self.rng)
+        return self.storage.gather(indices, self.importance_weights(indices, beta))
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        """New priorities ``(|δ| + ε)^α`` for the slots of the last batch.
+
+        A slot that stopped being ready since it was sampled keeps priority 0.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        p = (np.abs(np.asarray(td_errors, dtype=np.float64)) + self.priority_eps) ** self.alpha
+        keep = self.storage.ready[indices]
+        if not keep.all():
+            indices, p = indices[keep], p[keep]
+        if len(p):
+            self.tree.update(indices, p)
+            self.max_priority = max(self.max_priority, float(p.max()))
