@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -194,30 +194,46 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+@dataclass
+class Training:
+    """Every part of a training run, built and wired, not yet started."""
+
+    config: Config
+    actions: tuple[str, ...]
+    device: Any  # torch.device
+    agent: Any  # DQNAgent
+    replay: Any  # UniformReplay | PrioritizedReplay
+    loop: Any  # TrainLoop
+
+
+def check_training_input(config: Config) -> tuple[tuple[str, ...], Any]:
+    """Everything about a config a user can get wrong that needs more than the config itself."""
+    from atari_dqn.envs import check_env_id, resolve_actions
+
+    config.validate()
+    check_env_id(config.env_id)
+    return resolve_actions(config.env_id, config.actions), _device(config.device)
+
+
+def build_training(config: Config, *, restore: Path | None = None) -> Training:
+    """Construct env, eval env, networks, optimiser, replay, schedules and the loop."""
     import torch
 
     from atari_dqn.agent import DQNAgent
-    from atari_dqn.artifacts import RunDir, load_weights_into, save_model
-    from atari_dqn.envs import check_env_id, make_env, resolve_actions
+    from atari_dqn.artifacts import load_weights_into
+    from atari_dqn.envs import make_env
     from atari_dqn.loop import LoopSettings, TrainLoop
     from atari_dqn.networks import QNetwork
     from atari_dqn.schedules import LinearSchedule
 
-    # ---- everything a user can get wrong is checked before any work starts
-    config = resolve_config(args)
-    check_env_id(config.env_id)
-    actions = resolve_actions(config.env_id, config.actions)
-    device = _device(config.device)
-    out = args.out if args.out is not None else _default_out(config)
-    RunDir.check_new(out, args.force)
-
+    actions, device = check_training_input(config)
+    # One seed, split into independent streams for each random component.
     seeds = np.random.SeedSequence(config.seed).spawn(5)
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
     online = QNetwork(len(actions), dueling=config.dueling, generator=torch_gen)
-    if args.restore is not None:
-        load_weights_into(online, args.restore)
+    if restore is not None:
+        load_weights_into(online, restore)
     online = online.to(device)
     target = QNetwork(len(actions), dueling=config.dueling).to(device)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps)
@@ -267,6 +283,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             env_seed=env_seed,
         ),
     )
+    return Training(config, actions, device, agent, replay, loop)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from atari_dqn.artifacts import RunDir, load_model, save_model
+
+    # ---- everything a user can get wrong is checked before any work starts
+    config = resolve_config(args)
+    actions, device = check_training_input(config)
+    if args.restore is not None:
+        load_model(args.restore)
+    out = args.out if args.out is not None else _default_out(config)
+    RunDir.check_new(out, args.force)
+
+    training = build_training(config, restore=args.restore)
+    loop, online = training.loop, training.agent.online
 
     run = RunDir.create(out, args.force)
     run.write_config(to_toml(config))
