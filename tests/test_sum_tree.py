@@ -146,6 +146,9 @@ def test_bad_priorities_raise_and_change_nothing(backend):
         tree.update(np.array([0, 1]), np.array([1.0, 2.0, 3.0]))
     with pytest.raises(IndexError):
         tree.get(np.array([3]))
+    with pytest.raises(IndexError):
+        tree.get(np.array([0, -1]))
+    np.testing.assert_array_equal(tree.get(np.array([[2, 0], [1, 1]])), [[3.0, 1.0], [2.0, 2.0]])
 
 
 def test_empty_tree_and_nan_target_raise(backend):

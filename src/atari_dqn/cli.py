@@ -144,7 +144,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("presets", help="list the presets and what each sets")
     pr.set_defaults(handler=cmd_presets)
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub: Any) -> None:
+    """``bench replay`` and ``bench train``: measured in bench.py, side by side with baselines."""
+    bench = sub.add_parser(
+        "bench",
+        help="throughput and memory benchmarks, side by side with their baselines",
+        description="Benchmarks: medians of repeated perf_counter timings after a warm-up, "
+        "reported next to a baseline measured in the same run.",
+    )
+    what = bench.add_subparsers(dest="bench", metavar="WHAT", parser_class=_Parser, required=True)
+    br = what.add_parser(
+        "replay",
+        help="µs per add / sample / priority update, bytes per transition, vs the seed's Fenwick",
+        description="Uniform and prioritized replay at capacities 100,000 and --capacity, filled "
+        "with synthetic episodes: µs per add, sample and priority update, bytes per stored "
+        "transition; and the seed's Fenwick sampler on sample + update of one batch.",
+    )
+    br.add_argument("--capacity", type=int, default=1_000_000, metavar="N",
+                    help="the larger capacity, in transitions [default: 1000000]")  # fmt: skip
+    br.add_argument("--batch", type=int, default=32, metavar="N",
+                    help="batch size of sample and update [default: 32]")  # fmt: skip
+    br.add_argument("--reps", type=int, default=15, metavar="N",
+                    help="timed repetitions per figure (median shown) [default: 15]")  # fmt: skip
+    br.add_argument("--json", action="store_true", help="print one JSON object instead")
+    br.set_defaults(handler=cmd_bench_replay)
+    bt = what.add_parser(
+        "train",
+        help="env steps/s while learning, per replay kind, in one process",
+        description="Build a training run per row (the preset with evaluation pushed past the "
+        "end), play --warmup steps, let learning run 100 steps, then time --steps learning "
+        "steps. Prints env steps/s per row and the ratio to the first row.",
+    )
+    bt.add_argument("--replay", default="uniform,prioritized", metavar="KIND[,KIND]",
+                    help="replay kinds, one row each [default: uniform,prioritized]")  # fmt: skip
+    bt.add_argument("--steps", type=int, default=3000, metavar="N",
+                    help="agent steps timed per run, all learning [default: 3000]")  # fmt: skip
+    bt.add_argument("--warmup", type=int, default=1000, metavar="N",
+                    help="agent steps of random play before learning [default: 1000]")  # fmt: skip
+    bt.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="runs per row, interleaved; the median is shown [default: 1]")  # fmt: skip
+    bt.add_argument("--preset", default="seed", choices=list(PRESETS),
+                    help="settings of every run [default: seed]")  # fmt: skip
+    bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
+                    help="replay capacity [default: the preset's]")  # fmt: skip
+    bt.add_argument("--device", default="cpu", help="torch device [default: cpu]")
+    bt.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="torch CPU threads [default: torch's choice]")  # fmt: skip
+    bt.add_argument("--json", action="store_true", help="print one JSON object instead")
+    bt.set_defaults(handler=cmd_bench_train)
 
 
 # ---------------------------------------------------------------------- train
@@ -406,6 +457,19 @@ def cmd_presets(args: argparse.Namespace) -> int:
         for key, value in changes.items():
             print(f"    --{key.replace('_', '-')} {value}")
     return 0
+
+
+# ---------------------------------------------------------------------- bench
+def cmd_bench_replay(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import cmd_replay
+
+    return cmd_replay(args)
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import cmd_train
+
+    return cmd_train(args, build=build_training)  # bench times runs; the CLI builds them
 
 
 # ---------------------------------------------------------------------- main

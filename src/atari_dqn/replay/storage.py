@@ -127,7 +127,7 @@ class FrameStorage:
         ``terminated``: s_{t+1} is terminal (no bootstrap). ``truncated``: the episode was cut
         (time limit) and returns bootstrap from s_{t+1}. Either one closes the episode.
         """
-        slot = self._current[stream]
+        slot = int(self._current[stream])  # a Python int: pending n-step slots go into JSON
         if slot < 0:
             raise RuntimeError("append() without begin(): start each episode with begin()")
         self.actions[slot] = action

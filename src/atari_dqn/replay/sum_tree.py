@@ -106,6 +106,16 @@ if numba is not None:
         _descend(tree, depth, work, out)
 
     @numba.njit(cache=True, nogil=True)
+    def _get_kernel(tree, leaf0, capacity, indices, out):  # pragma: no cover - compiled
+        """Leaves at ``indices`` into ``out``; returns 1 (out incomplete) on a bad index."""
+        for j in range(indices.shape[0]):
+            i = indices[j]
+            if i < 0 or i >= capacity:
+                return 1
+            out[j] = tree[leaf0 + i]
+        return 0
+
+    @numba.njit(cache=True, nogil=True)
     def _update_kernel(tree, depth, capacity, indices, priorities):  # pragma: no cover
         """Validate, write leaves (sequentially, so the last duplicate wins),
         then recompute ancestors level by level for the whole batch.
@@ -205,6 +215,11 @@ class SumTree:
         return f"SumTree(capacity={self.capacity}, total={self.total!r}, backend={self.backend!r})"
 
     @property
+    def nbytes(self) -> int:
+        """Memory of the tree array: ``2 · P`` float64 nodes, P = capacity rounded up to 2^k."""
+        return int(self._tree.nbytes)
+
+    @property
     def total(self) -> float:
         """Sum of all priorities (the root)."""
         return float(self._tree[1])
@@ -251,6 +266,11 @@ class SumTree:
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Leaf priorities at ``indices`` (a new float64 array of the same shape)."""
         idx = np.asarray(indices, dtype=np.int64)
+        if self._use_numba and idx.ndim == 1:  # one pass instead of five numpy calls
+            out = np.empty(idx.shape[0], dtype=np.float64)
+            if _get_kernel(self._tree, self._leaf0, self.capacity, idx, out):
+                raise IndexError(f"indices must be in [0, {self.capacity})")
+            return out
         if idx.size and (idx.min() < 0 or idx.max() >= self.capacity):
             raise IndexError(f"indices must be in [0, {self.capacity})")
         return self._tree[idx + self._leaf0]

@@ -1,0 +1,532 @@
+"""Side-by-side throughput and memory benchmarks: ``atari-dqn bench replay|train``.
+
+Benchmarks are commands, not tests: every figure is measured in one process, next to its
+baseline, and reported as a ratio. Times are ``time.perf_counter`` medians over repetitions that
+follow a warm-up (numba kernels compiled, caches and allocators warm).
+
+* ``bench replay``: µs per add, sample and priority update of uniform and prioritized replay at
+  two capacities, bytes per stored transition, and the seed's Fenwick sampler on the same
+  operations (sample 32 + update 32), so the speed-up over the seed is one number.
+* ``bench train``: env steps per second while learning, for each row of a table. A row is a
+  name and a callable that returns steps/s (:class:`Row`); this module builds the replay rows,
+  and other baselines (the seed's single-file loop, vectorised envs) are more rows.
+
+This module does not import ``cli``: the CLI passes in the function that builds a training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from atari_dqn.config import Config, ConfigError, preset_config
+
+REPLAY_KINDS = ("uniform", "prioritized")
+ATARI_FRAME = (84, 84)
+# Frames stored at capacities above this are tiny synthetic ones: 1M frames of 84x84 would need
+# 7 GB of RAM, and neither the index draw nor the priority update depends on the frame size.
+FULL_FRAMES_UP_TO = 100_000
+SMALL_FRAME = (8, 8)
+SMALL_CAPACITY = 100_000
+SEED_LEAVES = 2048  # priorities set in the seed's Fenwick tree before it is timed
+
+
+# ====================================================================== timing
+REP_SECONDS = 1e-3  # one repetition: short, so that few are cut by the OS scheduler
+
+
+def median_us(
+    fn: Callable[[], object], *, inner: int | None = None, reps: int = 15, warmup: int = 1
+) -> float:
+    """Median over ``reps`` repetitions of the mean µs per call of ``inner`` calls of ``fn``.
+
+    ``inner=None``: as many calls as fill about 1 ms, measured after a warm-up; a busy machine
+    (other processes on the same cores) then spoils few repetitions and the median skips them.
+    """
+    if inner is None:
+        fn()
+        start = time.perf_counter()
+        fn()
+        inner = max(1, min(10_000, int(REP_SECONDS / max(time.perf_counter() - start, 1e-7))))
+    for _ in range(warmup * inner):
+        fn()
+    per_call = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        per_call.append((time.perf_counter() - start) / inner)
+    return statistics.median(per_call) * 1e6
+
+
+def warm_allocator() -> None:
+    """Put glibc's allocator in the state a training process reaches within its first updates.
+
+    A freed large block raises glibc's dynamic mmap and trim thresholds. Until that happens, the
+    two ~0.9 MB stacks a 32-batch gather allocates are returned to the OS on every free and
+    page-faulted back on every call (measured: gather 1.5 ms instead of 0.13 ms); torch's
+    temporaries do it within the first updates of a real run. Without this, the first ring
+    measured in the process would pay that and the others not.
+    """
+    block = np.ones(16 << 20, dtype=np.uint8)
+    del block
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+# ====================================================================== bench replay
+class EpisodeWriter:
+    """Writes synthetic episodes (random lengths, random uint8 frames) into a replay, step by step.
+
+    One :meth:`add` is one env step: ``append()``, plus ``begin()`` when an episode starts.
+    """
+
+    def __init__(self, replay: Any, frame_shape: tuple[int, int], rng: np.random.Generator) -> None:
+        self.replay = replay
+        self.rng = rng
+        self.frames = rng.integers(0, 256, size=(256, *frame_shape), dtype=np.uint8)
+        self._lengths = iter(())  # episode lengths, drawn in blocks
+        self._left = 0  # steps left in the open episode; 0: none open
+        self._k = 0
+
+    def _next_length(self) -> int:
+        try:
+            return next(self._lengths)
+        except StopIteration:
+            # Breakout-like: a life lasts tens to hundreds of agent steps.
+            self._lengths = iter(self.rng.integers(20, 400, size=1024).tolist())
+            return next(self._lengths)
+
+    def add(self) -> None:
+        k = self._k = (self._k + 1) & 255
+        if self._left == 0:
+            self._left = self._next_length()
+            self.replay.begin(0, self.frames[k])
+            k = self._k = (k + 1) & 255
+        self._left -= 1
+        self.replay.append(0, k & 3, float(k & 1), self.frames[k], self._left == 0, False)
+
+
+def _build_replay(kind: str, capacity: int, frame_shape: tuple[int, int], seed: int) -> Any:
+    from atari_dqn.replay.prioritized import PrioritizedReplay
+    from atari_dqn.replay.storage import FrameStorage
+    from atari_dqn.replay.uniform import UniformReplay
+
+    storage = FrameStorage(capacity, frame_shape=frame_shape)
+    rng = np.random.default_rng(seed)
+    if kind == "prioritized":
+        return PrioritizedReplay(storage, rng, alpha=0.6, priority_eps=1e-6)
+    return UniformReplay(storage, rng)
+
+
+def _index_draw(replay: Any, batch: int, beta: float) -> Callable[[], np.ndarray]:
+    """The part of ``sample()`` before the gather: indices (and IS weights if prioritized)."""
+    tree = getattr(replay, "tree", None)
+    if tree is None:
+        return lambda: replay.sample_indices(batch)
+
+    def draw() -> np.ndarray:
+        idx = tree.sample_stratified(batch, replay.rng)
+        replay.importance_weights(idx, beta)
+        return idx
+
+    return draw
+
+
+def bytes_per_transition(kind: str, capacity: int) -> float:
+    """Measured from array ``nbytes`` at 84x84 frames (allocated, never touched)."""
+    from atari_dqn.replay.storage import FrameStorage
+    from atari_dqn.replay.sum_tree import SumTree
+
+    total = FrameStorage(capacity, frame_shape=ATARI_FRAME).bytes_per_transition
+    if kind == "prioritized":
+        total += SumTree(capacity).nbytes / capacity
+    return total
+
+
+def bench_replay_kind(kind: str, capacity: int, batch: int, *, reps: int, seed: int = 0) -> dict:
+    """Fill a ring past its capacity with synthetic episodes, then time each operation."""
+    frame_shape = ATARI_FRAME if capacity <= FULL_FRAMES_UP_TO else SMALL_FRAME
+    replay = _build_replay(kind, capacity, frame_shape, seed)
+    rng = np.random.default_rng(seed + 1)
+    writer = EpisodeWriter(replay, frame_shape, rng)
+    start = time.perf_counter()
+    for _ in range(capacity + capacity // 10):  # wrap: the steady state of a long run
+        writer.add()
+    fill_s = time.perf_counter() - start
+    ready = np.flatnonzero(replay.storage.ready)
+    # Varied priorities, as after many updates (a no-op for uniform replay).
+    replay.update_priorities(ready, rng.exponential(1.0, size=len(ready)))
+
+    beta = 0.4
+    draw = _index_draw(replay, batch, beta)
+    pool = [(draw(), rng.exponential(1.0, size=batch)) for _ in range(64)]
+    cursor = iter(())
+
+    def next_pair() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal cursor
+        try:
+            return next(cursor)
+        except StopIteration:
+            cursor = iter(pool)
+            return next(cursor)
+
+    def update() -> None:
+        idx, td = next_pair()
+        replay.update_priorities(idx, td)
+
+    def draw_update() -> None:
+        replay.update_priorities(draw(), rng.exponential(1.0, size=batch))
+
+    tree = getattr(replay, "tree", None)
+    tree_draw_update_us = None
+    if tree is not None:
+
+        def tree_draw_update() -> None:
+            tree.update(tree.sample_stratified(batch, replay.rng), rng.random(batch) + 0.5)
+
+        tree_draw_update_us = median_us(tree_draw_update, reps=reps)
+
+    row = {
+        "replay": kind,
+        "capacity": capacity,
+        "frame_shape": list(frame_shape),
+        "add_us": median_us(writer.add, reps=reps),
+        "draw_us": median_us(draw, reps=reps),
+        "gather_us": median_us(lambda: replay.storage.gather(next_pair()[0]), reps=reps),
+        "sample_us": median_us(lambda: replay.sample(batch, beta), reps=reps),
+        "update_us": median_us(update, reps=reps),
+        "draw_update_us": median_us(draw_update, reps=reps),
+        "tree_draw_update_us": tree_draw_update_us,
+        "bytes_per_transition": bytes_per_transition(kind, capacity),
+        "fill_s": fill_s,
+    }
+    if tree is not None:
+        tree.check_valid()
+    return row
+
+
+def bench_seed_fenwick(capacity: int, batch: int, *, reps: int, seed: int = 0) -> dict:
+    """The seed's Fenwick sampler: ``batch`` draws, then ``batch`` priority changes."""
+    from atari_dqn.replay.fenwick_seed import SeedFenwickSampler
+
+    rng = np.random.default_rng(seed)
+    tree = SeedFenwickSampler(capacity)
+    # Filling 1M leaves one seed `add` at a time would take minutes. Its search and change
+    # walk a fixed log2(N) path whatever the values, so a few thousand non-zero leaves give
+    # the same cost per call.
+    locs = rng.integers(1, capacity + 1, size=SEED_LEAVES).tolist()
+    for loc, p in zip(locs, rng.random(SEED_LEAVES).tolist(), strict=True):
+        tree.add(loc, p)
+    pool = [(tree.sample(batch, rng), rng.exponential(1.0, size=batch)) for _ in range(4)]
+    it = iter(pool * (reps + 2) * 2)
+
+    def update() -> None:
+        idx, td = next(it)
+        tree.update(idx, td)
+
+    def draw_update() -> None:
+        tree.update(tree.sample(batch, rng), rng.exponential(1.0, size=batch))
+
+    return {
+        "replay": "seed Fenwick",
+        "capacity": capacity,
+        "draw_us": median_us(lambda: tree.sample(batch, rng), inner=1, reps=reps),
+        "update_us": median_us(update, inner=1, reps=reps),
+        "draw_update_us": median_us(draw_update, inner=1, reps=reps),
+        "seed_nonzero_leaves": SEED_LEAVES,
+    }
+
+
+def replay_benchmark(capacity: int, batch: int, *, reps: int = 15) -> dict:
+    """All figures of ``bench replay`` as one JSON-able dict."""
+    _check_positive(capacity=capacity, batch=batch)
+    if capacity < 64 or batch > capacity // 4:
+        raise ConfigError(f"--capacity {capacity} is too small for --batch {batch}")
+    capacities = sorted({min(SMALL_CAPACITY, capacity), capacity})
+    warm_allocator()
+    rows, seed_rows, speedup, tree_speedup = [], [], {}, {}
+    for cap in capacities:
+        ours = None
+        for kind in REPLAY_KINDS:
+            row = bench_replay_kind(kind, cap, batch, reps=reps)
+            rows.append(row)
+            ours = row
+            gc.collect()  # the 700 MB of 84x84 frames go before the next ring is filled
+        seed_row = bench_seed_fenwick(cap, batch, reps=max(3, reps // 2))
+        seed_rows.append(seed_row)
+        assert ours is not None and ours["replay"] == "prioritized"
+        speedup[str(cap)] = seed_row["draw_update_us"] / ours["draw_update_us"]
+        tree_speedup[str(cap)] = seed_row["draw_update_us"] / ours["tree_draw_update_us"]
+    return {
+        "batch": batch,
+        "reps": reps,
+        "rows": rows,
+        "seed_fenwick": seed_rows,
+        "speedup_vs_seed": speedup,
+        "tree_speedup_vs_seed": tree_speedup,
+        "goals": {"draw_update_us_max": 20.0, "speedup_min": 300.0},
+    }
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def replay_table(result: dict) -> str:
+    b = result["batch"]
+    lines = [
+        f"bench replay: batch {b}, median of {result['reps']} repetitions after a warm-up; "
+        "µs per call",
+        f"{'replay':<13}{'capacity':>10}  {'frames':<7}{'add':>7}{'draw':>8}{'gather':>9}"
+        f"{'sample':>9}{'update':>9}{'draw+upd':>10}{'B/transition':>14}",
+    ]
+    for r in result["rows"]:
+        shape = "x".join(map(str, r["frame_shape"])) + ("" if r["frame_shape"] == [84, 84] else "*")
+        lines.append(
+            f"{r['replay']:<13}{r['capacity']:>10,}  {shape:<7}{r['add_us']:>7.1f}"
+            f"{r['draw_us']:>8.1f}{r['gather_us']:>9.1f}{r['sample_us']:>9.1f}"
+            f"{r['update_us']:>9.1f}{r['draw_update_us']:>10.1f}"
+            f"{r['bytes_per_transition']:>14,.1f}"
+        )
+    for r in result["seed_fenwick"]:
+        lines.append(
+            f"{r['replay']:<13}{r['capacity']:>10,}  {'-':<7}{'-':>7}{r['draw_us']:>8.0f}"
+            f"{'-':>9}{'-':>9}{r['update_us']:>9.0f}{r['draw_update_us']:>10.0f}{'-':>14}"
+        )
+    lines.append("")
+    prio = {r["capacity"]: r for r in result["rows"] if r["replay"] == "prioritized"}
+    seed = {r["capacity"]: r for r in result["seed_fenwick"]}
+    goals = result["goals"]
+    max_us, min_x = goals["draw_update_us_max"], goals["speedup_min"]
+    lines.append(
+        f"sample {b} + update {b} (draw+upd) vs the seed's Fenwick sampler "
+        f"(goals: <= {max_us:.0f} µs, >= {min_x:.0f}x):"
+    )
+    for cap, ratio in result["speedup_vs_seed"].items():
+        c = int(cap)
+        ours, theirs = prio[c]["draw_update_us"], seed[c]["draw_update_us"]
+        tree_us, tree_ratio = prio[c]["tree_draw_update_us"], result["tree_speedup_vs_seed"][cap]
+        lines.append(
+            f"  at {c:,}: PrioritizedReplay {ours:.1f} µs ({_verdict(ours <= max_us)}), "
+            f"{ratio:,.0f}x faster ({_verdict(ratio >= min_x)}); SumTree alone {tree_us:.1f} µs, "
+            f"{tree_ratio:,.0f}x; seed Fenwick {theirs:,.0f} µs"
+        )
+    lines += [
+        "",
+        "add: one env step into a full ring (append(), and begin() at episode starts; "
+        "prioritized: plus its tree writes)",
+        "draw: the index draw of sample() (uniform: rejection draw of ready slots; prioritized: "
+        "stratified sum-tree descent + IS weights)",
+        f"gather: building the batch from indices ({b} x 2 stacks of 4 frames); "
+        "sample = sample() end to end = draw + gather",
+        f"update: update_priorities({b} TD errors) (a no-op for uniform); "
+        "draw+upd: draw then update, timed together (the seed: sample() + update(), no gather)",
+        "SumTree alone: sample_stratified + update, without IS weights, α and the ready check",
+        "B/transition: storage array nbytes / capacity at 84x84 frames "
+        "(+ sum tree nbytes / capacity for prioritized)",
+        f"* frames {'x'.join(map(str, SMALL_FRAME))}: rings above {FULL_FRAMES_UP_TO:,} hold "
+        "tiny synthetic frames (84x84 would need 7 GB), so add and gather there leave out the "
+        "7 KB frame copies; draw and update do not depend on the frame size",
+        "seed Fenwick: the seed's treearray (fenwick_seed.py), 2,048 non-zero leaves: its search "
+        "and change walk a fixed log2(N) path whatever the values",
+    ]
+    return "\n".join(lines)
+
+
+# ====================================================================== bench train
+@dataclass(frozen=True)
+class Row:
+    """One line of ``bench train``: a name and a callable returning env steps/s while learning."""
+
+    name: str
+    run: Callable[[], float]
+    note: str = ""
+
+
+@dataclass
+class RowResult:
+    name: str
+    steps_per_s: float  # median over repeats
+    repeats: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TrainBenchSettings:
+    """How each training row is run: warm-up, then a 100-step ramp, then ``steps`` measured."""
+
+    steps: int
+    warmup: int
+    preset: str = "seed"
+    device: str = "cpu"
+    buffer_size: int | None = None  # None: the preset's
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    ramp: int = 100  # learning steps after warm-up before the clock starts (first updates)
+
+    def config(self, replay: str) -> Config:
+        """The run a row measures: the preset, with evaluation pushed past the end."""
+        base = preset_config(self.preset)
+        start = self.measure_from()
+        total = start + self.steps
+        changes: dict[str, Any] = {
+            "replay": replay,
+            "device": self.device,
+            "warmup_steps": self.warmup,
+            "total_steps": total,
+            "eval_every": total + 1,  # no evaluation inside the measured run
+            "eval_games": 1,
+            # ε at its final value, so acting runs the network as in most of a real run.
+            "eps_decay": 1,
+        }
+        if self.buffer_size is not None:
+            changes["buffer_size"] = self.buffer_size
+        config = base.replace(**changes)
+        config.validate()
+        return config
+
+    def measure_from(self) -> int:
+        """The step whose progress report starts the clock (reports come every 100 steps)."""
+        return -(-(self.warmup + self.ramp) // 100) * 100
+
+
+def steps_per_second(progress: Iterator[Any], measure_from: int) -> float:
+    """Drain a loop's progress reports; env steps/s from the report at ``measure_from`` on."""
+    t0 = s0 = None
+    last = 0
+    for report in progress:
+        last = report.step
+        if t0 is None and report.step >= measure_from:
+            t0, s0 = time.perf_counter(), report.step
+    t1 = time.perf_counter()
+    if t0 is None or last <= s0:
+        raise RuntimeError(f"the run ended at step {last}, before the measurement began")
+    return (last - s0) / (t1 - t0)
+
+
+def replay_rows(settings: TrainBenchSettings, kinds: list[str], build: Callable) -> list[Row]:
+    """One row per replay kind; ``build(config)`` returns a run with a ``.loop``."""
+
+    def measure(kind: str) -> float:
+        training = build(settings.config(kind))
+        try:
+            return steps_per_second(training.loop.run(), settings.measure_from())
+        finally:
+            del training
+            gc.collect()
+
+    return [Row(kind, lambda kind=kind: measure(kind), note=f"replay={kind}") for kind in kinds]
+
+
+def run_rows(rows: list[Row], repeats: int = 1) -> list[RowResult]:
+    """Run every row ``repeats`` times, interleaved (a slow spell of the machine hits all)."""
+    results = [RowResult(r.name, 0.0, [], r.note) for r in rows]
+    for _ in range(repeats):
+        for row, res in zip(rows, results, strict=True):
+            res.repeats.append(row.run())
+    for res in results:
+        res.steps_per_s = statistics.median(res.repeats)
+    return results
+
+
+def train_result(settings: TrainBenchSettings, results: list[RowResult]) -> dict:
+    by_name = {r.name: r.steps_per_s for r in results}
+    ratios = {f"{r.name}/{results[0].name}": r.steps_per_s / results[0].steps_per_s
+              for r in results[1:]}  # fmt: skip
+    if "prioritized" in by_name and "uniform" in by_name:
+        ratios["prioritized/uniform"] = by_name["prioritized"] / by_name["uniform"]
+    return {
+        "settings": {**asdict(settings), "measure_from": settings.measure_from()},
+        "rows": [asdict(r) for r in results],
+        "ratios": ratios,
+        "goals": {"prioritized/uniform_min": 0.9},
+    }
+
+
+def train_table(result: dict) -> str:
+    s = result["settings"]
+    first = result["rows"][0]
+    lines = [
+        f"bench train: preset {s['preset']}, device {s['device']} "
+        f"({s['threads'] or 'default'} torch threads), warm-up {s['warmup']} steps, "
+        f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run",
+        f"{'row':<28}{'env steps/s':>12}{'vs ' + first['name']:>18}   runs (steps/s)",
+    ]
+    for r in result["rows"]:
+        runs = " ".join(f"{x:.1f}" for x in r["repeats"])
+        ratio = r["steps_per_s"] / first["steps_per_s"]
+        lines.append(f"{r['name']:<28}{r['steps_per_s']:>12.1f}{ratio:>18.3f}   {runs}")
+    if "prioritized/uniform" in result["ratios"]:
+        ratio = result["ratios"]["prioritized/uniform"]
+        goal = result["goals"]["prioritized/uniform_min"]
+        lines.append(
+            f"prioritized/uniform = {ratio:.3f} (goal >= {goal}: "
+            f"{'met' if ratio >= goal else 'NOT met'})"
+        )
+    return "\n".join(lines)
+
+
+# ====================================================================== commands
+def parse_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise ConfigError("--replay needs at least one of: " + ", ".join(REPLAY_KINDS))
+    for k in kinds:
+        if k not in REPLAY_KINDS:
+            raise ConfigError(f"unknown replay kind {k!r} in --replay: choose from "
+                              + ", ".join(REPLAY_KINDS))  # fmt: skip
+    return kinds
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``atari-dqn bench replay``."""
+    _check_positive(capacity=args.capacity, batch=args.batch, reps=args.reps)
+    result = replay_benchmark(args.capacity, args.batch, reps=args.reps)
+    print(json.dumps(result) if args.json else replay_table(result), flush=True)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, build: Callable) -> int:
+    """``atari-dqn bench train``; ``build(config)`` builds a training run (the CLI's)."""
+    kinds = parse_kinds(args.replay)
+    _check_positive(steps=args.steps, repeats=args.repeats)
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.buffer_size is not None:
+        _check_positive(buffer_size=args.buffer_size)
+    if args.threads is not None:
+        _check_positive(threads=args.threads)
+    settings = TrainBenchSettings(
+        steps=args.steps,
+        warmup=args.warmup,
+        preset=args.preset,
+        device=args.device,
+        buffer_size=args.buffer_size,
+    )
+    settings.config(kinds[0])  # a bad combination fails here, before any run
+    import torch
+
+    previous = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        settings = dataclasses.replace(settings, threads=torch.get_num_threads())
+        rows = replay_rows(settings, kinds, build)
+        result = train_result(settings, run_rows(rows, args.repeats))
+    finally:
+        torch.set_num_threads(previous)
+    print(json.dumps(result) if args.json else train_table(result), flush=True)
+    return 0

@@ -1,0 +1,116 @@
+"""`atari-dqn bench`: smoke runs at tiny sizes. The shape of the output only, never the timings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atari_dqn.bench import Row, TrainBenchSettings, run_rows, train_result, train_table
+from atari_dqn.cli import main
+
+ROW_KEYS = {
+    "replay", "capacity", "frame_shape", "add_us", "draw_us", "gather_us", "sample_us",
+    "update_us", "draw_update_us", "tree_draw_update_us", "bytes_per_transition", "fill_s",
+}  # fmt: skip
+
+
+def run_json(args: list[str], capsys) -> dict:
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1  # one JSON object, nothing else on stdout
+    return json.loads(out)
+
+
+def test_bench_replay_json(capsys) -> None:
+    result = run_json(
+        ["bench", "replay", "--capacity", "2000", "--batch", "8", "--reps", "3", "--json"], capsys
+    )
+    assert result["batch"] == 8 and result["reps"] == 3
+    rows = result["rows"]
+    assert [(r["replay"], r["capacity"]) for r in rows] == [
+        ("uniform", 2000),
+        ("prioritized", 2000),
+    ]
+    for r in rows:
+        assert set(r) == ROW_KEYS
+        assert r["frame_shape"] == [84, 84]
+        for key in ROW_KEYS - {"replay", "capacity", "frame_shape", "tree_draw_update_us"}:
+            assert r[key] > 0, key
+    assert rows[0]["tree_draw_update_us"] is None and rows[1]["tree_draw_update_us"] > 0
+    # The sum tree's bytes are on top of the storage's; 84x84 frames dominate both.
+    assert 84 * 84 < rows[0]["bytes_per_transition"] < rows[1]["bytes_per_transition"] < 7200
+    (seed,) = result["seed_fenwick"]
+    assert seed["replay"] == "seed Fenwick" and seed["capacity"] == 2000
+    assert seed["draw_us"] > 0 and seed["update_us"] > 0 and seed["draw_update_us"] > 0
+    assert set(result["speedup_vs_seed"]) == set(result["tree_speedup_vs_seed"]) == {"2000"}
+    assert result["speedup_vs_seed"]["2000"] > 0
+    assert set(result["goals"]) == {"draw_update_us_max", "speedup_min"}
+
+
+def test_bench_replay_table_labels_every_number(capsys) -> None:
+    assert main(["bench", "replay", "--capacity", "1000", "--batch", "4", "--reps", "1"]) == 0
+    out = capsys.readouterr().out
+    for word in ("add", "draw", "gather", "sample", "update", "B/transition", "seed Fenwick"):
+        assert word in out
+    assert "x faster" in out and "84x84" in out
+
+
+def test_bench_train_json(capsys) -> None:
+    result = run_json(
+        ["bench", "train", "--steps", "100", "--warmup", "0", "--buffer-size", "1000",
+         "--threads", "1", "--json"],
+        capsys,
+    )  # fmt: skip
+    s = result["settings"]
+    assert s["steps"] == 100 and s["warmup"] == 0 and s["device"] == "cpu" and s["threads"] == 1
+    assert s["measure_from"] == 100  # the first report at least 100 learning steps in
+    assert [r["name"] for r in result["rows"]] == ["uniform", "prioritized"]
+    for r in result["rows"]:
+        assert r["steps_per_s"] > 0 and len(r["repeats"]) == 1
+    assert set(result["ratios"]) == {"prioritized/uniform"}
+    assert result["ratios"]["prioritized/uniform"] > 0
+
+
+def test_train_rows_are_an_open_list() -> None:
+    """Other rows (the seed's loop, vector envs) join the same table as callables."""
+    rows = [Row("a", lambda: 100.0), Row("b", lambda: 50.0, note="half"), Row("c", lambda: 200.0)]
+    settings = TrainBenchSettings(steps=10, warmup=0)
+    result = train_result(settings, run_rows(rows, repeats=3))
+    assert [r["steps_per_s"] for r in result["rows"]] == [100.0, 50.0, 200.0]
+    assert result["rows"][1]["repeats"] == [50.0, 50.0, 50.0]
+    assert result["ratios"] == {"b/a": 0.5, "c/a": 2.0}
+    table = train_table(result)
+    assert "b" in table and "0.500" in table and "2.000" in table
+
+
+def test_bench_config_measures_learning_only() -> None:
+    c = TrainBenchSettings(steps=3000, warmup=1000).config("prioritized")
+    assert c.replay == "prioritized" and c.warmup_steps == 1000
+    assert c.total_steps == 1100 + 3000 and c.eval_every > c.total_steps
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["replay", "--capacity", "0"], "--capacity must be positive"),
+        (["replay", "--batch", "-3"], "--batch must be positive"),
+        (["replay", "--capacity", "100", "--batch", "64"], "too small for --batch"),
+        (["train", "--steps", "0"], "--steps must be positive"),
+        (["train", "--warmup", "-1"], "--warmup must be >= 0"),
+        (["train", "--replay", "uniform,fifo"], "unknown replay kind 'fifo'"),
+        (["train", "--replay", ","], "--replay needs at least one of"),
+        (["train", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_bench_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys) -> None:
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_needs_a_subcommand(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench"])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
