@@ -102,6 +102,8 @@ class RunDir:
             for p in path.glob("model_*"):
                 if _MODEL_RE.match(p.name):
                     p.unlink()
+            for p in path.glob("events.out.tfevents.*"):  # TensorBoard's (metrics.py)
+                p.unlink()
         return cls(path)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -139,11 +140,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap per game, in emulator frames [default: 108000]",
     )
     ev.add_argument("--frames", type=Path, metavar="DIR", help="write every frame as PNG here")
+    ev.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE",
+        help="record the games, in colour at 210x160 with the score, as FILE.mp4 or FILE.gif",
+    )
     ev.add_argument("--device", default="auto", help="torch device [default: auto]")
     ev.set_defaults(handler=cmd_evaluate)
 
     pr = sub.add_parser("presets", help="list the presets and what each sets")
     pr.set_defaults(handler=cmd_presets)
+
+    pl = sub.add_parser(
+        "plot",
+        help="learning curves of runs (mean over seeds, 95%% bootstrap CI) and a table",
+        description="Plot the evaluation scores (rewards.txt) of run directories against agent "
+        "steps. Runs whose config.toml agree except for the seed and the run length are one "
+        "group, drawn as the mean over its runs with a 95%% bootstrap confidence band. Prints a "
+        "table per group (runs, final score mean ± std, best, IQM of the final scores) and "
+        "writes it as CSV next to the PNG. Runs still training are fine.",
+    )
+    pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    pl.add_argument(
+        "-o", "--out", type=Path, default=Path("curves.png"), metavar="FILE.png",
+        help="output image; the table goes to the same name with .csv [default: curves.png]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--label-by", action="append", default=[], metavar="KEY[,KEY]",
+        help="config keys that name each group, e.g. replay or preset [default: the keys "
+        "whose values differ between groups]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--size", default="1000x600", metavar="WxH", help="image size in pixels [default: 1000x600]"
+    )
+    pl.add_argument("--force", action="store_true", help="replace an existing image and CSV")
+    pl.set_defaults(handler=cmd_plot)
     _add_bench_parser(sub)
     return parser
 
@@ -366,10 +398,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         dynamic_ncols=True,
         smoothing=0.05,
     )
+    # TensorBoard event files in the run directory; a resumed run continues after its step.
+    from atari_dqn.metrics import MetricsWriter
+
+    metrics = MetricsWriter(
+        run.path, start_step=loop.step, replay_beta=config.replay == "prioritized"
+    )
     postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
     try:
         for progress in loop.run():
             bar.update(progress.step - bar.n)
+            metrics.write(progress)
             postfix["eps"] = f"{progress.epsilon:.2f}"
             if progress.loss is not None:
                 postfix["loss"] = f"{progress.loss:.4f}"
@@ -390,6 +429,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.set_postfix(postfix, refresh=False)
     finally:
         bar.close()
+        metrics.close()
     _say(args, f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
     return 0
 
@@ -415,6 +455,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-frames must be positive, got {args.max_frames}")
     if args.frames is not None and args.frames.exists() and any(args.frames.iterdir()):
         raise UsageError(f"--frames {args.frames} is not empty; choose a new directory")
+    if args.video is not None:
+        from atari_dqn.video import check_video_path
+
+        check_video_path(args.video)
     path = resolve_model_path(args.model)
     network, meta = load_model(path)
     env_id = args.env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
@@ -438,14 +482,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     env = make_env(env_id, training=False, actions=actions, max_frames=args.max_frames)
     sink = png_writer(args.frames) if args.frames is not None else None
-    scores = play_games(
-        env, agent.act, games=args.episodes, epsilon=args.epsilon, seed=args.seed, on_frame=sink
-    )
+    with contextlib.ExitStack() as stack:
+        video = None
+        if args.video is not None:
+            from atari_dqn.video import VideoWriter
+
+            video = stack.enter_context(VideoWriter(args.video))
+        scores = play_games(
+            env,
+            agent.act,
+            games=args.episodes,
+            epsilon=args.epsilon,
+            seed=args.seed,
+            on_frame=sink,
+            on_scored_frame=video,
+        )
     print(f"model: {path}  ({env_id}, step {meta.get('step', '?')})")
     print("scores: " + " ".join(f"{s:.0f}" for s in scores))
     print(f"mean {np.mean(scores):.1f} ± {np.std(scores):.1f} over {len(scores)} games")
     if args.frames is not None:
         print(f"frames written to {args.frames}")
+    if args.video is not None:
+        print(f"video written to {args.video} ({video.frames} frames)")
     return 0
 
 
@@ -470,6 +528,21 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from atari_dqn.bench import cmd_train
 
     return cmd_train(args, build=build_training)  # bench times runs; the CLI builds them
+
+
+# ---------------------------------------------------------------------- plot
+def cmd_plot(args: argparse.Namespace) -> int:
+    from atari_dqn.plot import parse_size, plot_runs
+
+    label_by = [k.strip().replace("-", "_") for v in args.label_by for k in v.split(",") if k]
+    _, table, skipped = plot_runs(
+        args.runs, args.out, label_by=label_by, size=parse_size(args.size), force=args.force
+    )
+    for path in skipped:
+        print(f"skipped {path}: no evaluation in its rewards.txt yet", file=sys.stderr)
+    print(table)
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
+    return 0
 
 
 # ---------------------------------------------------------------------- main

@@ -18,6 +18,8 @@ import numpy as np
 ActFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 # (game index, frame index, RGB frame (H, W, 3)) -> None
 FrameSink = Callable[[int, int, np.ndarray], None]
+# (game index, frame index, RGB frame (H, W, 3), raw score of the game so far) -> None
+ScoredFrameSink = Callable[[int, int, np.ndarray, float], None]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ def play_games(
     epsilon: float,
     seed: int,
     on_frame: FrameSink | None = None,
+    on_scored_frame: ScoredFrameSink | None = None,
 ) -> list[float]:
     """Play ``games`` full games; return each game's raw, unclipped score.
 
@@ -54,20 +57,36 @@ def play_games(
         rng = np.random.default_rng([seed, game])
         obs, _ = env.reset(seed=seed + game)
         frame = 0
-        if on_frame is not None:
-            on_frame(game, frame, env.unwrapped.ale.getScreenRGB())
         score = 0.0
+        _show(env, game, frame, score, on_frame, on_scored_frame)
         while True:
             action = int(act(obs[None], epsilon, rng)[0])
             obs, _, terminated, truncated, info = env.step(action)
             score += float(info["raw_reward"])
             frame += 1
-            if on_frame is not None:
-                on_frame(game, frame, env.unwrapped.ale.getScreenRGB())
+            _show(env, game, frame, score, on_frame, on_scored_frame)
             if terminated or truncated:
                 break
         scores.append(float(info.get("game_return", score)))
     return scores
+
+
+def _show(
+    env: gym.Env,
+    game: int,
+    frame: int,
+    score: float,
+    on_frame: FrameSink | None,
+    on_scored_frame: ScoredFrameSink | None,
+) -> None:
+    """Hand the screen (native resolution, colour) to the sinks that want it."""
+    if on_frame is None and on_scored_frame is None:
+        return
+    rgb = env.unwrapped.ale.getScreenRGB()
+    if on_frame is not None:
+        on_frame(game, frame, rgb)
+    if on_scored_frame is not None:
+        on_scored_frame(game, frame, rgb, score)
 
 
 def png_writer(directory: Path) -> FrameSink:

@@ -50,6 +50,8 @@ class Progress:
     game_returns: list[float] = field(default_factory=list)  # raw full-game scores finished
     game_lengths: list[int] = field(default_factory=list)  # agent steps per finished game
     evaluation: EvalResult | None = None
+    beta: float = 0.0  # prioritized replay's IS exponent at this step (schedule value)
+    replay_stats: dict[str, float] = field(default_factory=dict)  # the replay's stats()
 
 
 class TrainLoop:
@@ -131,6 +133,7 @@ class TrainLoop:
             if evaluation is not None or step % s.report_every == 0 or step == s.total_steps:
                 report.step, report.epsilon, report.updates = step, eps, self.updates
                 report.evaluation = evaluation
+                report.beta, report.replay_stats = float(self.beta(step)), self.replay.stats()
                 if last is not None:
                     report.loss, report.q_mean = float(last.loss), float(last.q_mean)
                     if not (np.isfinite(report.loss) and np.isfinite(report.q_mean)):

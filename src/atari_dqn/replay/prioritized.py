@@ -58,6 +58,9 @@ class PrioritizedReplay:
     ) -> None:
         self._apply(self.storage.append(stream, action, reward, next_frame, terminated, truncated))
 
+    def stats(self) -> dict[str, float]:
+        return {"replay/max_priority": self.max_priority}
+
     def importance_weights(self, indices: np.ndarray, beta: float) -> np.ndarray:
         """``(N · P(i))^(-β)`` normalised by the batch maximum, N = ready transitions.
 

@@ -31,6 +31,9 @@ class UniformReplay:
     ) -> None:
         self.storage.append(stream, action, reward, next_frame, terminated, truncated)
 
+    def stats(self) -> dict[str, float]:
+        return {}
+
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform over ready slots: draw among written slots, redraw the few not ready.
 
