@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from atari_dqn import bench
 from atari_dqn.bench import Row, TrainBenchSettings, run_rows, train_result, train_table
 from atari_dqn.cli import main
 
@@ -72,16 +73,33 @@ def test_bench_train_json(capsys) -> None:
     assert result["ratios"]["prioritized/uniform"] > 0
 
 
-def test_train_rows_are_an_open_list() -> None:
-    """Other rows (the seed's loop, vector envs) join the same table as callables."""
-    rows = [Row("a", lambda: 100.0), Row("b", lambda: 50.0, note="half"), Row("c", lambda: 200.0)]
-    settings = TrainBenchSettings(steps=10, warmup=0)
-    result = train_result(settings, run_rows(rows, repeats=3))
-    assert [r["steps_per_s"] for r in result["rows"]] == [100.0, 50.0, 200.0]
-    assert result["rows"][1]["repeats"] == [50.0, 50.0, 50.0]
-    assert result["ratios"] == {"b/a": 0.5, "c/a": 2.0}
+def test_train_rows_are_an_open_list(monkeypatch) -> None:
+    """Other rows (the seed's loop, vector envs) join the same table as segment iterators."""
+    clock = [0.0]  # a fake perf_counter: each row's segments advance it by their own cost
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    order = []
+
+    def row(name: str, seconds_per_step: float, warmup_segments: int = 1) -> Row:
+        def segments():
+            for _ in range(warmup_segments):
+                order.append(name)
+                clock[0] += 5.0  # building, warm-up: not counted
+                yield 0
+            for _ in range(3):
+                order.append(name)
+                clock[0] += 10 * seconds_per_step
+                yield 10
+
+        return Row(name, segments)
+
+    rows = [row("a", 0.001), row("b", 0.002, warmup_segments=2), row("c", 0.0005)]
+    result = train_result(TrainBenchSettings(steps=10, warmup=0), run_rows(rows, repeats=2))
+    assert order[:6] == ["a", "b", "c", "a", "b", "c"]  # side by side, a segment each in turn
+    assert [r["steps_per_s"] for r in result["rows"]] == pytest.approx([1000, 500, 2000])
+    assert result["rows"][1]["repeats"] == pytest.approx([500, 500])
+    assert result["ratios"] == pytest.approx({"b/a": 0.5, "c/a": 2.0})
     table = train_table(result)
-    assert "b" in table and "0.500" in table and "2.000" in table
+    assert "vs a" in table and "0.500" in table and "2.000" in table
 
 
 def test_bench_config_measures_learning_only() -> None:

@@ -350,10 +350,17 @@ def replay_table(result: dict) -> str:
 # ====================================================================== bench train
 @dataclass(frozen=True)
 class Row:
-    """One line of ``bench train``: a name and a callable returning env steps/s while learning."""
+    """One line of ``bench train``: a name and the run it measures, in segments.
+
+    ``segments()`` returns an iterator; each ``next()`` runs the row a little further (about
+    100 env steps for a training loop) and returns how many env steps of that call count
+    (0 while warming up). The runner times each call and advances all rows in turn, one
+    segment each, so a slow spell of a shared machine hits every row alike. A row that cannot
+    pause (a subprocess, say) may do all its work in one segment.
+    """
 
     name: str
-    run: Callable[[], float]
+    segments: Callable[[], Iterator[int]]
     note: str = ""
 
 
@@ -361,7 +368,7 @@ class Row:
 class RowResult:
     name: str
     steps_per_s: float  # median over repeats
-    repeats: list[float] = field(default_factory=list)
+    repeats: list[float] = field(default_factory=list)  # env steps/s of each repeat
     note: str = ""
 
 
@@ -403,40 +410,55 @@ class TrainBenchSettings:
         return -(-(self.warmup + self.ramp) // 100) * 100
 
 
-def steps_per_second(progress: Iterator[Any], measure_from: int) -> float:
-    """Drain a loop's progress reports; env steps/s from the report at ``measure_from`` on."""
-    t0 = s0 = None
-    last = 0
-    for report in progress:
-        last = report.step
-        if t0 is None and report.step >= measure_from:
-            t0, s0 = time.perf_counter(), report.step
-    t1 = time.perf_counter()
-    if t0 is None or last <= s0:
-        raise RuntimeError(f"the run ended at step {last}, before the measurement began")
-    return (last - s0) / (t1 - t0)
+def loop_segments(build: Callable[[], Any], measure_from: int) -> Iterator[int]:
+    """A training run as segments: one per progress report (100 steps); steps count once the
+    report at ``measure_from`` has passed. ``build()`` runs inside the first, unmeasured one."""
+    training = build()
+    prev = None
+    for report in training.loop.run():
+        yield report.step - prev if prev is not None and prev >= measure_from else 0
+        prev = report.step
 
 
 def replay_rows(settings: TrainBenchSettings, kinds: list[str], build: Callable) -> list[Row]:
     """One row per replay kind; ``build(config)`` returns a run with a ``.loop``."""
-
-    def measure(kind: str) -> float:
-        training = build(settings.config(kind))
-        try:
-            return steps_per_second(training.loop.run(), settings.measure_from())
-        finally:
-            del training
-            gc.collect()
-
-    return [Row(kind, lambda kind=kind: measure(kind), note=f"replay={kind}") for kind in kinds]
+    start = settings.measure_from()
+    return [
+        Row(
+            kind,
+            lambda kind=kind: loop_segments(lambda: build(settings.config(kind)), start),
+            note=f"replay={kind}",
+        )
+        for kind in kinds
+    ]
 
 
 def run_rows(rows: list[Row], repeats: int = 1) -> list[RowResult]:
-    """Run every row ``repeats`` times, interleaved (a slow spell of the machine hits all)."""
+    """Run all rows side by side, one segment each in turn, ``repeats`` times; env steps/s.
+
+    Only the time inside a row's own segments counts toward its figure.
+    """
     results = [RowResult(r.name, 0.0, [], r.note) for r in rows]
     for _ in range(repeats):
-        for row, res in zip(rows, results, strict=True):
-            res.repeats.append(row.run())
+        running = {i: iter(r.segments()) for i, r in enumerate(rows)}
+        steps = [0] * len(rows)
+        seconds = [0.0] * len(rows)
+        while running:
+            for i, it in list(running.items()):
+                start = time.perf_counter()
+                try:
+                    counted = next(it)
+                except StopIteration:
+                    del running[i]
+                    continue
+                if counted:
+                    seconds[i] += time.perf_counter() - start
+                    steps[i] += counted
+        for i, res in enumerate(results):
+            if steps[i] == 0:
+                raise RuntimeError(f"row {res.name!r} ended before its measurement began")
+            res.repeats.append(steps[i] / seconds[i])
+        gc.collect()
     for res in results:
         res.steps_per_s = statistics.median(res.repeats)
     return results
@@ -462,7 +484,8 @@ def train_table(result: dict) -> str:
     lines = [
         f"bench train: preset {s['preset']}, device {s['device']} "
         f"({s['threads'] or 'default'} torch threads), warm-up {s['warmup']} steps, "
-        f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run",
+        f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run; "
+        "rows run side by side, 100 steps at a time",
         f"{'row':<28}{'env steps/s':>12}{'vs ' + first['name']:>18}   runs (steps/s)",
     ]
     for r in result["rows"]:
