@@ -98,6 +98,38 @@ class DQNAgent:
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
 
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Networks and optimiser as flat tensors plus JSON-able metadata (no pickle)."""
+        tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
+        tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        scalars: dict[str, dict[str, float]] = {}
+        for pid, entries in opt["state"].items():
+            for key, value in entries.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0:
+                    tensors[f"optim.{pid}.{key}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[key] = float(value)
+        return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        def section(prefix: str) -> dict[str, torch.Tensor]:
+            n = len(prefix)
+            return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.online.load_state_dict(section("online."))
+        self.target.load_state_dict(section("target."))
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in section("optim.").items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        for pid, entries in meta["optim_scalars"].items():
+            for name, value in entries.items():
+                # Adam keeps `step` as a 0-d float tensor; restore it the same way.
+                state.setdefault(int(pid), {})[name] = torch.tensor(value, dtype=torch.float32)
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
 
 def clamp_gradients(module: nn.Module, clip: float) -> None:
     """Clamp each gradient element to [-clip, clip] in place."""

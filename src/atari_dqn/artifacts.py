@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -29,26 +30,33 @@ class ArtifactError(ValueError):
     """A user-supplied path is not what it should be; the message is one line."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, rename it over ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_replace(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename durable (best effort: some filesystems refuse a directory fsync)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -117,6 +125,15 @@ class RunDir:
         """Add one line to rewards.txt by rewriting it atomically (it is small)."""
         old = self.rewards_path.read_text() if self.rewards_path.exists() else ""
         atomic_write_text(self.rewards_path, old + format_reward_line(index, step, score))
+
+    def truncate_rewards(self, last_step: int) -> None:
+        """Keep only the lines of rewards.txt at or before ``last_step``."""
+        if not self.rewards_path.exists():
+            return
+        lines = self.rewards_path.read_text().splitlines(keepends=True)
+        kept = [ln for ln in lines if ln.endswith("\n") and int(ln.split()[1]) <= last_step]
+        if kept != lines:
+            atomic_write_text(self.rewards_path, "".join(kept))
 
     def model_path(self, index: int) -> Path:
         return self.path / f"model_{index:03d}{MODEL_SUFFIX}"

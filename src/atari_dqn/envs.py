@@ -65,7 +65,7 @@ class EnvError(ValueError):
 # ----------------------------------------------------------------------------- ids and actions
 
 
-def _game_of(env_id: str) -> str:
+def game_of(env_id: str) -> str:
     """The ale-py ROM id (snake_case, e.g. 'breakout') of a checked env id."""
     return gym.spec(env_id).kwargs["game"]
 
@@ -93,7 +93,7 @@ def check_env_id(env_id: str) -> None:
 
 
 @cache
-def _minimal_actions(game: str) -> tuple[str, ...]:
+def minimal_actions(game: str) -> tuple[str, ...]:
     """The game's minimal action set, in ALE order (loads the ROM once per game)."""
     ale = ale_py.ALEInterface()
     ale.setLoggerMode(ale_py.LoggerMode.Error)
@@ -109,15 +109,15 @@ def resolve_actions(env_id: str, actions: str) -> tuple[str, ...]:
     comma-separated list of names from the game's minimal set (case-insensitive).
     """
     check_env_id(env_id)
-    game = _game_of(env_id)
+    game = game_of(env_id)
     key = actions.strip().lower() if isinstance(actions, str) else ""
     if key == "seed":
-        return _SEED_ACTIONS.get(game, _minimal_actions(game))
+        return _SEED_ACTIONS.get(game, minimal_actions(game))
     if key == "minimal":
-        return _minimal_actions(game)
+        return minimal_actions(game)
     if key == "full":
         return ALL_ACTIONS
-    minimal = _minimal_actions(game)
+    minimal = minimal_actions(game)
     names = tuple(n.strip().upper() for n in str(actions).split(","))
     hint = f"expected 'seed', 'minimal', 'full' or a comma list from {','.join(minimal)}"
     if not names or any(not n for n in names):
@@ -278,6 +278,68 @@ class AtariGame(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._last_obs = obs
         reward = float((raw > 0.0) - (raw < 0.0)) if self.training else raw
         return obs, reward, bool(terminated), bool(truncated), info
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def _find(env: gym.Env, kind: type) -> Any:
+    while not isinstance(env, kind):
+        if not hasattr(env, "env"):
+            raise TypeError(f"{kind.__name__} not found in the env stack")
+        env = env.env
+    return env
+
+
+def env_state(env: gym.Env) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Everything that decides the env's future: emulator (with its RNG), no-op RNG, wrappers.
+
+    Restoring it into an env built with the same arguments continues the episode exactly, so a
+    resumed run sees the same frames as an uninterrupted one.
+    """
+    stack = _find(env, FrameStackObservation)
+    game = _find(env, AtariGame)
+    pre = _find(env, AtariPreprocessing)
+    ale_bytes = env.unwrapped.ale.cloneState(include_rng=True).serialize()
+    arrays = {
+        "ale": np.frombuffer(ale_bytes, dtype=np.uint8).copy(),
+        "obs_buffer": np.stack(pre.obs_buffer),
+        "obs_queue": np.stack(list(stack.obs_queue)),
+    }
+    if game._last_obs is not None:
+        arrays["last_obs"] = np.asarray(game._last_obs)
+    meta = {
+        "np_random": env.unwrapped.np_random.bit_generator.state,
+        "preprocessing": {"lives": int(pre.lives), "game_over": bool(pre.game_over)},
+        "game": {
+            "needs_real_reset": game._needs_real_reset,
+            "lives": int(game._lives),
+            "game_return": float(game._game_return),
+            "game_length": int(game._game_length),
+        },
+    }
+    return arrays, meta
+
+
+def load_env_state(env: gym.Env, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    stack = _find(env, FrameStackObservation)
+    game = _find(env, AtariGame)
+    pre = _find(env, AtariPreprocessing)
+    env.reset()  # wrappers such as OrderEnforcing only step after a reset; all is overwritten
+    env.unwrapped.ale.restoreState(ale_py.ALEState(arrays["ale"].tobytes()))
+    env.unwrapped.np_random.bit_generator.state = meta["np_random"]
+    for buf, saved in zip(pre.obs_buffer, arrays["obs_buffer"], strict=True):
+        buf[...] = saved
+    pre.lives = meta["preprocessing"]["lives"]
+    pre.game_over = meta["preprocessing"]["game_over"]
+    stack.obs_queue.clear()
+    stack.obs_queue.extend(np.array(frame) for frame in arrays["obs_queue"])
+    g = meta["game"]
+    game._needs_real_reset = g["needs_real_reset"]
+    game._lives = g["lives"]
+    game._game_return = g["game_return"]
+    game._game_length = g["game_length"]
+    game._last_obs = np.array(arrays["last_obs"]) if "last_obs" in arrays else None
 
 
 # ----------------------------------------------------------------------------- factory

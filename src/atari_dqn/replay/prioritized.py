@@ -47,6 +47,9 @@ class PrioritizedReplay:
     def begin(self, stream: int, frame: np.ndarray) -> None:
         self._apply(self.storage.begin(stream, frame))
 
+    def cut(self, stream: int) -> None:
+        self._apply(self.storage.cut(stream))
+
     def append(
         self,
         stream: int,
@@ -57,6 +60,24 @@ class PrioritizedReplay:
         truncated: bool,
     ) -> None:
         self._apply(self.storage.append(stream, action, reward, next_frame, terminated, truncated))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, meta = self.storage.state()
+        arrays = {**arrays, "priorities": self.tree.get(np.arange(self.storage.capacity))}
+        return arrays, {
+            "storage": meta,
+            "rng": self.rng.bit_generator.state,
+            "max_priority": self.max_priority,
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        if "priorities" not in arrays:
+            raise ValueError("replay state has no priorities: it was saved from uniform replay")
+        self.storage.load_state(arrays, meta["storage"])
+        self.tree = SumTree(self.storage.capacity)
+        self.tree.update(np.arange(self.storage.capacity), arrays["priorities"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.max_priority = float(meta["max_priority"])
 
     def stats(self) -> dict[str, float]:
         return {"replay/max_priority": self.max_priority}

@@ -142,15 +142,29 @@ class FrameStorage:
         else:
             done = acc.pop_complete()
             self._current[stream] = next_slot
-        ready = []
+        return Changes(self._complete(done), tuple(unready))
+
+    def cut(self, stream: int) -> Changes:
+        """Close the open episode of ``stream`` as if a time limit cut it at its current state.
+
+        Its pending transitions get their shorter returns and bootstrap from that state; the
+        stream then waits for ``begin()``. Used when an env's episode cannot be continued.
+        """
+        slot = self._current[stream]
+        if slot < 0:
+            return NO_CHANGES
+        self._current[stream] = -1
+        return Changes(self._complete(self._pending[stream].flush(terminated=False)), ())
+
+    def _complete(self, done: list) -> tuple[int, ...]:
+        """Record finished n-step returns; those slots become ready."""
         for i, ret, k, term in done:
             self.returns[i] = ret
             self.boot[i] = k
             self.terminal[i] = term
             self.ready[i] = True
-            ready.append(i)
-        self.num_ready += len(ready)
-        return Changes(tuple(ready), tuple(unready))
+        self.num_ready += len(done)
+        return tuple(i for i, _, _, _ in done)
 
     def _write(self, stream: int, frame: np.ndarray, pos: int, unready: list[int]) -> int:
         """Write one frame at the stream's cursor; mark what the overwrite invalidates."""
@@ -174,6 +188,43 @@ class FrameStorage:
             self.ready[g] = False
             self.num_ready -= 1
             out.append(g)
+
+    # ------------------------------------------------------------------ state
+    _ARRAYS = ("frames", "actions", "returns", "boot", "terminal", "pos", "ready")
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Arrays and JSON-able metadata that :meth:`load_state` restores exactly."""
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays |= {"cursor": self.cursor, "filled": self.filled, "current": self._current}
+        meta = {
+            "capacity": self.capacity,
+            "num_streams": self.num_streams,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
+            "frame_shape": list(self.frames.shape[1:]),
+            "pending": [acc.state() for acc in self._pending],
+        }
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        mine = {
+            "capacity": self.capacity,
+            "num_streams": self.num_streams,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
+            "frame_shape": list(self.frames.shape[1:]),
+        }
+        theirs = {k: meta.get(k) for k in mine}
+        if theirs != mine:
+            raise ValueError(f"replay state is for {theirs}, not {mine}")
+        for name in self._ARRAYS:
+            getattr(self, name)[...] = arrays[name]
+        self.cursor[...] = arrays["cursor"]
+        self.filled[...] = arrays["filled"]
+        self._current[...] = arrays["current"]
+        for acc, (slots, rewards) in zip(self._pending, meta["pending"], strict=True):
+            acc.load(slots, rewards)
+        self.num_ready = int(self.ready.sum())
 
     # ------------------------------------------------------------------ reading
     def _stack_slots(self, idx: np.ndarray) -> np.ndarray:

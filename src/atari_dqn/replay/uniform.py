@@ -20,6 +20,9 @@ class UniformReplay:
     def begin(self, stream: int, frame: np.ndarray) -> None:
         self.storage.begin(stream, frame)
 
+    def cut(self, stream: int) -> None:
+        self.storage.cut(stream)
+
     def append(
         self,
         stream: int,
@@ -30,6 +33,14 @@ class UniformReplay:
         truncated: bool,
     ) -> None:
         self.storage.append(stream, action, reward, next_frame, terminated, truncated)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, meta = self.storage.state()
+        return arrays, {"storage": meta, "rng": self.rng.bit_generator.state}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.storage.load_state(arrays, meta["storage"])
+        self.rng.bit_generator.state = meta["rng"]
 
     def stats(self) -> dict[str, float]:
         return {}

@@ -1,0 +1,239 @@
+"""Never lose a run: exact resume, kills at random moments, safe loading, the NaN guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from atari_dqn.artifacts import atomic_write_text
+from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
+from atari_dqn.cli import main
+
+TINY = [
+    "--warmup-steps", "40",
+    "--target-update", "50",
+    "--eval-every", "100",
+    "--eval-games", "1",
+    "--eval-max-frames", "400",
+    "--buffer-size", "400",
+    "--batch-size", "8",
+    "--eps-decay", "200",
+    "--quiet",
+]  # fmt: skip
+
+
+def weights(path: Path) -> dict[str, bytes]:
+    return {k: v.numpy().tobytes() for k, v in load_file(path).items()}
+
+
+def same_run(a: Path, b: Path) -> None:
+    assert (a / "rewards.txt").read_text() == (b / "rewards.txt").read_text()
+    models = sorted(p.name for p in a.glob("model_*"))
+    assert models == sorted(p.name for p in b.glob("model_*"))
+    for name in models:
+        assert weights(a / name) == weights(b / name), name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of 400 steps."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert main(["train", *TINY, "--total-steps", "400", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--total-steps", "200", "--seed", "3", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--total-steps", "400", "--quiet"]) == 0
+    same_run(reference, out)
+    assert "total_steps = 400" in (out / "config.toml").read_text()
+
+
+@pytest.mark.parametrize("preset", ["rainbow-lite"])
+def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, preset) -> None:
+    # β anneals over a fixed horizon: the run's length when it started, or this flag.
+    flags = [*TINY, "--preset", preset, "--beta-steps", "300", "--seed", "5"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *flags, "--total-steps", "300", "--out", str(ref)]) == 0
+    assert main(["train", *flags, "--total-steps", "100", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--total-steps", "300", "--quiet"]) == 0
+    same_run(ref, out)
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "atari_dqn", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_checkpoints_exits_0_and_resumes_exactly(
+    reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = _spawn(*TINY, "--total-steps", "400", "--seed", "3", "--out", str(out))
+    _wait_for(out / "model_001.safetensors", proc)
+    time.sleep(0.3)  # somewhere between two evaluations
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stdout and "--resume" in stdout
+    step = read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"]
+    assert 100 <= step < 400
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    same_run(reference, out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    moments = np.random.default_rng(2024).uniform(0.0, 1.5, size=4)
+    kills = 0
+    proc = _spawn(*TINY, "--total-steps", "400", "--seed", "3", "--out", str(out))
+    for delay in moments:
+        _wait_for(out / CHECKPOINT_NAME, proc)
+        time.sleep(float(delay))
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        # Every artifact parses after the kill.
+        assert read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"] % 100 in (0,)
+        lines = (out / "rewards.txt").read_text().splitlines(keepends=True)
+        assert all(ln.endswith("\n") and len(ln.split()) == 3 for ln in lines)
+        for model in out.glob("model_*"):
+            load_file(model)
+        proc = _spawn("--resume", str(out), "--quiet")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert kills >= 2
+    # Steps continued with no gap and no duplicate, and the result is the uninterrupted one.
+    steps = [int(ln.split()[1]) for ln in (out / "rewards.txt").read_text().splitlines()]
+    assert steps == [100, 200, 300, 400]
+    same_run(reference, out)
+
+
+def test_no_checkpoint_replay_resumes_with_a_new_warmup(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    flags = [*TINY, "--seed", "1", "--out", str(out), "--no-checkpoint-replay"]
+    assert main(["train", *flags, "--total-steps", "100"]) == 0
+    state = read_checkpoint_state(out / CHECKPOINT_NAME)
+    assert state["replay"] is None
+    assert main(["train", "--resume", str(out), "--total-steps", "200", "--quiet"]) == 0
+    assert len((out / "rewards.txt").read_text().splitlines()) == 2
+
+
+# ---------------------------------------------------------------------- safe loading
+def _bad(args: list[str], message: str, capsys) -> None:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture()
+def short_run(tmp_path: Path) -> Path:
+    out = tmp_path / "short"
+    assert main(["train", *TINY, "--total-steps", "100", "--out", str(out)]) == 0
+    return out
+
+
+def test_malicious_pickle_checkpoint_is_refused_without_running(
+    short_run: Path, tmp_path: Path, capsys
+) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"agent": Evil()}, short_run / CHECKPOINT_NAME)
+    _bad(["train", "--resume", str(short_run)], "is not a valid atari-dqn checkpoint", capsys)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_refused(short_run: Path, capsys) -> None:
+    ckpt = short_run / CHECKPOINT_NAME
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    _bad(["train", "--resume", str(short_run), "--total-steps", "200"], "not a valid", capsys)
+
+
+def test_checkpoint_from_another_game_is_refused(short_run: Path, tmp_path: Path, capsys) -> None:
+    pong = tmp_path / "pong"
+    args = ["train", *TINY, "--total-steps", "100", "--env-id", "PongNoFrameskip-v4"]
+    assert main([*args, "--out", str(pong)]) == 0
+    (pong / CHECKPOINT_NAME).write_bytes((short_run / CHECKPOINT_NAME).read_bytes())
+    _bad(
+        ["train", "--resume", str(pong), "--total-steps", "200"],
+        "is from BreakoutNoFrameskip-v4, but this run is PongNoFrameskip-v4",
+        capsys,
+    )
+
+
+def test_resume_bad_input(short_run: Path, tmp_path: Path, capsys) -> None:
+    _bad(["train", "--resume", str(tmp_path / "nothing")], "not a run directory", capsys)
+    _bad(["train", "--resume", str(short_run), "--lr", "0.1"], "--lr 0.1 contradicts", capsys)
+    _bad(["train", "--resume", str(short_run)], "already at step 100", capsys)
+    _bad(
+        ["train", "--resume", str(short_run), "--out", str(tmp_path / "x")],
+        "--out cannot be combined with --resume",
+        capsys,
+    )
+    (short_run / CHECKPOINT_NAME).unlink()
+    _bad(["train", "--resume", str(short_run), "--total-steps", "200"], "no checkpoint", capsys)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    # An absurd learning rate makes the weights overflow within a few updates.
+    args = ["train", *TINY, "--warmup-steps", "100", "--lr", "1e30", "--eval-every", "100"]
+    code = main([*args, "--total-steps", "400", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "training diverged" in err and "Traceback" not in err
+    state = read_checkpoint_state(out / CHECKPOINT_NAME)
+    assert state["loop"]["step"] == 100  # the checkpoint before the first update
+    assert sorted(p.name for p in out.glob("model_*")) == ["model_001.safetensors"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    atomic_write_text(path, "old\n")
+
+    class Boom(Exception):
+        pass
+
+    from atari_dqn.artifacts import atomic_replace
+
+    def failing(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise Boom
+
+    with pytest.raises(Boom):
+        atomic_replace(path, failing)
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
