@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -66,10 +67,27 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 _GROUPS = {
-    "environment": ("env_id", "actions", "noop_max", "frame_skip", "sticky_actions"),
-    "run": ("seed", "device", "total_steps", "warmup_steps", "update_every", "target_update"),
-    "replay": ("buffer_size", "batch_size"),
-    "learning": ("lr", "adam_eps", "gamma", "grad_clip"),
+    "environment": ("env_id", "actions", "noop_max", "frame_skip", "sticky_actions", "num_envs"),
+    "run": (
+        "seed",
+        "device",
+        "total_steps",
+        "warmup_steps",
+        "update_every",
+        "target_update",
+        "checkpoint_replay",
+    ),
+    "replay": (
+        "buffer_size",
+        "batch_size",
+        "replay",
+        "alpha",
+        "beta0",
+        "beta_steps",
+        "priority_eps",
+        "n_step",
+    ),
+    "learning": ("lr", "adam_eps", "fused_adam", "gamma", "grad_clip", "double", "dueling"),
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
 }
@@ -115,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--restore", type=Path, metavar="MODEL", help="start from the weights of a model file"
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run from its checkpoint, with its config (only --total-steps, "
+        "--device and --checkpoint-replay may change)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(train)
@@ -253,8 +278,9 @@ def build_replay(config: Config, rng: np.random.Generator, num_streams: int = 1)
     from atari_dqn.replay.storage import FrameStorage
     from atari_dqn.replay.uniform import UniformReplay
 
+    capacity = config.buffer_size // num_streams * num_streams  # equal rings, one per env
     storage = FrameStorage(
-        config.buffer_size, n_step=config.n_step, gamma=config.gamma, num_streams=num_streams
+        capacity, n_step=config.n_step, gamma=config.gamma, num_streams=num_streams
     )
     if config.replay == "prioritized":
         return PrioritizedReplay(storage, rng, alpha=config.alpha, priority_eps=config.priority_eps)
@@ -308,6 +334,7 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
     from atari_dqn.loop import LoopSettings, TrainLoop
     from atari_dqn.networks import QNetwork
     from atari_dqn.schedules import LinearSchedule
+    from atari_dqn.vector import AtariVector, SingleEnv
 
     actions, device = check_training_input(config)
     # One seed, split into independent streams for each random component.
@@ -319,7 +346,9 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         load_weights_into(online, restore)
     online = online.to(device)
     target = QNetwork(len(actions), dueling=config.dueling).to(device)
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps)
+    optimizer = torch.optim.Adam(
+        online.parameters(), lr=config.lr, eps=config.adam_eps, fused=config.fused_adam
+    )
     agent = DQNAgent(
         online,
         target,
@@ -336,11 +365,14 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         frame_skip=config.frame_skip,
         repeat_action_probability=sticky,
     )
-    env = make_env(config.env_id, training=True, **env_kwargs)
+    if config.num_envs == 1:
+        env: Any = SingleEnv(make_env(config.env_id, training=True, **env_kwargs))
+    else:
+        env = AtariVector(config.env_id, config.num_envs, **env_kwargs)
     eval_env = make_env(
         config.env_id, training=False, max_frames=config.eval_max_frames, **env_kwargs
     )
-    replay = build_replay(config, np.random.default_rng(seeds[3]))
+    replay = build_replay(config, np.random.default_rng(seeds[3]), config.num_envs)
     beta = LinearSchedule(config.beta0, 1.0, config.beta_steps or config.total_steps)
     epsilon = LinearSchedule(
         config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
@@ -370,29 +402,134 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from atari_dqn.artifacts import RunDir, load_model, save_model
+    from atari_dqn.artifacts import RunDir, load_model
 
+    if args.resume is not None:
+        return _resume(args)
     # ---- everything a user can get wrong is checked before any work starts
     config = resolve_config(args)
-    actions, device = check_training_input(config)
+    if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
+        config = config.replace(beta_steps=config.total_steps)
+    check_training_input(config)
     if args.restore is not None:
         load_model(args.restore)
     out = args.out if args.out is not None else _default_out(config)
     RunDir.check_new(out, args.force)
 
     training = build_training(config, restore=args.restore)
-    loop, online = training.loop, training.agent.online
-
     run = RunDir.create(out, args.force)
     run.write_config(to_toml(config))
-    model_meta = {"env_id": config.env_id, "actions": ",".join(actions), "seed": config.seed}
-    _say(args, f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
-         f"{len(actions)} actions: {','.join(actions)}, device {device})")  # fmt: skip
+    return _train(args, training, run)
+
+
+# Settings that may differ on --resume without changing what the run is.
+RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """Continue the run in ``args.resume`` from its checkpoint, with its own config."""
+    from atari_dqn.artifacts import RunDir
+    from atari_dqn.checkpoint import CHECKPOINT_NAME, load_checkpoint, read_checkpoint_state
+
+    for flag, given in (
+        ("--out", args.out is not None),
+        ("--force", args.force),
+        ("--restore", args.restore is not None),
+        ("--preset", args.preset is not None),
+        ("--config", args.config is not None),
+    ):
+        if given:
+            raise UsageError(f"{flag} cannot be combined with --resume (the run keeps its own)")
+    run = RunDir(args.resume)
+    if not (run.path / "config.toml").is_file():
+        raise UsageError(f"--resume {run.path}: not a run directory (no config.toml)")
+    try:
+        saved = Config(**load_toml(run.path / "config.toml"))
+    except (ConfigError, TypeError) as exc:
+        raise UsageError(f"--resume {run.path}: unreadable config.toml ({exc})") from None
+    config = saved
+    for f in fields(Config):
+        if f.name == "preset" or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if f.name not in RESUME_MAY_CHANGE and value != getattr(saved, f.name):
+            raise UsageError(
+                f"--{f.name.replace('_', '-')} {value} contradicts the run's config "
+                f"({getattr(saved, f.name)}); on --resume only "
+                + ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
+                + " may change"
+            )
+        config = config.replace(**{f.name: value})
+    check_training_input(config)
+    ckpt = run.path / CHECKPOINT_NAME
+    state = read_checkpoint_state(ckpt)
+    theirs = state["config"]
+    if theirs.get("env_id") != config.env_id:
+        raise UsageError(
+            f"checkpoint {ckpt} is from {theirs.get('env_id')}, but this run is {config.env_id}"
+        )
+    for key, value in dataclasses.asdict(config).items():
+        if key not in RESUME_MAY_CHANGE and theirs.get(key) != value:
+            raise UsageError(
+                f"checkpoint {ckpt} does not match the run's config.toml "
+                f"({key}: {theirs.get(key)!r} vs {value!r})"
+            )
+    step = int(state["loop"]["step"])
+    if step >= config.total_steps:
+        raise UsageError(
+            f"the run is already at step {step} of --total-steps {config.total_steps}; "
+            "pass a larger --total-steps to continue it"
+        )
+    training = build_training(config)
+    load_checkpoint(ckpt, agent=training.agent, replay=training.replay, loop=training.loop)
+    # Anything written after the checkpoint (a kill between an evaluation and its checkpoint)
+    # is replayed exactly by the resumed run, so it is dropped rather than duplicated.
+    run.truncate_rewards(step)
+    run.write_config(to_toml(config))
+    _say(args, f"resuming {run.path} at step {step}")
+    return _train(args, training, run)
+
+
+def _train(args: argparse.Namespace, training: Training, run: Any) -> int:
+    """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals."""
+    import signal
 
     from tqdm import tqdm
 
+    from atari_dqn.artifacts import save_model
+    from atari_dqn.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    config, loop, online = training.config, training.loop, training.agent.online
+    actions = training.actions
+    model_meta = {"env_id": config.env_id, "actions": ",".join(actions), "seed": config.seed}
+    _say(args, f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
+         f"{len(actions)} actions: {','.join(actions)}, device {training.device})")  # fmt: skip
+
+    saved_at: list[int] = []
+
+    def checkpoint() -> None:
+        saved_at.append(loop.step)
+        info = save_checkpoint(
+            run.path / CHECKPOINT_NAME,
+            config=dataclasses.asdict(config),
+            agent=training.agent,
+            replay=training.replay,
+            loop=loop,
+            include_replay=config.checkpoint_replay,
+        )
+        _log(args, bar, f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB "
+             f"in {info.seconds:.2f} s")  # fmt: skip
+
+    stop: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        del frame
+        stop.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     bar = tqdm(
         total=config.total_steps,
+        initial=loop.step,
         unit="step",
         disable=args.quiet,
         dynamic_ncols=True,
@@ -418,20 +555,34 @@ def cmd_train(args: argparse.Namespace) -> int:
                 path = run.model_path(result.index)
                 save_model(path, online, {**model_meta, "step": result.step})
                 postfix["eval"] = f"{result.mean:.1f}"
-                msg = (
-                    f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f}"
-                    f" ± {result.std:.1f} over {len(result.scores)} games -> {path.name}"
-                )
-                if args.quiet:
-                    print(msg, flush=True)
-                else:
-                    bar.write(msg)
+                _log(args, bar, f"eval {result.index:3d} at step {result.step}: score "
+                     f"{result.mean:.1f} ± {result.std:.1f} over {len(result.scores)} games "
+                     f"-> {path.name}")  # fmt: skip
             bar.set_postfix(postfix, refresh=False)
+            if result is not None or stop:
+                checkpoint()
+            if stop:
+                name = signal.Signals(stop[0]).name
+                _log(args, bar, f"stopped by {name} at step {loop.step}; continue with: "
+                     f"atari-dqn train --resume {run.path}")  # fmt: skip
+                return 0 if stop[0] == signal.SIGTERM else 130
+        if not saved_at or saved_at[-1] != loop.step:
+            checkpoint()
     finally:
         bar.close()
         metrics.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _say(args, f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
     return 0
+
+
+def _log(args: argparse.Namespace, bar: Any, msg: str) -> None:
+    """One line per event, readable in a terminal (above the bar) and in a piped log."""
+    if args.quiet:
+        print(msg, flush=True)
+    else:
+        bar.write(msg)
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:
@@ -517,19 +668,6 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------- bench
-def cmd_bench_replay(args: argparse.Namespace) -> int:
-    from atari_dqn.bench import cmd_replay
-
-    return cmd_replay(args)
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from atari_dqn.bench import cmd_train
-
-    return cmd_train(args, build=build_training)  # bench times runs; the CLI builds them
-
-
 # ---------------------------------------------------------------------- plot
 def cmd_plot(args: argparse.Namespace) -> int:
     from atari_dqn.plot import parse_size, plot_runs
@@ -543,6 +681,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
+
+
+# ---------------------------------------------------------------------- bench
+def cmd_bench_replay(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import cmd_replay
+
+    return cmd_replay(args)
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import cmd_train
+
+    return cmd_train(args, build=build_training)  # bench times runs; the CLI builds them
 
 
 # ---------------------------------------------------------------------- main

@@ -37,10 +37,15 @@ class Config:
         "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
         " minimal), 'minimal', 'full', or a comma list of ALE action names.",
     )
-    noop_max: int = _opt(30, "Up to this many random no-ops at each game start (agent steps).")
+    noop_max: int = _opt(30, "Up to this many random no-op frames at each game start (emulator frames).")
     frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
     sticky_actions: float = _opt(
         -1.0, "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25)."
+    )
+    num_envs: int = _opt(
+        1,
+        "Training envs stepped together (C++ threads when > 1; evaluation keeps its own env)."
+        " The replay ratio stays one update per --update-every agent steps over all envs.",
     )
     # --- schedule of the run ---
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
@@ -62,7 +67,9 @@ class Config:
     alpha: float = _opt(0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.")
     beta0: float = _opt(0.4, "Prioritized replay: importance-sampling exponent at the start.")
     beta_steps: int = _opt(
-        0, "Prioritized replay: agent steps over which beta anneals to 1 (0 = the whole run)."
+        0,
+        "Prioritized replay: agent steps over which beta anneals to 1 (0 = the whole run,"
+        " as set when it starts).",
     )
     priority_eps: float = _opt(1e-6, "Prioritized replay: added to |td| so no priority is 0.")
     n_step: int = _opt(1, "Returns over n agent steps (1 = the seed's one-step target).")
@@ -71,6 +78,9 @@ class Config:
     adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
     gamma: float = _opt(0.99, "Discount factor per agent step.")
     grad_clip: float = _opt(1.0, "Clamp every gradient element to [-c, c] (the seed's clamp_).")
+    fused_adam: bool = _opt(
+        True, "Adam as one fused kernel (same maths; --no-fused-adam for the per-tensor loop)."
+    )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
     # --- exploration ---
@@ -85,6 +95,9 @@ class Config:
     eval_epsilon: float = _opt(0.05, "Epsilon during evaluation (0 = greedy, as the seed).")
     eval_max_frames: int = _opt(
         108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
+    )
+    checkpoint_replay: bool = _opt(
+        True, "Save the replay memory in checkpoints, for exact resume (big: ~7 KB a slot)."
     )
     # --- bookkeeping ---
     preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
@@ -130,8 +143,13 @@ class Config:
             raise ConfigError(f"--priority-eps must be positive, got {self.priority_eps}")
         if not 1 <= self.n_step <= 100:
             raise ConfigError(f"--n-step must be between 1 and 100, got {self.n_step}")
-        if self.buffer_size < 2 * (self.n_step + 4):
-            raise ConfigError(f"--buffer-size {self.buffer_size} is too small for --n-step")
+        if not 1 <= self.num_envs <= 1024:
+            raise ConfigError(f"--num-envs must be between 1 and 1024, got {self.num_envs}")
+        if self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
+            raise ConfigError(
+                f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
+                f" with --num-envs {self.num_envs}"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -1,8 +1,10 @@
 """The training loop. It yields progress and evaluation results; it does no I/O of its own.
 
-Step ``t`` (1-based) is one agent step: act ε-greedily, step the env, store the transition;
-then, once past warm-up, an update every ``update_every`` steps; a target sync every
-``target_update`` steps; an evaluation every ``eval_every`` steps on a separate env.
+An agent step is one transition of one env; with N envs an iteration makes up to N of them. Per
+iteration: act ε-greedily for all envs in one forward pass, start the envs, run the updates due
+(one per ``update_every`` agent steps after warm-up: the replay ratio does not depend on N) while
+the emulators run, collect and store the transitions; a target sync every ``target_update``
+agent steps; an evaluation every ``eval_every`` agent steps on a separate env.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.evaluate import EvalResult, play_games
 from atari_dqn.replay.uniform import UniformReplay
 from atari_dqn.schedules import LinearSchedule
+from atari_dqn.vector import AtariVector, SingleEnv
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,7 +62,7 @@ class TrainLoop:
 
     def __init__(
         self,
-        env: gym.Env,
+        env: SingleEnv | AtariVector,
         eval_env: gym.Env,
         agent: DQNAgent,
         replay: UniformReplay,
@@ -76,19 +79,65 @@ class TrainLoop:
         self.beta = beta
         self.rng = rng
         self.s = settings
-        self.step = 0
+        self.step = 0  # agent steps (transitions) so far, over all envs
         self.updates = 0
-        self._obs: np.ndarray | None = None
-        self._seeded = False
+        self.next_update = settings.warmup_steps + settings.update_every
+        self.next_sync = settings.target_update
+        self.next_eval = settings.eval_every
+        self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
 
-    def _begin_episode(self) -> np.ndarray:
-        if self._seeded:
-            obs, _ = self.env.reset()
-        else:
-            obs, _ = self.env.reset(seed=self.s.env_seed)
-            self._seeded = True
-        self.replay.begin(0, obs[-1])
-        return obs
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The loop's position, its generator and, where it can be saved, the envs' state."""
+        env = self.env.state() if self._obs is not None else None
+        arrays = {f"env.{k}": v for k, v in env[0].items()} if env is not None else {}
+        meta = {
+            "step": self.step,
+            "updates": self.updates,
+            "next_update": self.next_update,
+            "next_sync": self.next_sync,
+            "next_eval": self.next_eval,
+            "started": self._obs is not None,
+            "rng": self.rng.bit_generator.state,
+            "env": env[1] if env is not None else None,
+        }
+        return arrays, meta
+
+    def load_state(
+        self, arrays: dict[str, np.ndarray], meta: dict, *, replay_restored: bool
+    ) -> None:
+        """Continue from a saved state.
+
+        The single env is restored exactly. Vectorised C++ envs cannot be: their open episodes
+        are cut (as at a time limit) and new games start. Without the replay, learning waits
+        for a new warm-up.
+        """
+        self.step = int(meta["step"])
+        self.updates = int(meta["updates"])
+        self.next_update = int(meta["next_update"])
+        self.next_sync = int(meta["next_sync"])
+        self.next_eval = int(meta["next_eval"])
+        self.rng.bit_generator.state = meta["rng"]
+        if not replay_restored:
+            self.next_update = self.step + self.s.warmup_steps + self.s.update_every
+        if not meta["started"]:
+            return
+        if meta["env"] is not None:
+            env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
+            self._obs = self.env.load_state(env_arrays, meta["env"])
+            if not replay_restored:
+                for i in range(self.env.num_envs):
+                    self.replay.begin(i, self._obs[i, -1])
+            return
+        for i in range(self.env.num_envs):
+            if replay_restored:
+                self.replay.cut(i)
+        self._start(seed=self.s.env_seed + self.step)
+
+    def _start(self, seed: int) -> None:
+        vs = self.env.reset(seed=seed)
+        for i in range(self.env.num_envs):
+            self.replay.begin(i, vs.obs[i, -1])
+        self._obs = vs.obs
 
     def evaluate(self, index: int) -> EvalResult:
         scores = play_games(
@@ -100,37 +149,56 @@ class TrainLoop:
         )
         return EvalResult(index=index, step=self.step, scores=tuple(scores))
 
+    def _learn(self) -> UpdateResult | None:
+        """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
+        s, last = self.s, None
+        while self.step >= self.next_update:
+            self.next_update += s.update_every
+            if len(self.replay) < s.batch_size:
+                continue
+            batch = self.replay.sample(s.batch_size, self.beta(self.step))
+            last = self.agent.update(batch)
+            self.replay.update_priorities(batch.indices, last.td_abs.numpy())
+            self.updates += 1
+        return last
+
     def run(self) -> Iterator[Progress]:
+        """Act, step all envs (updating while they run), store, sync, evaluate, report."""
         s = self.s
         last: UpdateResult | None = None
         report = Progress(step=self.step, epsilon=self.epsilon(self.step))
+        next_report = (self.step // s.report_every + 1) * s.report_every
+        if self._obs is None:
+            self._start(seed=s.env_seed)
         while self.step < s.total_steps:
-            if self._obs is None:
-                self._obs = self._begin_episode()
-            self.step += 1
+            eps = self.epsilon(self.step + 1)
+            actions = self.agent.act(self._obs, eps, self.rng)
+            self.env.send(actions)
+            # The emulators run while the learner updates (in C++ threads for vector envs).
+            last = self._learn() or last
+            vs = self.env.recv()
+            for i in np.flatnonzero(vs.transition):
+                self.replay.append(
+                    int(i), int(actions[i]), float(vs.rewards[i]), vs.next_frames[i],
+                    bool(vs.terminated[i]), bool(vs.truncated[i]),
+                )  # fmt: skip
+            for i in np.flatnonzero(vs.begin):
+                self.replay.begin(int(i), vs.obs[i, -1])
+            self._obs = vs.obs
+            self.step += int(vs.transition.sum())
+            report.game_returns += vs.game_returns
+            report.game_lengths += vs.game_lengths
             step = self.step
-            eps = self.epsilon(step)
-            action = int(self.agent.act(self._obs[None], eps, self.rng)[0])
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            self.replay.append(0, action, float(reward), obs[-1], terminated, truncated)
-            self._obs = None if (terminated or truncated) else obs
-            if info.get("game_over"):
-                report.game_returns.append(float(info["game_return"]))
-                report.game_lengths.append(int(info["game_length"]))
-
-            learning = step > s.warmup_steps and len(self.replay) >= s.batch_size
-            if learning and step % s.update_every == 0:
-                batch = self.replay.sample(s.batch_size, self.beta(step))
-                last = self.agent.update(batch)
-                self.replay.update_priorities(batch.indices, last.td_abs.numpy())
-                self.updates += 1
-            if step % s.target_update == 0:
+            if step >= self.next_sync:
                 self.agent.sync_target()
+                self.next_sync += s.target_update * (1 + (step - self.next_sync) // s.target_update)
 
             evaluation = None
-            if step % s.eval_every == 0:
-                evaluation = self.evaluate(step // s.eval_every)
-            if evaluation is not None or step % s.report_every == 0 or step == s.total_steps:
+            if step >= self.next_eval:
+                evaluation = self.evaluate(self.next_eval // s.eval_every)
+                self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
+            if evaluation is not None or step >= next_report or step >= s.total_steps:
+                next_report = (step // s.report_every + 1) * s.report_every
                 report.step, report.epsilon, report.updates = step, eps, self.updates
                 report.evaluation = evaluation
                 report.beta, report.replay_stats = float(self.beta(step)), self.replay.stats()
