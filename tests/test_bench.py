@@ -132,3 +132,42 @@ def test_bench_needs_a_subcommand(capsys) -> None:
         main(["bench"])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_bench_train_seed_loop_env_counts_and_ceilings_json(capsys) -> None:
+    result = run_json(
+        ["bench", "train", "--seed-loop", "--replay", "uniform", "--num-envs", "1,2",
+         "--steps", "100", "--warmup", "100", "--buffer-size", "2000", "--ceilings", "--json"],
+        capsys,
+    )  # fmt: skip
+    assert [r["name"] for r in result["rows"]] == ["seed loop", "atari-dqn N=1", "atari-dqn N=2"]
+    assert all(r["steps_per_s"] > 0 for r in result["rows"])
+    assert set(result["ratios"]) == {"atari-dqn N=1/seed loop", "atari-dqn N=2/seed loop"}
+    c = result["ceilings"]
+    assert set(c["env_steps_per_s"]) == {"N=1", "N=2"}
+    assert set(c["update_ms"]) == {"plain Adam", "fused Adam"}
+
+
+def test_seed_loop_counts_only_steps_after_measure_from() -> None:
+    counted = list(
+        bench.seed_loop_segments(
+            env_id="BreakoutNoFrameskip-v4", warmup=50, measure_from=200, total=450, epsilon=0.1
+        )
+    )
+    # Segments of 100 steps end at 100, 200, 300, 400 and the last 50 at 450.
+    assert counted == [0, 0, 100, 100, 50]
+
+
+def test_bench_memory_json(capsys) -> None:
+    result = run_json(
+        ["bench", "memory", "--steps", "700", "--buffer-size", "300", "--json"], capsys
+    )
+    assert result["replay_full_at"] == 330
+    steps = [p["step"] for p in result["rss"]]
+    assert steps == sorted(steps) and steps[0] >= 330 and steps[-1] == 700
+    assert all(p["bytes"] > 0 for p in result["rss"])
+
+
+def test_bench_memory_needs_the_replay_to_fill(capsys) -> None:
+    assert main(["bench", "memory", "--steps", "100", "--buffer-size", "300"]) == 2
+    assert "must exceed --buffer-size" in capsys.readouterr().err

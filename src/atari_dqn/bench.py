@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -384,13 +385,14 @@ class TrainBenchSettings:
     threads: int | None = None  # torch CPU threads; None: torch's default
     ramp: int = 100  # learning steps after warm-up before the clock starts (first updates)
 
-    def config(self, replay: str) -> Config:
+    def config(self, replay: str, preset: str | None = None, num_envs: int = 1) -> Config:
         """The run a row measures: the preset, with evaluation pushed past the end."""
-        base = preset_config(self.preset)
+        base = preset_config(preset or self.preset)
         start = self.measure_from()
         total = start + self.steps
         changes: dict[str, Any] = {
             "replay": replay,
+            "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
             "total_steps": total,
@@ -418,6 +420,48 @@ def loop_segments(build: Callable[[], Any], measure_from: int) -> Iterator[int]:
     for report in training.loop.run():
         yield report.step - prev if prev is not None and prev >= measure_from else 0
         prev = report.step
+
+
+def config_rows(
+    settings: TrainBenchSettings,
+    build: Callable,
+    *,
+    presets: list[str],
+    kinds: list[str],
+    num_envs: list[int],
+) -> list[Row]:
+    """One row per (preset, replay kind, env count); names show what varies."""
+    start = settings.measure_from()
+    rows = []
+    for preset in presets:
+        for kind in kinds:
+            for n in num_envs:
+                parts = [preset] if len(presets) > 1 else []
+                parts += [kind] if len(kinds) > 1 else []
+                parts += [f"N={n}"] if len(num_envs) > 1 else []
+                name = " ".join(parts) or f"atari-dqn {kind} N={n}"
+                if len(presets) == 1 and len(kinds) == 1 and len(num_envs) > 1:
+                    name = f"atari-dqn N={n}"
+
+                def segments(preset=preset, kind=kind, n=n) -> Iterator[int]:
+                    config = settings.config(kind, preset, n)
+                    return loop_segments(lambda: build(config), start)
+
+                rows.append(Row(name, segments, note=f"preset={preset} replay={kind} envs={n}"))
+    return rows
+
+
+def seed_loop_row(settings: TrainBenchSettings, env_id: str) -> Row:
+    """The baseline: the seed's single-file loop, at the same warm-up, ε and length."""
+    start = settings.measure_from()
+    total = start + settings.steps
+    return Row(
+        "seed loop",
+        lambda: seed_loop_segments(
+            env_id=env_id, warmup=settings.warmup, measure_from=start, total=total, epsilon=0.1
+        ),
+        note="single-file transcription of the seed's main.py (bench.seed_loop_segments)",
+    )
 
 
 def replay_rows(settings: TrainBenchSettings, kinds: list[str], build: Callable) -> list[Row]:
@@ -502,6 +546,232 @@ def train_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# ====================================================================== the seed's loop
+def seed_loop_segments(
+    *, env_id: str, warmup: int, measure_from: int, total: int, epsilon: float, seed: int = 0
+) -> Iterator[int]:
+    """A faithful single-file transcription of the seed's training loop, as bench segments.
+
+    As the seed's ``main.py``: one env, a deque of the last 5 frames, batch-1 acting from a float
+    tensor stack, a replay of 5-frame uint8 stacks pushed every step (``make_folded_state``),
+    ``torch.randint`` sampling, an update every 4 steps with batch 32 (policy and target
+    forwards, smooth L1, backward, ``clamp_(-1, 1)``, per-tensor Adam 6.25e-5), ``loss.item()``,
+    target sync every 10,000 steps. Preprocessing is atari-dqn's env with a stack of 1, so the
+    emulator cost is the same on both sides and the difference is the loop. ε is held at
+    ``epsilon`` (the seed decays it) so the acting cost is that of the bulk of a run.
+    Yields every 100 steps, like a training row: the steps that count once ``measure_from``
+    has passed.
+    """
+    import random
+    from collections import deque
+
+    import torch
+    import torch.nn.functional as F
+
+    from atari_dqn.envs import make_env, resolve_actions
+    from atari_dqn.networks import QNetwork
+
+    actions = resolve_actions(env_id, "seed")
+    env = make_env(env_id, training=True, actions=actions, frame_stack=1)
+    device = torch.device("cpu")
+    capacity = total + 1
+    g = torch.Generator().manual_seed(seed)
+    policy, target = QNetwork(len(actions), generator=g), QNetwork(len(actions))
+    target.load_state_dict(policy.state_dict())
+    optimizer = torch.optim.Adam(policy.parameters(), lr=6.25e-5, eps=1.5e-4)
+    m_states = torch.zeros((capacity, 5, 84, 84), dtype=torch.uint8)
+    m_actions = torch.zeros((capacity, 1), dtype=torch.long)
+    m_rewards = torch.zeros((capacity, 1), dtype=torch.int8)
+    m_dones = torch.zeros((capacity, 1), dtype=torch.bool)
+    pos, size = 0, 0
+    r = random.Random(seed)
+    obs_queue: deque = deque(maxlen=5)
+    done = True
+    for step in range(total):
+        if step and step % 100 == 0:
+            yield 100 if step - 100 >= measure_from else 0
+        if done:
+            obs, _ = env.reset(seed=seed) if step == 0 else env.reset()
+            frame = torch.from_numpy(obs[-1]).view(1, 84, 84)
+            for _ in range(5):
+                obs_queue.append(frame)
+        training = size > warmup
+        state = torch.cat(list(obs_queue)[1:]).unsqueeze(0).to(device).float()
+        if r.random() > epsilon:
+            with torch.no_grad():
+                action = policy(state).max(1).indices.item()
+        else:
+            action = r.randint(0, len(actions) - 1)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+        obs_queue.append(torch.from_numpy(obs[-1]).view(1, 84, 84))
+        m_states[pos] = torch.cat(list(obs_queue)).unsqueeze(0)
+        m_actions[pos, 0], m_rewards[pos, 0], m_dones[pos, 0] = action, int(reward), done
+        pos = (pos + 1) % capacity
+        size = max(size, pos)
+        if step % 4 == 0 and training:
+            idx = torch.randint(0, high=size, size=(32,))
+            b_state = m_states[idx, :4].to(device).float()
+            b_next = m_states[idx, 1:].to(device).float()
+            b_action = m_actions[idx].to(device)
+            b_reward = m_rewards[idx].to(device).float()
+            b_done = m_dones[idx].to(device).float()
+            values = policy(b_state).gather(1, b_action)
+            values_next = target(b_next).max(1).values.detach()
+            expected = (0.99 * values_next.unsqueeze(1)) * (1.0 - b_done) + b_reward
+            loss = F.smooth_l1_loss(values, expected)
+            optimizer.zero_grad()
+            loss.backward()
+            for param in policy.parameters():
+                param.grad.data.clamp_(-1, 1)
+            optimizer.step()
+            loss.item()
+        if step % 10_000 == 0:
+            target.load_state_dict(policy.state_dict())
+    last = (total - 1) // 100 * 100
+    yield total - last if last >= measure_from else 0
+
+
+def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int = 32) -> dict:
+    """What the trainer cannot beat: env steps/s of random play, ms of one update alone."""
+    import torch
+
+    from atari_dqn.agent import DQNAgent
+    from atari_dqn.envs import make_env, resolve_actions
+    from atari_dqn.networks import QNetwork
+    from atari_dqn.replay.storage import Batch
+    from atari_dqn.vector import AtariVector, SingleEnv
+
+    config = settings.config("uniform")
+    actions = resolve_actions(config.env_id, config.actions)
+    rng = np.random.default_rng(0)
+    env_rates = {}
+    for n in sorted(set(num_envs)):
+        if n == 1:
+            env: Any = SingleEnv(make_env(config.env_id, training=True, actions=actions))
+        else:
+            env = AtariVector(config.env_id, n, actions=actions)
+        env.reset(seed=0)
+        steps, start = 0, time.perf_counter()
+        while steps < max(2000, 200 * n):
+            env.send(rng.integers(0, len(actions), size=n))
+            steps += int(env.recv().transition.sum())
+        env_rates[f"N={n}"] = steps / (time.perf_counter() - start)
+    batch = Batch(
+        obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, len(actions), batch_size),
+        returns=rng.normal(size=batch_size).astype(np.float32),
+        discounts=np.full(batch_size, 0.99, np.float32),
+        next_obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
+        indices=np.arange(batch_size),
+        weights=np.ones(batch_size, np.float32),
+    )
+    device = torch.device(settings.device)
+    update_ms = {}
+    for fused in (False, True):
+        online = QNetwork(len(actions), dueling=config.dueling).to(device)
+        target = QNetwork(len(actions), dueling=config.dueling).to(device)
+        opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=fused)
+        agent = DQNAgent(online, target, opt, num_actions=len(actions), device=device,
+                         double=config.double)  # fmt: skip
+        update_ms["fused Adam" if fused else "plain Adam"] = (
+            median_us(lambda agent=agent: agent.update(batch), inner=3, reps=7) / 1000
+        )
+    return {
+        "env_steps_per_s": env_rates,
+        "update_ms": update_ms,
+        "batch_size": batch_size,
+        "update_every": config.update_every,
+    }
+
+
+def ceilings_table(c: dict) -> list[str]:
+    envs = ", ".join(f"{k} {v:.0f}" for k, v in c["env_steps_per_s"].items())
+    upd = ", ".join(f"{k} {v:.1f} ms" for k, v in c["update_ms"].items())
+    best = min(c["update_ms"].values())
+    return [
+        f"ceilings: random play (env only) steps/s: {envs}",
+        f"          one batch-{c['batch_size']} update alone: {upd}"
+        f" -> at most {1000 * c['update_every'] / best:.0f} steps/s at one update per"
+        f" {c['update_every']} steps",
+    ]
+
+
+# ====================================================================== bench memory
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def memory_soak(build: Callable, config: Config, samples: int = 10) -> dict:
+    """Train ``config`` and record RSS at evenly spaced steps once the replay is full.
+
+    A leak shows as RSS growing after the replay stops growing; a flat line is the goal.
+    """
+    training = build(config)
+    full_at = config.buffer_size + config.buffer_size // 10  # plus episode-final slots
+    span = max(1, config.total_steps - full_at)
+    marks = [full_at + span * k // samples for k in range(samples + 1)]
+    points: list[tuple[int, int]] = []
+    start = time.perf_counter()
+    for report in training.loop.run():
+        while marks and report.step >= marks[0]:
+            marks.pop(0)
+            points.append((report.step, rss_bytes()))
+    seconds = time.perf_counter() - start
+    first, last = points[0][1], points[-1][1]
+    return {
+        "buffer_size": config.buffer_size,
+        "steps": config.total_steps,
+        "seconds": seconds,
+        "replay_full_at": full_at,
+        "rss": [{"step": step, "bytes": b} for step, b in points],
+        "growth_bytes": last - first,
+        "growth_ratio": last / first if first else float("nan"),
+        "peak_bytes": max(b for _, b in points),
+    }
+
+
+def memory_table(result: dict) -> str:
+    lines = [
+        f"bench memory: buffer {result['buffer_size']:,} transitions, {result['steps']:,} steps "
+        f"in {result['seconds']:.0f} s; RSS after the replay is full (step "
+        f"{result['replay_full_at']:,}):",
+        f"{'step':>10}  {'RSS MB':>9}",
+    ]
+    lines += [f"{p['step']:>10,}  {p['bytes'] / 1e6:>9.1f}" for p in result["rss"]]
+    lines.append(
+        f"growth after full: {result['growth_bytes'] / 1e6:+.1f} MB "
+        f"(x{result['growth_ratio']:.3f}); peak {result['peak_bytes'] / 1e6:.1f} MB"
+    )
+    return "\n".join(lines)
+
+
+def cmd_memory(args: argparse.Namespace, build: Callable) -> int:
+    """``atari-dqn bench memory``: a soak, not a test; RSS must stay flat."""
+    _check_positive(steps=args.steps, buffer_size=args.buffer_size)
+    config = preset_config(args.preset).replace(
+        buffer_size=args.buffer_size,
+        warmup_steps=min(args.buffer_size, 5_000),
+        total_steps=args.steps,
+        eval_every=args.steps + 1,
+        device=args.device,
+    )
+    config.validate()
+    if args.steps <= config.buffer_size + config.warmup_steps:
+        raise ConfigError(
+            f"--steps {args.steps} must exceed --buffer-size {args.buffer_size} (and its warm-up)"
+            " so the replay fills and the soak can watch RSS after that"
+        )
+    result = memory_soak(build, config)
+    print(json.dumps(result) if args.json else memory_table(result), flush=True)
+    return 0
+
+
 # ====================================================================== commands
 def parse_kinds(text: str) -> list[str]:
     kinds = [k.strip() for k in text.split(",") if k.strip()]
@@ -525,7 +795,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace, build: Callable) -> int:
     """``atari-dqn bench train``; ``build(config)`` builds a training run (the CLI's)."""
     kinds = parse_kinds(args.replay)
-    _check_positive(steps=args.steps, repeats=args.repeats)
+    presets = [p.strip() for p in args.preset.split(",") if p.strip()]
+    for p in presets:
+        preset_config(p)  # ConfigError names an unknown preset
+    try:
+        num_envs = [int(n) for n in str(args.num_envs).split(",") if n.strip()]
+    except ValueError:
+        msg = f"--num-envs takes comma-separated integers, got {args.num_envs!r}"
+        raise ConfigError(msg) from None
+    _check_positive(steps=args.steps, repeats=args.repeats, num_envs=min(num_envs or [0]))
+    if not presets:
+        raise ConfigError("--preset needs at least one preset")
     if args.warmup < 0:
         raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
     if args.buffer_size is not None:
@@ -535,11 +815,13 @@ def cmd_train(args: argparse.Namespace, build: Callable) -> int:
     settings = TrainBenchSettings(
         steps=args.steps,
         warmup=args.warmup,
-        preset=args.preset,
+        preset=presets[0],
         device=args.device,
         buffer_size=args.buffer_size,
     )
-    settings.config(kinds[0])  # a bad combination fails here, before any run
+    for p in presets:
+        for n in num_envs:
+            settings.config(kinds[0], p, n)  # a bad combination fails here, before any run
     import torch
 
     previous = torch.get_num_threads()
@@ -547,9 +829,16 @@ def cmd_train(args: argparse.Namespace, build: Callable) -> int:
         torch.set_num_threads(args.threads)
     try:
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
-        rows = replay_rows(settings, kinds, build)
+        rows = config_rows(settings, build, presets=presets, kinds=kinds, num_envs=num_envs)
+        if args.seed_loop:
+            rows.insert(0, seed_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, args.repeats))
+        if args.ceilings:
+            result["ceilings"] = ceilings(settings, num_envs)
     finally:
         torch.set_num_threads(previous)
-    print(json.dumps(result) if args.json else train_table(result), flush=True)
+    table = train_table(result)
+    if "ceilings" in result:
+        table += "\n" + "\n".join(ceilings_table(result["ceilings"]))
+    print(json.dumps(result) if args.json else table, flush=True)
     return 0

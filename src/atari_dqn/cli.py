@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(train)
+    _add_apex_flags(train)
     train.set_defaults(handler=cmd_train)
 
     ev = sub.add_parser(
@@ -244,8 +245,15 @@ def _add_bench_parser(sub: Any) -> None:
                     help="agent steps of random play before learning [default: 1000]")  # fmt: skip
     bt.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="runs per row, interleaved; the median is shown [default: 1]")  # fmt: skip
-    bt.add_argument("--preset", default="seed", choices=list(PRESETS),
-                    help="settings of every run [default: seed]")  # fmt: skip
+    bt.add_argument("--preset", default="seed", metavar="P[,P]",
+                    help="presets, one row each: " + ", ".join(PRESETS)
+                    + " [default: seed]")  # fmt: skip
+    bt.add_argument("--num-envs", default="1", metavar="N[,N]",
+                    help="training env counts, one row each [default: 1]")  # fmt: skip
+    bt.add_argument("--seed-loop", action="store_true",
+                    help="first row: the seed's one-file loop, the ratios' baseline")  # fmt: skip
+    bt.add_argument("--ceilings", action="store_true",
+                    help="also measure random-play env steps/s and one update alone")  # fmt: skip
     bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
                     help="replay capacity [default: the preset's]")  # fmt: skip
     bt.add_argument("--device", default="cpu", help="torch device [default: cpu]")
@@ -253,6 +261,21 @@ def _add_bench_parser(sub: Any) -> None:
                     help="torch CPU threads [default: torch's choice]")  # fmt: skip
     bt.add_argument("--json", action="store_true", help="print one JSON object instead")
     bt.set_defaults(handler=cmd_bench_train)
+    bm = what.add_parser(
+        "memory",
+        help="a soak: RSS over time once the replay is full (must stay flat)",
+        description="Train with evaluation off and record the process's RSS at ten points "
+        "after the replay is full; prints the growth. A soak, not a test.",
+    )
+    bm.add_argument("--steps", type=int, default=200_000, metavar="N",
+                    help="agent steps in all [default: 200000]")  # fmt: skip
+    bm.add_argument("--buffer-size", type=int, default=100_000, metavar="N",
+                    help="replay capacity [default: 100000]")  # fmt: skip
+    bm.add_argument("--preset", default="seed", choices=list(PRESETS),
+                    help="settings of the run [default: seed]")  # fmt: skip
+    bm.add_argument("--device", default="cpu", help="torch device [default: cpu]")
+    bm.add_argument("--json", action="store_true", help="print one JSON object instead")
+    bm.set_defaults(handler=cmd_bench_memory)
 
 
 # ---------------------------------------------------------------------- train
@@ -411,15 +434,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
         config = config.replace(beta_steps=config.total_steps)
     check_training_input(config)
+    apex = _apex_settings(args, config)
     if args.restore is not None:
         load_model(args.restore)
     out = args.out if args.out is not None else _default_out(config)
     RunDir.check_new(out, args.force)
 
+    def new_run(training: Training) -> RunDir:
+        del training
+        run = RunDir.create(out, args.force)
+        run.write_config(to_toml(config))
+        return run
+
+    if apex is not None:
+        return _train_apex(args, config, apex, new_run, restore=args.restore)
     training = build_training(config, restore=args.restore)
-    run = RunDir.create(out, args.force)
-    run.write_config(to_toml(config))
-    return _train(args, training, run)
+    return _train(args, training, new_run(training))
 
 
 # Settings that may differ on --resume without changing what the run is.
@@ -480,19 +510,27 @@ def _resume(args: argparse.Namespace) -> int:
             f"the run is already at step {step} of --total-steps {config.total_steps}; "
             "pass a larger --total-steps to continue it"
         )
+    apex = _resumed_apex_settings(args, state, config)
+
+    def resume(training: Training) -> Any:
+        load_checkpoint(ckpt, agent=training.agent, replay=training.replay, loop=training.loop)
+        # Anything written after the checkpoint (a kill between an evaluation and its
+        # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
+        run.truncate_rewards(step)
+        run.write_config(to_toml(config))
+        _say(args, f"resuming {run.path} at step {step}")
+        return run
+
+    if apex is not None:
+        return _train_apex(args, config, apex, resume)
     training = build_training(config)
-    load_checkpoint(ckpt, agent=training.agent, replay=training.replay, loop=training.loop)
-    # Anything written after the checkpoint (a kill between an evaluation and its checkpoint)
-    # is replayed exactly by the resumed run, so it is dropped rather than duplicated.
-    run.truncate_rewards(step)
-    run.write_config(to_toml(config))
-    _say(args, f"resuming {run.path} at step {step}")
-    return _train(args, training, run)
+    return _train(args, training, resume(training))
 
 
 def _train(args: argparse.Namespace, training: Training, run: Any) -> int:
     """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals."""
     import signal
+    import threading
 
     from tqdm import tqdm
 
@@ -526,7 +564,12 @@ def _train(args: argparse.Namespace, training: Training, run: Any) -> int:
         del frame
         stop.append(signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Only the main thread may take signals (a sweep's trial trains in another thread).
+    previous = (
+        {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     bar = tqdm(
         total=config.total_steps,
         initial=loop.step,
@@ -587,6 +630,126 @@ def _log(args: argparse.Namespace, bar: Any, msg: str) -> None:
 
 def _say(args: argparse.Namespace, msg: str) -> None:
     print(msg, file=sys.stderr if not args.quiet else sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------------- distributed (Ray)
+_APEX_FLAGS = ("envs_per_actor", "publish_every", "actor_block", "ray_address")
+
+
+def _add_apex_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("distributed (Ape-X on Ray)")
+    group.add_argument(
+        "--actors", type=int, default=None, metavar="N",
+        help="collect with N Ray actors, Ape-X style: each actor env explores with a fixed "
+        "ε_i = 0.4^(1 + 7i/(N-1)) and computes its transitions' initial priorities; a replay "
+        "server holds the replay; this process learns [default: one process, no Ray]",
+    )  # fmt: skip
+    group.add_argument("--envs-per-actor", type=int, default=None, metavar="N",
+                       help="envs per actor, stepped as one AtariVector [default: 1]")  # fmt: skip
+    group.add_argument("--publish-every", type=int, default=None, metavar="K",
+                       help="learner updates between weight publications [default: 100]")  # fmt: skip
+    group.add_argument("--actor-block", type=int, default=None, metavar="N",
+                       help="steps per env an actor ships as one block [default: 50]")  # fmt: skip
+    group.add_argument(
+        "--ray-address", default=None, metavar="ADDR",
+        help="join this Ray cluster ('auto': the one `ray start` runs on this machine) "
+        "[default: start a local Ray with this machine's CPUs]",
+    )  # fmt: skip
+
+
+def _need_ray(what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(f"{what} needs Ray: pip install 'atari-dqn[ray]'")
+
+
+def _apex_settings(args: argparse.Namespace, config: Config) -> Any:
+    """The ApexSettings of a new ``--actors`` run, or None for a single-process run."""
+    from atari_dqn.distributed.settings import ApexSettings
+
+    if args.actors is None:
+        for name in _APEX_FLAGS:
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} needs --actors")
+        return None
+    apex = ApexSettings(
+        actors=args.actors,
+        envs_per_actor=args.envs_per_actor or 1,
+        publish_every=args.publish_every or 100,
+        block=args.actor_block or 50,
+    )
+    if args.envs_per_actor == 0 or args.publish_every == 0 or args.actor_block == 0:
+        raise UsageError("--envs-per-actor, --publish-every and --actor-block must be positive")
+    apex.validate(config)
+    _need_ray("--actors")
+    return apex
+
+
+def _resumed_apex_settings(args: argparse.Namespace, state: dict, config: Config) -> Any:
+    """The ApexSettings saved in a checkpoint (None: a single-process run), with the flags that
+    may change on --resume (--publish-every, --actor-block, --ray-address) applied."""
+    from atari_dqn.distributed.settings import ApexSettings
+
+    saved = state["loop"].get("apex")
+    if saved is None:
+        for name in ("actors", *_APEX_FLAGS):
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')}: {args.resume} is a single-process run")
+        return None
+    apex = ApexSettings.from_dict(saved)
+    for name, value in (("actors", apex.actors), ("envs_per_actor", apex.envs_per_actor)):
+        given = getattr(args, name)
+        if given is not None and given != value:
+            raise UsageError(
+                f"--{name.replace('_', '-')} {given} contradicts the run's checkpoint ({value})"
+            )
+    apex = dataclasses.replace(
+        apex,
+        publish_every=args.publish_every or apex.publish_every,
+        block=args.actor_block or apex.block,
+    )
+    apex.validate(config)
+    _need_ray("resuming an --actors run")
+    return apex
+
+
+def _train_apex(
+    args: argparse.Namespace,
+    config: Config,
+    apex: Any,
+    open_run: Any,
+    *,
+    restore: Path | None = None,
+) -> int:
+    """An ``--actors`` run: the learner's parts as build_training makes them (its own env and
+    replay stay unused), actors and a replay server on Ray around them, then ``_train``."""
+    import functools
+
+    from atari_dqn.distributed.apex import start_apex
+
+    training = build_training(config, restore=restore)
+    loop = training.loop
+    ray_run = start_apex(
+        config,
+        apex,
+        actions=training.actions,
+        agent=training.agent,
+        eval_env=loop.eval_env,
+        settings=loop.s,
+        beta=loop.beta,
+        rng=loop.rng,
+        make_replay=functools.partial(build_replay, config, training.replay.rng, apex.streams),
+        address=args.ray_address,
+    )
+    try:
+        training = dataclasses.replace(training, replay=ray_run.replay, loop=ray_run.loop)
+        run = open_run(training)
+        _say(args, f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights "
+             f"published every {apex.publish_every} updates, blocks of {apex.block} steps")  # fmt: skip
+        return _train(args, training, run)
+    finally:
+        ray_run.close()
 
 
 # ---------------------------------------------------------------------- evaluate
@@ -688,6 +851,12 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
     from atari_dqn.bench import cmd_replay
 
     return cmd_replay(args)
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import cmd_memory
+
+    return cmd_memory(args, build=build_training)
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:

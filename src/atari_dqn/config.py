@@ -37,7 +37,7 @@ class Config:
         "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
         " minimal), 'minimal', 'full', or a comma list of ALE action names.",
     )
-    noop_max: int = _opt(30, "Up to this many random no-op frames at each game start (emulator frames).")
+    noop_max: int = _opt(30, "Up to this many random no-ops at each game start (emulator frames).")
     frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
     sticky_actions: float = _opt(
         -1.0, "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25)."
