@@ -1,0 +1,69 @@
+"""The distributed (Ape-X) settings of a training run. Imports no Ray."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from atari_dqn.config import Config, ConfigError
+
+# Ape-X (Horgan et al. 2018): actor i of N explores with ε_i = ε^(1 + α_ε · i / (N - 1)).
+APEX_EPSILON = 0.4
+APEX_EPSILON_ALPHA = 7.0
+
+
+@dataclass(frozen=True)
+class ApexSettings:
+    """How an ``--actors N`` run is spread over Ray actors (not part of ``config.toml``)."""
+
+    actors: int  # Ray actors, each with its own envs and policy copy
+    envs_per_actor: int = 1  # envs per actor: one SingleEnv, or an AtariVector of this many
+    publish_every: int = 100  # learner updates between two weight publications to the actors
+    block: int = 50  # env steps per env an actor collects before it ships them as one block
+
+    @property
+    def streams(self) -> int:
+        """Replay streams: one per actor-env."""
+        return self.actors * self.envs_per_actor
+
+    def validate(self, config: Config) -> None:
+        """ConfigError naming the first bad setting."""
+        if not 1 <= self.actors <= 4096:
+            raise ConfigError(f"--actors must be between 1 and 4096, got {self.actors}")
+        if not 1 <= self.envs_per_actor <= 256:
+            raise ConfigError(
+                f"--envs-per-actor must be between 1 and 256, got {self.envs_per_actor}"
+            )
+        if self.publish_every < 1:
+            raise ConfigError(f"--publish-every must be positive, got {self.publish_every}")
+        if self.block < 1:
+            raise ConfigError(f"--actor-block must be positive, got {self.block}")
+        if config.num_envs != 1:
+            raise ConfigError("--num-envs is for single-process runs; use --envs-per-actor")
+        if config.buffer_size // self.streams < 2 * (config.n_step + 4):
+            raise ConfigError(
+                f"--buffer-size {config.buffer_size} is too small for --n-step {config.n_step} "
+                f"split over {self.streams} actor envs"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApexSettings:
+        return cls(
+            **{k: int(data[k]) for k in ("actors", "envs_per_actor", "publish_every", "block")}
+        )
+
+
+def actor_epsilons(num_envs: int, base: float = APEX_EPSILON, alpha: float = APEX_EPSILON_ALPHA):
+    """Ape-X's fixed exploration rates, one per actor env: ``ε_i = base^(1 + alpha·i/(N-1))``.
+
+    From 0.4 for env 0 down to 0.4^8 ≈ 0.00066 for the last; a single env gets 0.4.
+    """
+    import numpy as np
+
+    if num_envs == 1:
+        return np.array([base])
+    i = np.arange(num_envs, dtype=np.float64)
+    return base ** (1.0 + alpha * i / (num_envs - 1))
