@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--force", action="store_true", help="replace an existing image and CSV")
     pl.set_defaults(handler=cmd_plot)
+    _add_sweep_parser(sub)
     _add_bench_parser(sub)
     return parser
 
@@ -276,6 +277,7 @@ def _add_bench_parser(sub: Any) -> None:
     bm.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     bm.add_argument("--json", action="store_true", help="print one JSON object instead")
     bm.set_defaults(handler=cmd_bench_memory)
+    _add_bench_actors_parser(what)
 
 
 # ---------------------------------------------------------------------- train
@@ -647,7 +649,8 @@ def _add_apex_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--envs-per-actor", type=int, default=None, metavar="N",
                        help="envs per actor, stepped as one AtariVector [default: 1]")  # fmt: skip
     group.add_argument("--publish-every", type=int, default=None, metavar="K",
-                       help="learner updates between weight publications [default: 100]")  # fmt: skip
+                       help="learner updates between weight publications "
+                       "[default: 100]")  # fmt: skip
     group.add_argument("--actor-block", type=int, default=None, metavar="N",
                        help="steps per env an actor ships as one block [default: 50]")  # fmt: skip
     group.add_argument(
@@ -695,7 +698,9 @@ def _resumed_apex_settings(args: argparse.Namespace, state: dict, config: Config
     if saved is None:
         for name in ("actors", *_APEX_FLAGS):
             if getattr(args, name) is not None:
-                raise UsageError(f"--{name.replace('_', '-')}: {args.resume} is a single-process run")
+                raise UsageError(
+                    f"--{name.replace('_', '-')}: {args.resume} is a single-process run"
+                )
         return None
     apex = ApexSettings.from_dict(saved)
     for name, value in (("actors", apex.actors), ("envs_per_actor", apex.envs_per_actor)):
@@ -712,6 +717,92 @@ def _resumed_apex_settings(args: argparse.Namespace, state: dict, config: Config
     apex.validate(config)
     _need_ray("resuming an --actors run")
     return apex
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="a Ray Tune sweep over train settings (grid, random, seeds); ranked table, plot",
+        description="Run the trials of a sweep spec (TOML: [train] settings of every trial, "
+        "[grid] lists, [random] distributions, num_samples, seeds, [resources] cpu/gpu per "
+        "trial) on Ray Tune, each an ordinary `atari-dqn train` run with its own run directory "
+        "in the sweep directory. Prints the trials ranked by final evaluation and the plot's "
+        "table of the runs grouped by configuration. Run it again to resume: complete trials "
+        "are skipped, interrupted ones resumed.",
+    )
+    sw.add_argument("spec", type=Path, metavar="SPEC.toml")
+    sw.add_argument("--out", type=Path, metavar="DIR",
+                    help="sweep directory [default: the spec's `out`, else "
+                    "sweeps/<spec name>]")  # fmt: skip
+    sw.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="join this Ray cluster [default: start a local Ray]")  # fmt: skip
+    sw.set_defaults(handler=cmd_sweep)
+
+
+def _add_bench_actors_parser(what: Any) -> None:
+    ba = what.add_parser(
+        "actors",
+        help="env steps/s that 1, 2, 4, ... Ape-X actors collect into the replay",
+        description="Start N actors (one env, a CPU policy copy, one CPU each) and a replay "
+        "server, no learner; time --steps agent steps from the actors into the replay (initial "
+        "priorities computed) for N = 1, 2, 4, ... up to --max-actors.",
+    )
+    ba.add_argument("--max-actors", type=int, default=4, metavar="N",
+                    help="largest actor count [default: 4]")  # fmt: skip
+    ba.add_argument("--steps", type=int, default=3000, metavar="N",
+                    help="agent steps timed per actor count [default: 3000]")  # fmt: skip
+    ba.add_argument("--block", type=int, default=50, metavar="N",
+                    help="steps per block [default: 50]")  # fmt: skip
+    ba.add_argument("--preset", default="seed", choices=list(PRESETS),
+                    help="game and network settings [default: seed]")  # fmt: skip
+    ba.add_argument("--replay", default="prioritized", choices=("uniform", "prioritized"),
+                    help="replay kind (prioritized: actors compute priorities) "
+                    "[default: prioritized]")  # fmt: skip
+    ba.add_argument("--buffer-size", type=int, default=100_000, metavar="N",
+                    help="replay capacity [default: 100000]")  # fmt: skip
+    ba.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="join this Ray cluster [default: start a local Ray]")  # fmt: skip
+    ba.add_argument("--json", action="store_true", help="print one JSON object instead")
+    ba.set_defaults(handler=cmd_bench_actors)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from atari_dqn.distributed.sweep_spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = args.out if args.out is not None else spec.default_out()
+    _need_ray("sweep")
+    from atari_dqn.distributed.sweep import run_sweep
+
+    # Each trial is `atari-dqn train` itself, called in the trial's process.
+    return run_sweep(spec, out, train=main, address=args.ray_address)
+
+
+def cmd_bench_actors(args: argparse.Namespace) -> int:
+    import functools
+
+    for name in ("max_actors", "steps", "block", "buffer_size"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    config = preset_config(args.preset).replace(
+        replay=args.replay, buffer_size=args.buffer_size, device="cpu"
+    )
+    config.validate()
+    actions, _ = check_training_input(config)
+    _need_ray("bench actors")
+    from atari_dqn.distributed.bench import actor_counts, actors_benchmark, print_result
+
+    result = actors_benchmark(
+        config,
+        actions,
+        counts=actor_counts(args.max_actors),
+        steps=args.steps,
+        block=args.block,
+        make_replay=functools.partial(build_replay, config, np.random.default_rng(config.seed)),
+        address=args.ray_address,
+    )
+    print_result(result, args.json)
+    return 0
 
 
 def _train_apex(
@@ -746,7 +837,8 @@ def _train_apex(
         training = dataclasses.replace(training, replay=ray_run.replay, loop=ray_run.loop)
         run = open_run(training)
         _say(args, f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights "
-             f"published every {apex.publish_every} updates, blocks of {apex.block} steps")  # fmt: skip
+             f"published every {apex.publish_every} updates, blocks of {apex.block} "
+             "steps")  # fmt: skip
         return _train(args, training, run)
     finally:
         ray_run.close()

@@ -3,8 +3,10 @@
 * Priorities live in a :class:`SumTree` already raised to α: ``p_i = (|δ_i| + ε)^α``. α is applied
   once, here, when a TD error arrives; the tree and ``max_priority`` hold p, never |δ|.
 * A transition enters at the current maximum priority when it becomes ready (its n-step return
-  complete); a slot that stops being ready (overwritten by the ring, or its stack lost a frame)
-  drops to priority 0 and so is never drawn.
+  complete), or at a priority computed from a given TD error (``append(..., td_errors=)``, for
+  Ape-X actors that compute initial priorities themselves); a slot that stops being ready
+  (overwritten by the ring, or its stack lost a frame) drops to priority 0 and so is never
+  drawn.
 * A batch is one draw in each of ``batch_size`` equal slices of the total (stratified).
 * IS weights ``w_i = (N · P(i))^(-β) / max_j w_j``; the max is over the batch, as in the paper's
   Algorithm 1.
@@ -37,12 +39,27 @@ class PrioritizedReplay:
     def __len__(self) -> int:
         return len(self.storage)
 
-    def _apply(self, changes: Changes) -> None:
+    def _priorities(self, td_errors: np.ndarray) -> np.ndarray:
+        """``p = (|δ| + ε)^α``: the one place α is applied."""
+        p = np.abs(td_errors, dtype=np.float64)  # a new array: the in-place ops below are ours
+        p += self.priority_eps
+        p **= self.alpha
+        return p
+
+    def _apply(self, changes: Changes, td_errors: np.ndarray | None = None) -> None:
         if changes.unready:
             self.tree.update(np.asarray(changes.unready, dtype=np.int64), np.zeros(1))
-        if changes.ready:
+        n = len(changes.ready)
+        if td_errors is not None and len(td_errors) != n:
+            raise ValueError(f"{len(td_errors)} TD errors given for {n} completed transitions")
+        if n:
             ready = np.asarray(changes.ready, dtype=np.int64)
-            self.tree.update(ready, np.full(len(ready), self.max_priority))
+            if td_errors is None:
+                self.tree.update(ready, np.full(n, self.max_priority))
+            else:
+                p = self._priorities(td_errors)
+                self.tree.update(ready, p)
+                self.max_priority = max(self.max_priority, float(p.max()))
 
     def begin(self, stream: int, frame: np.ndarray) -> None:
         self._apply(self.storage.begin(stream, frame))
@@ -58,8 +75,13 @@ class PrioritizedReplay:
         next_frame: np.ndarray,
         terminated: bool,
         truncated: bool,
+        td_errors: np.ndarray | None = None,
     ) -> None:
-        self._apply(self.storage.append(stream, action, reward, next_frame, terminated, truncated))
+        """Store one step. The transitions it completes enter at the maximum priority, or, given
+        ``td_errors`` (their |δ| in the order the storage completes them, one per completed
+        transition: what an Ape-X actor computes), at ``(|δ| + ε)^α``."""
+        changes = self.storage.append(stream, action, reward, next_frame, terminated, truncated)
+        self._apply(changes, td_errors)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays, meta = self.storage.state()
@@ -103,9 +125,7 @@ class PrioritizedReplay:
         A slot that stopped being ready since it was sampled keeps priority 0.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        p = np.abs(td_errors, dtype=np.float64)  # a new array: the in-place ops below are ours
-        p += self.priority_eps
-        p **= self.alpha
+        p = self._priorities(td_errors)
         keep = self.storage.ready[indices]
         if np.count_nonzero(keep) != len(keep):  # (4x cheaper than keep.all())
             indices, p = indices[keep], p[keep]

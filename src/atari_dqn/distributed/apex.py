@@ -1,0 +1,540 @@
+"""Ape-X on Ray (Horgan et al. 2018): actors collect, a replay server stores, the learner learns.
+
+* N **actors** (Ray actors, restarted by Ray when they die) each run one env, or an AtariVector
+  of several, with a CPU copy of the policy and a fixed ε per env (``actor_epsilons``). They
+  play blocks of steps and compute the initial priority of every transition they complete.
+* The **replay server** (a Ray actor) holds the replay memory, one stream per actor env.
+* The **learner** is this process (the GPU when there is one): it samples batches (one drawn
+  ahead), updates, sends the new priorities back, syncs its target network, publishes its
+  weights to the actors every ``publish_every`` updates, evaluates and reports exactly as the
+  single-process :class:`~atari_dqn.loop.TrainLoop`, whose interface :class:`ApexLoop` has, so
+  the CLI's progress bar, rewards.txt, models, TensorBoard and checkpoints serve both.
+
+Blocks go from the actors to the replay server through this process in order (as object
+references: the frames travel between the two directly), so the replay holds exactly the steps
+counted here when a checkpoint is taken. Steps are handed to the actors so that the collected
+count lands exactly on each evaluation and on ``total_steps``; while an evaluation and its
+checkpoint run, the actors already play their next blocks. The learner never makes more than one
+update per ``update_every`` collected steps (after ``warmup_steps``), the single-process replay
+ratio; when the actors outrun it, it makes fewer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from atari_dqn.agent import DQNAgent, UpdateResult
+from atari_dqn.config import Config
+from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
+from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
+from atari_dqn.evaluate import EvalResult, play_games
+from atari_dqn.loop import LoopSettings, NonFiniteLossError, Progress
+
+log = logging.getLogger(__name__)
+
+# An actor that dies this many times in a row without delivering a block stops the run, and so
+# does one that stays unavailable (restarting) this long.
+MAX_DEATHS_IN_A_ROW = 3
+MAX_UNAVAILABLE_S = 600.0
+RETRY_AFTER_S = 0.5  # wait before handing a block to an actor that is restarting
+MAX_PENDING_ADDS_PER_ACTOR = 2
+MAX_PENDING_PRIORITY_UPDATES = 8
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join the cluster at ``address`` (``auto``: the local one), or start a local Ray with
+    ``num_cpus``. A Ray already initialised in this process (a test, a Tune trial) is used as it
+    is. Returns whether this call started or joined Ray, and so should shut it down."""
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address is not None or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+    return True
+
+
+def weights_of(network: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in network.state_dict().items()}
+
+
+class RemoteReplay:
+    """The replay server seen as a replay by checkpoints and reports (state, load_state, len)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def __len__(self) -> int:
+        return int(ray.get(self.server.size.remote()))
+
+    def stats(self) -> dict[str, float]:
+        return ray.get(self.server.stats.remote())
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return ray.get(self.server.state.remote())
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        ray.get(self.server.load_state.remote(arrays, meta))
+
+
+@dataclass
+class _Slot:
+    """One actor as the pool sees it."""
+
+    handle: Any
+    stats_ref: Any = None  # the collect in flight, if any: its stats ...
+    block_ref: Any = None  # ... and its block
+    bound: int = 0  # at most this many steps in flight
+    version: int = -1  # weights version it has
+    restarts: int = 0  # deaths seen (Ray restarts the actor after each)
+    deaths_in_a_row: int = 0
+    down_since: float | None = None  # unavailable since (perf_counter), while it restarts
+    retry_at: float = 0.0  # no block before this time (perf_counter)
+    submitted: int = 0  # collects handed to it
+    delivered: int = 0  # blocks it delivered
+
+
+@dataclass
+class Harvest:
+    """Blocks that came back since the last poll."""
+
+    steps: int = 0
+    game_returns: list[float] = field(default_factory=list)
+    game_lengths: list[int] = field(default_factory=list)
+
+
+class ActorPool:
+    """N actors with at most one collect in flight each; forwards their blocks to the server.
+
+    ``seed`` and each actor's restart count seed its envs, so a restarted actor (or a resumed
+    run, through ``epoch``) plays new games.
+    """
+
+    def __init__(
+        self,
+        handles: list[Any],
+        server: Any,
+        *,
+        envs_per_actor: int,
+        block: int,
+        seed: int,
+        epoch: int = 0,
+    ) -> None:
+        self.slots = [_Slot(h) for h in handles]
+        self.server = server
+        self.envs_per_actor = envs_per_actor
+        self.block = block
+        self.seed = seed
+        self.epoch = epoch  # bumped on resume, so new games are played
+        self.version = -1
+        self._weights_ref: Any = None
+        self._adds: deque[Any] = deque()
+
+    @property
+    def restarts(self) -> list[int]:
+        return [s.restarts for s in self.slots]
+
+    @property
+    def in_flight(self) -> int:
+        """Upper bound of the steps being collected now."""
+        return sum(s.bound for s in self.slots if s.stats_ref is not None)
+
+    def publish(self, weights: dict[str, np.ndarray]) -> int:
+        """Make ``weights`` the policy the actors act with from their next block on."""
+        self.version += 1
+        self._weights_ref = ray.put(weights)
+        return self.version
+
+    def submit(self, budget: int) -> int:
+        """Give idle actors blocks of at most ``budget`` steps in all; returns what was handed."""
+        handed = 0
+        now = time.perf_counter()
+        for i, slot in enumerate(self.slots):
+            if slot.stats_ref is not None or budget - handed <= 0 or now < slot.retry_at:
+                continue
+            iterations = min(self.block, -(-(budget - handed) // self.envs_per_actor))
+            send_weights = slot.version != self.version
+            # Used by an actor's first collect only (a restarted one too): new games each time.
+            seq = np.random.SeedSequence([self.seed, i, self.epoch, slot.submitted])
+            seed = int(seq.generate_state(1)[0] >> 1)
+            slot.stats_ref, slot.block_ref = slot.handle.collect.options(num_returns=2).remote(
+                iterations, self._weights_ref if send_weights else None, self.version, seed
+            )
+            slot.bound = iterations * self.envs_per_actor
+            slot.submitted += 1
+            if send_weights:
+                slot.version = self.version
+            handed += slot.bound
+        return handed
+
+    def poll(self, timeout: float) -> Harvest:
+        """Collect the blocks that are done (waiting up to ``timeout`` s for a first one)."""
+        harvest = Harvest()
+        refs = [s.stats_ref for s in self.slots if s.stats_ref is not None]
+        if not refs:
+            return harvest
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready and timeout > 0:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if ready else ([], [])
+        done = set(ready)
+        for i, slot in enumerate(self.slots):
+            if slot.stats_ref is None or slot.stats_ref not in done:
+                continue
+            try:
+                stats: CollectStats = ray.get(slot.stats_ref)
+            except ray.exceptions.RayActorError as exc:
+                self._failed(i, slot, exc)
+                continue
+            self._adds.append(self.server.add.remote(slot.block_ref))
+            slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
+            slot.deaths_in_a_row, slot.down_since = 0, None
+            slot.delivered += 1
+            harvest.steps += stats.steps
+            harvest.game_returns += stats.game_returns
+            harvest.game_lengths += stats.game_lengths
+        while len(self._adds) > MAX_PENDING_ADDS_PER_ACTOR * len(self.slots):
+            self._settle(self._adds.popleft())
+        return harvest
+
+    def _failed(self, i: int, slot: _Slot, exc: Exception) -> None:
+        """The actor died, or is restarting: its block is lost; it gets a new one later."""
+        slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
+        slot.version = -1  # a new incarnation has no weights yet
+        now = time.perf_counter()
+        slot.retry_at = now + RETRY_AFTER_S
+        first = slot.down_since is None
+        if first:
+            slot.down_since = now
+            slot.restarts += 1
+            log.warning("actor %d died (%s); Ray restarts it and the run goes on", i, exc)
+        if isinstance(exc, ray.exceptions.ActorUnavailableError):  # restarting: wait
+            if now - slot.down_since > MAX_UNAVAILABLE_S:
+                raise RuntimeError(f"actor {i} has been restarting for too long: {exc}") from exc
+            return
+        slot.deaths_in_a_row += 1
+        if slot.deaths_in_a_row >= MAX_DEATHS_IN_A_ROW:
+            raise RuntimeError(
+                f"actor {i} died {slot.deaths_in_a_row} times without delivering a block: {exc}"
+            ) from exc
+
+    def _settle(self, ref: Any) -> None:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            raise RuntimeError(f"the replay server died: {exc}") from exc
+
+    def flush(self) -> None:
+        """Wait until every forwarded block is in the replay."""
+        while self._adds:
+            self._settle(self._adds.popleft())
+
+    def close(self) -> None:
+        for slot in self.slots:
+            ray.kill(slot.handle, no_restart=True)
+
+
+class ApexLoop:
+    """The learner's side of an Ape-X run, with TrainLoop's interface (run, step, state)."""
+
+    def __init__(
+        self,
+        *,
+        pool: ActorPool,
+        replay: RemoteReplay,
+        agent: DQNAgent,
+        eval_env: Any,
+        settings: LoopSettings,
+        apex: ApexSettings,
+        beta: Callable[[int], float],
+        rng: np.random.Generator,
+        epsilons: np.ndarray,
+    ) -> None:
+        self.pool = pool
+        self.replay = replay
+        self.server = replay.server
+        self.agent = agent
+        self.eval_env = eval_env
+        self.s = settings
+        self.apex = apex
+        self.beta = beta
+        self.rng = rng
+        self.epsilon = float(np.mean(epsilons))  # reported as charts/epsilon
+        self.step = 0  # agent steps collected (and forwarded to the replay)
+        self.updates = 0
+        self.next_eval = settings.eval_every
+        self.learn_from = settings.warmup_steps  # learning starts at this step ...
+        self.updates_from = 0  # ... counting its updates from this many
+        # Copy the online net to the target every this many updates (the single-process
+        # cadence when the learner keeps up: target_update agent steps).
+        self.sync_every = max(1, settings.target_update // settings.update_every)
+        self._samples: deque[Any] = deque()
+        self._priority_updates: deque[Any] = deque()
+        self._replay_size = 0
+        self._size_known_at = -1
+        self._replay_stats: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The learner's counters and generator, and the Ape-X layout (the streams)."""
+        return {}, {
+            "step": self.step,
+            "updates": self.updates,
+            "next_eval": self.next_eval,
+            "learn_from": self.learn_from,
+            "updates_from": self.updates_from,
+            "rng": self.rng.bit_generator.state,
+            "apex": self.apex.to_dict(),
+            "restarts": self.pool.restarts,
+            "epoch": self.pool.epoch,
+        }
+
+    def load_state(
+        self, arrays: dict[str, np.ndarray], meta: dict, *, replay_restored: bool
+    ) -> None:
+        """Continue from a checkpoint. Actors start new games (their envs are not saved)."""
+        del arrays
+        if "apex" not in meta:
+            raise ValueError("the checkpoint is of a single-process run, not an --actors run")
+        saved = ApexSettings.from_dict(meta["apex"])
+        if (saved.actors, saved.envs_per_actor) != (self.apex.actors, self.apex.envs_per_actor):
+            raise ValueError(
+                f"it has {saved.actors} actors x {saved.envs_per_actor} envs, this run "
+                f"{self.apex.actors} x {self.apex.envs_per_actor}"
+            )
+        self.step = int(meta["step"])
+        self.updates = int(meta["updates"])
+        self.next_eval = int(meta["next_eval"])
+        self.learn_from = int(meta["learn_from"])
+        self.updates_from = int(meta["updates_from"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.pool.epoch = int(meta.get("epoch", 0)) + 1
+        if not replay_restored:  # an empty replay: a new warm-up before learning
+            self.learn_from = self.step + self.s.warmup_steps
+            self.updates_from = self.updates
+
+    # ------------------------------------------------------------------ parts
+    def evaluate(self, index: int) -> EvalResult:
+        scores = play_games(
+            self.eval_env,
+            self.agent.act,
+            games=self.s.eval_games,
+            epsilon=self.s.eval_epsilon,
+            seed=self.s.eval_seed + 1000 * index,
+        )
+        return EvalResult(index=index, step=self.step, scores=tuple(scores))
+
+    def _updates_due(self) -> int:
+        """Updates the learner may still make: one per update_every steps after warm-up."""
+        if self.step < self.learn_from:
+            return 0
+        allowed = self.updates_from + (self.step - self.learn_from) // self.s.update_every
+        return allowed - self.updates
+
+    def _request_sample(self) -> None:
+        self._samples.append(self.server.sample.remote(self.s.batch_size, self.beta(self.step)))
+
+    def _learn(self) -> UpdateResult | None:
+        """One update, if one is due and the replay can fill a batch."""
+        if self._updates_due() <= 0:
+            return None
+        if self._replay_size < self.s.batch_size:  # (until the first batch: asked once a block)
+            if self._size_known_at == self.step:
+                return None
+            self._size_known_at = self.step
+            self.pool.flush()
+            self._replay_size = len(self.replay)
+            if self._replay_size < self.s.batch_size:
+                return None
+        while len(self._samples) < 2:  # one batch in hand, one being drawn
+            self._request_sample()
+        batch, token, self._replay_size, self._replay_stats = ray.get(self._samples.popleft())
+        # Arrays from Ray's object store are read-only views: torch wants its own.
+        batch = dataclasses.replace(
+            batch, **{f.name: np.array(getattr(batch, f.name)) for f in dataclasses.fields(batch)}
+        )
+        result = self.agent.update(batch)
+        self._priority_updates.append(
+            self.server.update_priorities.remote(batch.indices, result.td_abs.numpy(), token)
+        )
+        while len(self._priority_updates) > MAX_PENDING_PRIORITY_UPDATES:
+            ray.get(self._priority_updates.popleft())
+        self.updates += 1
+        if self.updates % self.sync_every == 0:
+            self.agent.sync_target()
+        if self.updates % self.apex.publish_every == 0:
+            self.pool.publish(weights_of(self.agent.online))
+        return result
+
+    def _limit(self) -> int:
+        """Blocks are handed out up to the next evaluation, and never past the end."""
+        return min(self.s.total_steps, self.next_eval)
+
+    def _hand_out(self) -> None:
+        self.pool.submit(self._limit() - self.step - self.pool.in_flight)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Iterator[Progress]:
+        """Collect, learn, sync, publish, evaluate, report; until ``total_steps``."""
+        s = self.s
+        last: UpdateResult | None = None
+        report = Progress(step=self.step, epsilon=self.epsilon)
+        next_report = (self.step // s.report_every + 1) * s.report_every
+        if self.pool.version < 0:
+            self.pool.publish(weights_of(self.agent.online))
+        self._hand_out()
+        learned = False
+        while self.step < s.total_steps:
+            # Wait for the actors only when the learner has nothing to do.
+            harvest = self.pool.poll(timeout=0.0 if learned else 0.2)
+            self.step += harvest.steps
+            report.game_returns += harvest.game_returns
+            report.game_lengths += harvest.game_lengths
+            evaluation = None
+            if self.step >= self.next_eval:
+                index = self.next_eval // s.eval_every
+                gap = self.step - self.next_eval
+                self.next_eval += s.eval_every * (1 + gap // s.eval_every)
+                self._hand_out()  # the actors play on during the evaluation and checkpoint
+                self.pool.flush()  # the checkpoint's replay holds every counted step
+                evaluation = self.evaluate(index)
+            else:
+                self._hand_out()
+                result = self._learn()
+                learned = result is not None
+                last = result or last
+            step = self.step
+            if evaluation is not None or step >= next_report or step >= s.total_steps:
+                next_report = (step // s.report_every + 1) * s.report_every
+                report.step, report.epsilon, report.updates = step, self.epsilon, self.updates
+                report.evaluation = evaluation
+                report.beta, report.replay_stats = float(self.beta(step)), self._replay_stats
+                if last is not None:
+                    report.loss, report.q_mean = float(last.loss), float(last.q_mean)
+                    if not (np.isfinite(report.loss) and np.isfinite(report.q_mean)):
+                        raise NonFiniteLossError(
+                            f"training diverged at step {step}: loss {report.loss},"
+                            f" mean Q {report.q_mean}"
+                        )
+                if step >= s.total_steps:
+                    self.pool.flush()
+                yield report
+                report = Progress(step=step, epsilon=self.epsilon)
+
+
+@dataclass
+class ApexRun:
+    """The Ray side of an ``--actors`` run: actors, replay server, the loop; ``close()`` ends it."""
+
+    loop: ApexLoop
+    replay: RemoteReplay
+    pool: ActorPool
+    owns_ray: bool
+
+    def close(self) -> None:
+        try:
+            self.pool.close()
+            ray.kill(self.replay.server, no_restart=True)
+        finally:
+            if self.owns_ray:
+                ray.shutdown()
+
+
+def actor_options(num_cpus: float = 1.0) -> dict[str, Any]:
+    """Restarted by Ray whenever it dies; a block it was playing is not retried (lost)."""
+    return {"num_cpus": num_cpus, "max_restarts": -1, "max_task_retries": 0}
+
+
+def start_actors(
+    config: Config, actions: tuple[str, ...], apex: ApexSettings, epsilons: np.ndarray
+) -> list[Any]:
+    remote_actor = ray.remote(ActorWorker)
+    e = apex.envs_per_actor
+    return [
+        remote_actor.options(**actor_options()).remote(
+            i, config, actions, epsilons[i * e : (i + 1) * e].tolist(), block=apex.block
+        )
+        for i in range(apex.actors)
+    ]
+
+
+def start_server(config: Config, make_replay: Callable[[], Any]) -> Any:
+    """The replay server: no CPU reserved (it mostly waits), restarted never (its state would
+    be lost: resume the run from its checkpoint instead)."""
+    remote_server = ray.remote(ReplayService)
+    return remote_server.options(num_cpus=0, max_restarts=0).remote(
+        make_replay, prioritized=config.replay == "prioritized"
+    )
+
+
+def start_apex(
+    config: Config,
+    apex: ApexSettings,
+    *,
+    actions: tuple[str, ...],
+    agent: DQNAgent,
+    eval_env: Any,
+    settings: LoopSettings,
+    beta: Callable[[int], float],
+    rng: np.random.Generator,
+    make_replay: Callable[[], Any],
+    address: str | None = None,
+) -> ApexRun:
+    """Start (or join) Ray, the replay server and the actors; wire the learner's loop."""
+    owns_ray = start_ray(address, num_cpus=max(os.cpu_count() or 1, apex.actors))
+    try:
+        epsilons = actor_epsilons(apex.streams)
+        server = start_server(config, make_replay)
+        handles = start_actors(config, actions, apex, epsilons)
+        pool = ActorPool(
+            handles,
+            server,
+            envs_per_actor=apex.envs_per_actor,
+            block=apex.block,
+            seed=settings.env_seed,
+        )
+        replay = RemoteReplay(server)
+        loop = ApexLoop(
+            pool=pool,
+            replay=replay,
+            agent=agent,
+            eval_env=eval_env,
+            settings=settings,
+            apex=apex,
+            beta=beta,
+            rng=rng,
+            epsilons=epsilons,
+        )
+    except BaseException:
+        if owns_ray:
+            ray.shutdown()
+        raise
+    return ApexRun(loop, replay, pool, owns_ray)
+
+
+def collect_rate(pool: ActorPool, steps: int, *, warmup: int) -> float:
+    """Env steps per second the actors deliver into the replay (no learner): ``warmup`` steps
+    first (actors starting, compiling), then ``steps`` timed, until the replay has them all."""
+    done = 0
+    start = None
+    while done < warmup + steps:
+        if done >= warmup and start is None:
+            pool.flush()
+            start, done_at_start = time.perf_counter(), done
+        pool.submit(warmup + steps - done - pool.in_flight)
+        done += pool.poll(timeout=0.5).steps
+    pool.flush()
+    assert start is not None
+    return (done - done_at_start) / (time.perf_counter() - start)

@@ -1,0 +1,105 @@
+"""``atari-dqn bench actors``: env steps/s the Ape-X actors deliver into the replay, per N.
+
+For N = 1, 2, 4, ... actors (each one env and a CPU policy copy, one CPU reserved each), a
+replay server and no learner: the actors play blocks (acting with the network, computing the
+initial priorities of what they complete) and this process forwards them to the server, as in
+training. After a warm-up of one block per actor, ``steps`` agent steps are timed until the
+replay holds them all. The rate is what collection alone can feed a learner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from atari_dqn.config import Config
+
+
+def actor_counts(max_actors: int) -> list[int]:
+    """1, 2, 4, ... up to ``max_actors`` (included even when not a power of two)."""
+    counts, n = [], 1
+    while n < max_actors:
+        counts.append(n)
+        n *= 2
+    return [*counts, max_actors]
+
+
+def actors_benchmark(
+    config: Config,
+    actions: tuple[str, ...],
+    *,
+    counts: list[int],
+    steps: int,
+    block: int,
+    make_replay: Callable[[int], Any],
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Steps/s per actor count. ``make_replay(streams)`` builds the server's replay."""
+    import functools
+
+    import ray
+
+    from atari_dqn.distributed.apex import (
+        ActorPool,
+        collect_rate,
+        start_actors,
+        start_ray,
+        start_server,
+        weights_of,
+    )
+    from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
+    from atari_dqn.networks import QNetwork
+
+    owns_ray = start_ray(address, num_cpus=max(os.cpu_count() or 1, max(counts)))
+    weights = weights_of(QNetwork(len(actions), dueling=config.dueling))
+    rows = []
+    try:
+        for n in counts:
+            apex = ApexSettings(actors=n, block=block)
+            server = start_server(config, functools.partial(make_replay, apex.streams))
+            pool = ActorPool(
+                start_actors(config, actions, apex, actor_epsilons(apex.streams)),
+                server,
+                envs_per_actor=1,
+                block=block,
+                seed=config.seed,
+            )
+            try:
+                pool.publish(weights)
+                rate = collect_rate(pool, steps, warmup=n * block)
+            finally:
+                pool.close()
+                ray.kill(server, no_restart=True)
+            rows.append({"actors": n, "steps_per_s": rate})
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    base = rows[0]["steps_per_s"]
+    for row in rows:
+        row["ratio"] = row["steps_per_s"] / base
+    return {
+        "cpus": os.cpu_count(),
+        "env_id": config.env_id,
+        "replay": config.replay,
+        "block": block,
+        "steps": steps,
+        "rows": rows,
+    }
+
+
+def actors_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Ape-X collection, {result['env_id']}, {result['replay']} replay, blocks of "
+        f"{result['block']} steps, {result['steps']} steps timed per row, "
+        f"{result['cpus']} CPUs",
+        "actors  env steps/s  vs 1 actor",
+    ]
+    for row in result["rows"]:
+        lines.append(f"{row['actors']:>6}  {row['steps_per_s']:>11.0f}  {row['ratio']:>9.2f}x")
+    return "\n".join(lines)
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    print(json.dumps(result, indent=2) if as_json else actors_table(result))

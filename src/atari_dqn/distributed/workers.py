@@ -1,0 +1,219 @@
+"""The two kinds of worker of an Ape-X run, as plain classes (``apex`` makes them Ray actors).
+
+* :class:`ActorWorker`: one or more training envs and a CPU copy of the policy. It acts
+  ε-greedily with its own fixed ε per env, records the replay calls of a block of steps, computes
+  the initial priorities of the transitions they complete and returns the block.
+* :class:`ReplayService`: the replay memory (uniform or prioritized, one stream per actor env)
+  behind add / sample / update_priorities / state.
+
+Neither imports Ray, so both are tested in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from atari_dqn import losses
+from atari_dqn.agent import DQNAgent
+from atari_dqn.config import Config
+from atari_dqn.distributed.blocks import Block, BlockRecorder, apply_block
+from atari_dqn.networks import QNetwork
+from atari_dqn.replay.storage import Batch
+
+
+def make_actor_env(config: Config, actions: tuple[str, ...], num_envs: int) -> Any:
+    """The training env(s) of one actor, preprocessed as in single-process training."""
+    from atari_dqn.envs import make_env
+    from atari_dqn.vector import AtariVector, SingleEnv
+
+    sticky = None if config.sticky_actions < 0 else config.sticky_actions
+    env_kwargs = dict(
+        actions=actions,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        repeat_action_probability=sticky,
+    )
+    if num_envs == 1:
+        return SingleEnv(make_env(config.env_id, training=True, **env_kwargs))
+    return AtariVector(config.env_id, num_envs, num_threads=1, **env_kwargs)
+
+
+@torch.no_grad()
+def initial_td_errors(network: torch.nn.Module, batch: Batch, *, double: bool) -> np.ndarray:
+    """|δ| of a batch under one network, used as online and target net alike (an actor has one
+    copy): ``|R + d · max_a Q(s', a) - Q(s, a)|`` (the Double-DQN form is the same then)."""
+    q = network(torch.from_numpy(batch.obs))
+    next_q = network(torch.from_numpy(batch.next_obs))
+    returns, discounts = torch.from_numpy(batch.returns), torch.from_numpy(batch.discounts)
+    if double:
+        y = losses.double_q_target(returns, discounts, next_q, next_q)
+    else:
+        y = losses.q_learning_target(returns, discounts, next_q)
+    return losses.td_errors(q, torch.from_numpy(batch.actions), y).abs().numpy()
+
+
+@dataclass
+class CollectStats:
+    """What a block was, for the learner's bookkeeping (small: the block travels separately)."""
+
+    actor: int
+    steps: int  # agent steps (transitions) in the block
+    game_returns: list[float]  # raw scores of the games that ended
+    game_lengths: list[int]
+    version: int  # weights version the block was played with
+
+
+class ActorWorker:
+    """Envs, a policy copy and a block recorder; see the module docstring."""
+
+    def __init__(
+        self,
+        index: int,
+        config: Config,
+        actions: tuple[str, ...],
+        epsilons: list[float],
+        *,
+        block: int,
+    ) -> None:
+        torch.set_num_threads(1)
+        self.index = index
+        self.epsilons = np.asarray(epsilons, dtype=np.float64)
+        self.num_envs = len(self.epsilons)
+        self.env = make_actor_env(config, actions, self.num_envs)
+        network = QNetwork(len(actions), dueling=config.dueling).eval()
+        self.network = network
+        # The agent's ε-greedy act, with one ε per env (the comparison broadcasts).
+        self.agent = DQNAgent(
+            network,
+            network,
+            torch.optim.SGD(network.parameters(), lr=0.0),
+            num_actions=len(actions),
+            device=torch.device("cpu"),
+            double=config.double,
+        )
+        self.double = config.double
+        self.prioritized = config.replay == "prioritized"
+        self.recorder = BlockRecorder(
+            index, self.num_envs, block=block, n_step=config.n_step, gamma=config.gamma
+        )
+        self.block = block
+        self.version = -1
+        self.rng: np.random.Generator | None = None
+        self._obs: np.ndarray | None = None
+
+    def set_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
+        self.network.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
+        self.version = version
+
+    def _td(self, batch: Batch) -> np.ndarray:
+        return initial_td_errors(self.network, batch, double=self.double)
+
+    def collect(
+        self,
+        iterations: int,
+        weights: dict[str, np.ndarray] | None = None,
+        version: int = -1,
+        seed: int = 0,
+    ) -> tuple[CollectStats, Block]:
+        """Step every env ``iterations`` times (at most ``block``); return the block.
+
+        ``weights``: newer policy weights (numbered ``version``) to act with from now on.
+        ``seed``: seeds the envs and the ε draws on the first call (of this incarnation).
+        """
+        if weights is not None:
+            self.set_weights(weights, version)
+        if not 1 <= iterations <= self.block:
+            raise ValueError(f"iterations must be in [1, {self.block}], got {iterations}")
+        if self._obs is None:
+            self.rng = np.random.default_rng([seed, self.index])
+            vs = self.env.reset(seed=seed)
+            for i in range(self.num_envs):
+                self.recorder.begin(i, vs.obs[i, -1])
+            self._obs = vs.obs
+        assert self.rng is not None
+        steps, returns, lengths = 0, [], []
+        for _ in range(iterations):
+            actions = self.agent.act(self._obs, self.epsilons, self.rng)  # type: ignore[arg-type]
+            self.env.send(actions)
+            vs = self.env.recv()
+            for i in np.flatnonzero(vs.transition):
+                self.recorder.append(
+                    int(i), int(actions[i]), float(vs.rewards[i]), vs.next_frames[i],
+                    bool(vs.terminated[i]), bool(vs.truncated[i]),
+                )  # fmt: skip
+            for i in np.flatnonzero(vs.begin):
+                self.recorder.begin(int(i), vs.obs[i, -1])
+            self._obs = vs.obs
+            steps += int(vs.transition.sum())
+            returns += vs.game_returns
+            lengths += vs.game_lengths
+        block = self.recorder.take(self._td if self.prioritized else None)
+        return CollectStats(self.index, steps, returns, lengths, self.version), block
+
+
+@dataclass(frozen=True)
+class SampleToken:
+    """Where each stream's writer stood when a batch was drawn (to spot overwritten slots)."""
+
+    cursor: np.ndarray  # (streams,) next local slot to write
+    writes: np.ndarray  # (streams,) frames written so far
+
+
+class ReplayService:
+    """The replay memory of an Ape-X run: actors' blocks in, batches out, priorities back.
+
+    ``make_replay()`` builds the memory (the CLI's ``build_replay``, one stream per actor env).
+    A priority update for a slot that was overwritten after its batch was drawn (and may hold a
+    new transition by now) is dropped.
+    """
+
+    def __init__(self, make_replay: Callable[[], Any], *, prioritized: bool) -> None:
+        self.replay = make_replay()
+        self.storage = self.replay.storage
+        self.prioritized = prioritized
+        self.writes = np.zeros(self.storage.num_streams, dtype=np.int64)
+        self.blocks = 0
+
+    def add(self, block: Block) -> int:
+        """Apply an actor's block; returns the number of sampleable transitions."""
+        apply_block(self.replay, block, with_priorities=self.prioritized)
+        first = block.actor * block.num_envs
+        self.writes[first : first + block.num_envs] += block.writes()
+        self.blocks += 1
+        return len(self.replay)
+
+    def size(self) -> int:
+        return len(self.replay)
+
+    def stats(self) -> dict[str, float]:
+        return self.replay.stats()
+
+    def sample(
+        self, batch_size: int, beta: float
+    ) -> tuple[Batch, SampleToken, int, dict[str, float]]:
+        """A batch, the token to hand back with its priorities, the replay's size and stats."""
+        batch = self.replay.sample(batch_size, beta)
+        token = SampleToken(self.storage.cursor.copy(), self.writes.copy())
+        return batch, token, len(self.replay), self.replay.stats()
+
+    def update_priorities(
+        self, indices: np.ndarray, td_errors: np.ndarray, token: SampleToken
+    ) -> None:
+        """New priorities for a batch's slots, except those rewritten since it was drawn."""
+        st = self.storage
+        indices = np.asarray(indices, dtype=np.int64)
+        stream = indices // st.per_stream
+        ahead = (indices - stream * st.per_stream - token.cursor[stream]) % st.per_stream
+        keep = self.writes[stream] - token.writes[stream] <= ahead
+        self.replay.update_priorities(indices[keep], np.asarray(td_errors)[keep])
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return self.replay.state()
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.replay.load_state(arrays, meta)

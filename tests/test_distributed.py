@@ -1,0 +1,418 @@
+"""Ape-X actors, replay server and sweeps.
+
+The maths and bookkeeping (priorities given by actors, blocks replayed in order, stale priority
+updates dropped, sweep specs) are tested in one process without Ray. The Ray tests (marked
+``ray``, skipped when Ray is not installed) share one local Ray of 2 CPUs per module: a tiny
+Ape-X run with 2 actors and its ``--resume``, an actor killed mid-run, a 2-trial sweep.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atari_dqn.cli import build_replay, build_training, main
+from atari_dqn.config import Config
+from atari_dqn.distributed.blocks import BlockRecorder, apply_block
+from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
+from atari_dqn.distributed.sweep_spec import SpecError, parse_spec
+from atari_dqn.distributed.workers import ActorWorker, ReplayService
+from atari_dqn.replay.prioritized import PrioritizedReplay
+from atari_dqn.replay.storage import Batch, FrameStorage
+
+ALPHA, PRIORITY_EPS = 0.6, 1e-6
+SHAPE = (84, 84)
+
+
+# ---------------------------------------------------------------------- no Ray
+def test_actor_epsilons_follow_apex():
+    assert actor_epsilons(1).tolist() == [0.4]
+    eps = actor_epsilons(8)
+    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4**8)
+    assert np.all(np.diff(eps) < 0)
+    assert eps[3] == pytest.approx(0.4 ** (1 + 7 * 3 / 7))
+
+
+def _replay(capacity: int, streams: int, n_step: int = 3) -> PrioritizedReplay:
+    storage = FrameStorage(capacity, n_step=n_step, gamma=0.9, num_streams=streams)
+    return PrioritizedReplay(
+        storage, np.random.default_rng(0), alpha=ALPHA, priority_eps=PRIORITY_EPS
+    )
+
+
+def test_given_td_errors_enter_with_alpha_applied_once():
+    replay = _replay(64, 1, n_step=1)
+    frame = np.zeros(SHAPE, np.uint8)
+    replay.begin(0, frame)
+    replay.append(0, 1, 1.0, frame, False, False, td_errors=np.array([-2.5]))
+    p = replay.tree.get(np.array([0]))[0]
+    assert p == pytest.approx((2.5 + PRIORITY_EPS) ** ALPHA)  # not ((..)^α)^α, not 2.5
+    assert replay.max_priority == pytest.approx(p)
+    replay.append(0, 1, 1.0, frame, False, False)  # no TD error: the maximum priority
+    assert replay.tree.get(np.array([1]))[0] == pytest.approx(p)
+    with pytest.raises(ValueError, match="2 TD errors given for 1"):
+        replay.append(0, 1, 1.0, frame, False, False, td_errors=np.array([1.0, 2.0]))
+
+
+def _fake_td(batch: Batch) -> np.ndarray:
+    """A TD error that is a function of the transition itself (its frames, action, return)."""
+    return (
+        batch.returns
+        + 0.5 * batch.actions
+        + batch.discounts
+        + batch.obs[:, -1, 0, 0] / 255.0
+        - batch.next_obs[:, -1, 0, 1] / 100.0
+    )
+
+
+def _play(recorder: BlockRecorder, direct: PrioritizedReplay | None, first: int, rng, steps: int,
+          open_: list[bool]) -> None:  # fmt: skip
+    """``steps`` random steps in each of the recorder's envs, mirrored into ``direct``."""
+    for _ in range(steps):
+        for env in range(recorder.num_envs):
+            if not open_[env]:
+                frame = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+                recorder.begin(env, frame)
+                if direct is not None:
+                    direct.begin(first + env, frame)
+                open_[env] = True
+            frame = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+            action, reward = int(rng.integers(0, 4)), float(rng.choice([-1.0, 0.0, 1.0]))
+            terminated, truncated = bool(rng.random() < 0.06), bool(rng.random() < 0.02)
+            recorder.append(env, action, reward, frame, terminated, truncated)
+            if direct is not None:
+                direct.append(first + env, action, reward, frame, terminated, truncated)
+            open_[env] = not (terminated or truncated)
+
+
+def test_blocks_replay_the_actors_calls_and_their_priorities_in_order():
+    """An actor (index 1, 2 envs) ships blocks; the server's storage equals one fed directly,
+    and every sampleable transition has exactly the priority of its own TD error, even though
+    the server's rings (40 slots) wrap and the actor's are sized for a block."""
+    rng = np.random.default_rng(5)
+    recorder = BlockRecorder(1, 2, block=15, n_step=3, gamma=0.9)
+    server, direct = _replay(160, 4), _replay(160, 4)
+    open_ = [False, False]
+    fresh = []
+    for _ in range(14):
+        _play(recorder, direct, 2, rng, 15, open_)
+        block = recorder.take(_fake_td)
+        fresh.append(block.fresh)
+        assert len(block.td_errors) == block.completes.sum()
+        apply_block(server, block, with_priorities=True)
+    assert fresh == [True] + [False] * 13
+    for name in ("frames", "actions", "returns", "boot", "terminal", "pos", "ready"):
+        assert np.array_equal(getattr(server.storage, name), getattr(direct.storage, name)), name
+    ready = np.flatnonzero(server.storage.ready)
+    assert len(ready) > 50 and np.all(ready >= 80)  # the actor's streams 2 and 3 only
+    expected = (np.abs(_fake_td(server.storage.gather(ready))) + PRIORITY_EPS) ** ALPHA
+    np.testing.assert_allclose(server.tree.get(ready), expected, rtol=1e-5)
+    assert np.all(server.tree.get(np.flatnonzero(~server.storage.ready)) == 0)
+
+
+def test_a_restarted_actor_closes_its_open_episodes_first():
+    rng = np.random.default_rng(1)
+    server = _replay(200, 2)
+    first = BlockRecorder(0, 2, block=10, n_step=3, gamma=0.9)
+    _play(first, None, 0, rng, 10, [False, False])
+    apply_block(server, first.take(_fake_td), with_priorities=True)
+    # The actor dies mid-episode; its new incarnation begins new episodes at once.
+    again = BlockRecorder(0, 2, block=10, n_step=3, gamma=0.9)
+    _play(again, None, 0, rng, 10, [False, False])
+    block = again.take(_fake_td)
+    assert block.fresh
+    apply_block(server, block, with_priorities=True)  # no "begin() while an episode is open"
+    assert len(server) > 0
+
+
+def test_priority_updates_for_rewritten_slots_are_dropped():
+    rng = np.random.default_rng(2)
+    service = ReplayService(lambda: _replay(60, 1, n_step=1), prioritized=True)
+    recorder = BlockRecorder(0, 1, block=20, n_step=1, gamma=0.9)
+    open_ = [False]
+    for _ in range(3):
+        _play(recorder, None, 0, rng, 20, open_)
+        service.add(recorder.take(_fake_td))
+    batch, token, size, stats = service.sample(16, 0.4)
+    assert size == len(service.replay) and "replay/max_priority" in stats
+    before = service.storage.frames[batch.indices].copy()
+    _play(recorder, None, 0, rng, 20, open_)  # a third of the ring is written again
+    service.add(recorder.take(_fake_td))
+    huge = np.full(len(batch.indices), 1e6)
+    service.update_priorities(batch.indices, huge, token)
+    rewritten = np.any(service.storage.frames[batch.indices] != before, axis=(1, 2))
+    assert rewritten.any() and not rewritten.all()
+    p = service.replay.tree.get(batch.indices)
+    p_huge = (1e6 + PRIORITY_EPS) ** ALPHA
+    still = ~rewritten & service.storage.ready[batch.indices]
+    assert np.allclose(p[still], p_huge)
+    assert not np.any(np.isclose(p[rewritten], p_huge))
+
+
+TINY_CONFIG = Config(
+    replay="prioritized",
+    n_step=3,
+    total_steps=400,
+    warmup_steps=100,
+    update_every=4,
+    target_update=100,
+    eval_every=200,
+    eval_games=1,
+    eval_max_frames=800,
+    buffer_size=1000,
+    batch_size=16,
+    device="cpu",
+)
+
+
+def test_actor_worker_collects_a_block_with_initial_priorities():
+    actions = ("NOOP", "RIGHT", "LEFT")
+    worker = ActorWorker(0, TINY_CONFIG, actions, [0.4], block=12)
+    stats, block = worker.collect(12, seed=3)
+    assert stats.steps == block.steps == 12 and block.fresh
+    assert len(block.td_errors) == block.completes.sum() == 12 - 2  # n = 3: two still open
+    assert np.all(np.isfinite(block.td_errors)) and np.all(block.td_errors >= 0)
+    service = ReplayService(
+        functools.partial(build_replay, TINY_CONFIG, np.random.default_rng(0), 2),
+        prioritized=True,
+    )
+    assert service.add(block) == 10
+    stats, block = worker.collect(5)
+    assert not block.fresh and block.completes.sum() == 5
+    service.add(block)
+    assert service.size() == 15
+
+
+# ---------------------------------------------------------------------- sweep spec
+SPEC = """
+seeds = [1, 2]
+num_samples = 2
+[resources]
+cpu = 1
+gpu = 0.25
+[train]
+preset = "rainbow-lite"
+total_steps = 1000
+[grid]
+lr = [1e-4, 6.25e-5]
+[random]
+alpha = {uniform = [0.4, 0.7]}
+n-step = {randint = [1, 4]}
+"""
+
+
+def test_sweep_spec_makes_grid_times_samples_times_seeds_trials():
+    spec = parse_spec(SPEC, Path("lr.toml"))
+    assert len(spec.trials) == 2 * 2 * 2
+    assert spec.swept_keys == ["lr", "alpha", "n_step"]
+    assert (spec.cpu, spec.gpu) == (1.0, 0.25)
+    assert spec.default_out() == Path("sweeps/lr")
+    t = spec.trials[0]
+    assert t.config.preset == "rainbow-lite" and t.config.lr == 1e-4 and t.seed == 1
+    assert 0.4 <= t.config.alpha <= 0.7 and 1 <= t.config.n_step < 4
+    assert spec.trials[1].params == t.params and spec.trials[1].seed == 2  # seeds repeat
+    assert spec.trials[2].params["alpha"] != t.params["alpha"]  # a new draw
+    assert parse_spec(SPEC, Path("lr.toml")).trials == spec.trials  # the same draws again
+    argv = t.argv(Path("/x"))
+    assert argv[:4] == ["train", "--out", "/x", "--quiet"]
+    assert "--n-step" in argv and "--seed" in argv and "--preset" in argv
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[grid]\nlr = 1e-4", "grid.lr must be a non-empty list"),
+        ("[grid]\nlearning_rate = [1]", "not a setting of `atari-dqn train`"),
+        ("[train]\nout = 'x'", "the sweep sets this itself"),
+        ("[train]\nseed = 3", "use the top-level `seeds"),
+        ("[random]\nlr = {normal = [0, 1]}", "unknown distribution 'normal'"),
+        ("[random]\nlr = {uniform = [1, 0]}", "low < high"),
+        ("[random]\nn_step = {uniform = [1, 3]}", "uniform draws floats"),
+        ("[grid]\nlr = [-1.0]", "--lr must be a positive number"),
+        ("[grid]\nbatch_size = ['32']", "batch_size must be int"),
+        ("seeds = []", "seeds must be a list"),
+        ("typo = 1", "unknown key 'typo'"),
+        ("[resources]\ncpu = 0", "needs some cpu or gpu"),
+        ("[train]\nenv_id = 'Nope-v9'", "trial 0"),
+        ("x = [", "not valid TOML"),
+    ],
+)
+def test_bad_sweep_specs_are_refused(text, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_spec(text, Path("s.toml"))
+
+
+def test_bad_spec_is_one_line_and_exit_2(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[grid]\nlr = [0.0]\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lr must be a positive number" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--envs-per-actor", "2"], "--envs-per-actor needs --actors"),
+        (["--actors", "0"], "--actors must be between 1"),
+        (["--actors", "2", "--num-envs", "2"], "use --envs-per-actor"),
+        (["--actors", "2", "--publish-every", "0"], "must be positive"),
+        (["--actors", "64", "--buffer-size", "500"], "too small"),
+    ],
+)
+def test_bad_actor_flags_exit_2(tmp_path, capsys, argv, message):
+    assert main(["train", "--out", str(tmp_path / "r"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------- on Ray
+TINY = [
+    "--replay", "prioritized",
+    "--n-step", "3",
+    "--total-steps", "400",
+    "--warmup-steps", "100",
+    "--update-every", "4",
+    "--target-update", "100",
+    "--eval-every", "200",
+    "--eval-games", "1",
+    "--eval-max-frames", "800",
+    "--buffer-size", "1000",
+    "--batch-size", "16",
+    "--device", "cpu",
+    "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def apex_run(ray_session, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("apex") / "run"
+    argv = ["train", *TINY, "--actors", "2", "--actor-block", "20", "--publish-every", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    return out
+
+
+def _rewards(run: Path) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b, _ in (ln.split() for ln in open(run / "rewards.txt"))]
+
+
+@pytest.mark.ray
+def test_apex_run_writes_rewards_models_and_a_checkpoint(apex_run):
+    from atari_dqn.checkpoint import read_checkpoint_state
+
+    assert _rewards(apex_run) == [(1, 200), (2, 400)]
+    assert (apex_run / "model_002.safetensors").is_file()
+    state = read_checkpoint_state(apex_run / "checkpoint.safetensors")
+    assert state["loop"]["step"] == 400 and state["loop"]["updates"] > 0
+    assert state["loop"]["apex"]["actors"] == 2
+    assert state["replay"]["storage"]["num_streams"] == 2
+    assert list(apex_run.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.ray
+def test_apex_run_resumes(apex_run, capsys):
+    from atari_dqn.checkpoint import read_checkpoint_state
+
+    argv = ["train", "--resume", str(apex_run), "--total-steps", "600"]
+    assert main([*argv, "--actors", "3"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert main(["train", "--resume", str(apex_run), "--total-steps", "600", "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert _rewards(apex_run) == [(1, 200), (2, 400), (3, 600)]
+    state = read_checkpoint_state(apex_run / "checkpoint.safetensors")
+    assert state["loop"]["step"] == 600 and state["loop"]["epoch"] == 1
+
+
+@pytest.mark.ray
+def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_session):
+    from atari_dqn.distributed.apex import start_apex
+
+    config = TINY_CONFIG.replace(total_steps=500, eval_every=1000)
+    training = build_training(config)
+    loop = training.loop
+    apex = ApexSettings(actors=2, block=10, publish_every=5)
+    run = start_apex(
+        config,
+        apex,
+        actions=training.actions,
+        agent=training.agent,
+        eval_env=loop.eval_env,
+        settings=loop.s,
+        beta=loop.beta,
+        rng=loop.rng,
+        make_replay=functools.partial(build_replay, config, np.random.default_rng(0), 2),
+    )
+    try:
+        killed_at = None
+        for progress in run.loop.run():
+            if killed_at is None and progress.step >= 100:
+                ray_session.kill(run.pool.slots[0].handle, no_restart=False)
+                killed_at = run.pool.slots[0].delivered
+        assert run.loop.step == 500  # the other actor played on while it restarted
+        assert run.pool.restarts[0] == 1 and killed_at is not None
+        assert run.loop.updates > 0
+        # Ray restarted it: a new incarnation, which starts new games when asked for a block.
+        handle = run.pool.slots[0].handle
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                stats, block = ray_session.get(
+                    handle.collect.options(num_returns=2).remote(5, seed=9)
+                )
+                break
+            except ray_session.exceptions.ActorUnavailableError:  # still restarting
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        assert stats.steps == 5 and block.fresh
+    finally:
+        run.close()
+    assert ray_session.is_initialized()  # the module's Ray, not the run's to shut down
+
+
+@pytest.mark.ray
+def test_two_trial_sweep_ranks_its_trials_and_resumes(ray_session, tmp_path, capsys):
+    spec = tmp_path / "lr.toml"
+    spec.write_text(
+        "seeds = [1]\n[resources]\ncpu = 1\n"
+        "[train]\ntotal_steps = 200\nwarmup_steps = 50\neval_every = 100\neval_games = 1\n"
+        "eval_max_frames = 600\nbuffer_size = 500\nbatch_size = 8\ndevice = 'cpu'\n"
+        "[grid]\nlr = [1e-4, 6.25e-5]\n"
+    )
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "trials ranked by final evaluation" in text and "lr=6.25e-05" in text
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert rows[0].startswith("rank,trial,lr,seed,final_step,final_score,best_score,status")
+    assert sorted(r.split(",")[1] for r in rows[1:]) == ["trial_000", "trial_001"]
+    assert all(r.split(",")[4] == "200" and r.endswith("complete") for r in rows[1:])
+    assert (out / "curves.png").is_file() and (out / "curves.csv").is_file()
+    # Run again: every trial is complete, nothing is trained.
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    assert "2 trials, 2 already complete" in capsys.readouterr().out
+    spec.write_text(spec.read_text() + "# changed\n")
+    assert main(["sweep", str(spec), "--out", str(out)]) == 2
+    assert "holds a sweep of another spec" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_bench_actors_prints_steps_per_second(ray_session, capsys):
+    assert main(["bench", "actors", "--max-actors", "2", "--steps", "100", "--block", "20",
+                 "--buffer-size", "2000", "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert [r["actors"] for r in result["rows"]] == [1, 2]
+    assert all(r["steps_per_s"] > 0 for r in result["rows"])
