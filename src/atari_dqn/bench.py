@@ -391,7 +391,6 @@ class TrainBenchSettings:
         start = self.measure_from()
         total = start + self.steps
         changes: dict[str, Any] = {
-            "replay": replay,
             "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
@@ -403,6 +402,8 @@ class TrainBenchSettings:
         }
         if self.buffer_size is not None:
             changes["buffer_size"] = self.buffer_size
+        if replay != "preset":  # "preset": the preset's own replay
+            changes["replay"] = replay
         config = base.replace(**changes)
         config.validate()
         return config
@@ -778,7 +779,7 @@ def parse_kinds(text: str) -> list[str]:
     if not kinds:
         raise ConfigError("--replay needs at least one of: " + ", ".join(REPLAY_KINDS))
     for k in kinds:
-        if k not in REPLAY_KINDS:
+        if k not in (*REPLAY_KINDS, "preset"):
             raise ConfigError(f"unknown replay kind {k!r} in --replay: choose from "
                               + ", ".join(REPLAY_KINDS))  # fmt: skip
     return kinds

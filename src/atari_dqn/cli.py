@@ -239,7 +239,8 @@ def _add_bench_parser(sub: Any) -> None:
         "steps. Prints env steps/s per row and the ratio to the first row.",
     )
     bt.add_argument("--replay", default="uniform,prioritized", metavar="KIND[,KIND]",
-                    help="replay kinds, one row each [default: uniform,prioritized]")  # fmt: skip
+                    help="replay kinds, one row each; 'preset' keeps each preset's own "
+                    "[default: uniform,prioritized]")  # fmt: skip
     bt.add_argument("--steps", type=int, default=3000, metavar="N",
                     help="agent steps timed per run, all learning [default: 3000]")  # fmt: skip
     bt.add_argument("--warmup", type=int, default=1000, metavar="N",
