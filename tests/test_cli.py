@@ -246,3 +246,32 @@ def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
     _bad(["evaluate", str(tmp_path / "missing")], "no such model file or run directory", capsys)
     _bad(["evaluate", str(tmp_path)], "no model files", capsys)
     _bad(["evaluate", str(tmp_path), "--episodes", "0"], "--episodes must be positive", capsys)
+
+
+@pytest.mark.parametrize("preset", ["nature", "double", "dueling", "rainbow-lite"])
+def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
+    out = tmp_path / preset
+    # TINY overrides the run's length and sizes; the preset keeps its learning settings.
+    assert train(out, "--preset", preset, "--total-steps", "120") == 0
+    assert len((out / "rewards.txt").read_text().splitlines()) == 1
+    assert f'preset = "{preset}"' in (out / "config.toml").read_text()
+
+
+def test_dueling_model_evaluates_without_flags(tmp_path: Path, capsys) -> None:
+    from atari_dqn.artifacts import load_model
+
+    out = tmp_path / "duel"
+    assert train(out, "--dueling", "--double", "--n-step", "3", "--total-steps", "120") == 0
+    network, meta = load_model(out / "model_001.safetensors")
+    assert network.dueling and meta["dueling"] == "true"
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--episodes", "1", "--max-frames", "200"]) == 0
+    assert "mean" in capsys.readouterr().out
+
+
+def test_presets_command_lists_what_each_sets(capsys) -> None:
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("seed", "nature", "double", "dueling", "rainbow-lite"):
+        assert f"{name}:" in out
+    assert "--n-step 3" in out and "--replay prioritized" in out

@@ -920,7 +920,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, changes in PRESETS.items():
         print(f"{name}: {PRESET_HELP[name]}")
         for key, value in changes.items():
-            print(f"    --{key.replace('_', '-')} {value}")
+            flag = key.replace("_", "-")
+            if isinstance(value, bool):
+                print(f"    --{flag}" if value else f"    --no-{flag}")
+            else:
+                print(f"    --{flag} {value}")
     return 0
 
 
