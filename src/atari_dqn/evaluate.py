@@ -89,6 +89,21 @@ def _show(
         on_scored_frame(game, frame, rgb, score)
 
 
+def scheduled_evaluation(
+    env: gym.Env,
+    act: ActFn,
+    *,
+    index: int,
+    step: int,
+    games: int,
+    epsilon: float,
+    seed_base: int,
+) -> EvalResult:
+    """Evaluation number ``index`` of a training run, seeded from the run and the index."""
+    scores = play_games(env, act, games=games, epsilon=epsilon, seed=seed_base + 1000 * index)
+    return EvalResult(index=index, step=step, scores=tuple(scores))
+
+
 def png_writer(directory: Path) -> FrameSink:
     """A frame sink writing ``DIR/game_GG/FFFFFF.png`` (the seed's RENDER option)."""
     import imageio.v3 as iio

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from atari_dqn.agent import DQNAgent, UpdateResult
-from atari_dqn.evaluate import EvalResult, play_games
+from atari_dqn.evaluate import EvalResult, scheduled_evaluation
 from atari_dqn.replay.uniform import UniformReplay
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import AtariVector, SingleEnv
@@ -140,14 +140,15 @@ class TrainLoop:
         self._obs = vs.obs
 
     def evaluate(self, index: int) -> EvalResult:
-        scores = play_games(
+        return scheduled_evaluation(
             self.eval_env,
             self.agent.act,
+            index=index,
+            step=self.step,
             games=self.s.eval_games,
             epsilon=self.s.eval_epsilon,
-            seed=self.s.eval_seed + 1000 * index,
+            seed_base=self.s.eval_seed,
         )
-        return EvalResult(index=index, step=self.step, scores=tuple(scores))
 
     def _learn(self) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""

@@ -38,7 +38,7 @@ from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
-from atari_dqn.evaluate import EvalResult, play_games
+from atari_dqn.evaluate import EvalResult, scheduled_evaluation
 from atari_dqn.loop import LoopSettings, NonFiniteLossError, Progress
 
 log = logging.getLogger(__name__)
@@ -327,14 +327,15 @@ class ApexLoop:
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
-        scores = play_games(
+        return scheduled_evaluation(
             self.eval_env,
             self.agent.act,
+            index=index,
+            step=self.step,
             games=self.s.eval_games,
             epsilon=self.s.eval_epsilon,
-            seed=self.s.eval_seed + 1000 * index,
+            seed_base=self.s.eval_seed,
         )
-        return EvalResult(index=index, step=self.step, scores=tuple(scores))
 
     def _updates_due(self) -> int:
         """Updates the learner may still make: one per update_every steps after warm-up."""
