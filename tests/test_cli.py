@@ -11,20 +11,9 @@ import pytest
 import torch
 
 from atari_dqn.cli import main
+from tiny import TINY_RUN
 
-TINY = [
-    "--total-steps", "240",
-    "--warmup-steps", "40",
-    "--update-every", "4",
-    "--target-update", "50",
-    "--eval-every", "120",
-    "--eval-games", "1",
-    "--eval-max-frames", "600",
-    "--buffer-size", "500",
-    "--batch-size", "8",
-    "--eps-decay", "100",
-    "--quiet",
-]  # fmt: skip
+TINY = [*TINY_RUN, "--quiet"]
 
 
 def train(out: Path, *extra: str) -> int:

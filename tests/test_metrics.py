@@ -12,20 +12,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from atari_dqn.cli import main
 from atari_dqn.metrics import MetricsWriter
+from tiny import TINY_RUN
 
 # tests/test_cli.py's tiny run, with the progress bar on (TINY there ends with --quiet).
-TINY = [
-    "--total-steps", "240",
-    "--warmup-steps", "40",
-    "--update-every", "4",
-    "--target-update", "50",
-    "--eval-every", "120",
-    "--eval-games", "1",
-    "--eval-max-frames", "600",
-    "--buffer-size", "500",
-    "--batch-size", "8",
-    "--eps-decay", "100",
-]  # fmt: skip
+TINY = TINY_RUN
 # Reports every 100 steps, at each evaluation (120, 240) and at the end (240).
 REPORTS = [100, 120, 200, 240]
 BASE_TAGS = {

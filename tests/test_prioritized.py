@@ -15,6 +15,7 @@ import pytest
 from atari_dqn.cli import main
 from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import FrameStorage
+from tiny import TINY_RUN
 
 GAMMA = 0.9
 TINY_EPS = 1e-12
@@ -254,19 +255,7 @@ def test_nstep_transitions_enter_the_tree_only_when_ready() -> None:
 
 
 # ---------------------------------------------------------------------- end to end
-TINY = [
-    "--total-steps", "240",
-    "--warmup-steps", "40",
-    "--update-every", "4",
-    "--target-update", "50",
-    "--eval-every", "120",
-    "--eval-games", "1",
-    "--eval-max-frames", "600",
-    "--buffer-size", "500",
-    "--batch-size", "8",
-    "--eps-decay", "100",
-    "--quiet",
-]  # fmt: skip
+TINY = [*TINY_RUN, "--quiet"]
 
 
 def test_train_with_prioritized_replay_end_to_end(tmp_path: Path) -> None:
