@@ -145,7 +145,7 @@ def test_bench_train_seed_loop_env_counts_and_ceilings_json(capsys) -> None:
     assert set(result["ratios"]) == {"atari-dqn N=1/seed loop", "atari-dqn N=2/seed loop"}
     c = result["ceilings"]
     assert set(c["env_steps_per_s"]) == {"N=1", "N=2"}
-    assert set(c["update_ms"]) == {"plain Adam", "fused Adam"}
+    assert set(c["update_ms"]) == {"per-tensor Adam, NCHW", "fused Adam, channels-last"}
 
 
 def test_seed_loop_counts_only_steps_after_measure_from() -> None:

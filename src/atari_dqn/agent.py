@@ -132,7 +132,5 @@ class DQNAgent:
 
 
 def clamp_gradients(module: nn.Module, clip: float) -> None:
-    """Clamp each gradient element to [-clip, clip] in place."""
-    for param in module.parameters():
-        if param.grad is not None:
-            param.grad.clamp_(-clip, clip)
+    """Clamp each gradient element to [-clip, clip] in place (torch's foreach kernels)."""
+    nn.utils.clip_grad_value_(module.parameters(), clip)

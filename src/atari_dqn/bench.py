@@ -8,8 +8,9 @@ follow a warm-up (numba kernels compiled, caches and allocators warm).
   two capacities, bytes per stored transition, and the seed's Fenwick sampler on the same
   operations (sample 32 + update 32), so the speed-up over the seed is one number.
 * ``bench train``: env steps per second while learning, for each row of a table. A row is a
-  name and a callable that returns steps/s (:class:`Row`); this module builds the replay rows,
-  and other baselines (the seed's single-file loop, vectorised envs) are more rows.
+  name and its run cut into segments (:class:`Row`): the seed's single-file loop, atari-dqn at
+  each preset, replay kind and env count. Rows take turns, one segment each, and each runs in
+  a process of its own, set up as it would be when run for real.
 
 This module does not import ``cli``: the CLI passes in the function that builds a training run.
 """
@@ -423,6 +424,77 @@ def loop_segments(build: Callable[[], Any], measure_from: int) -> Iterator[int]:
         prev = report.step
 
 
+def config_segments(build: Callable[[Config], Any], config: Config, measure_from: int):
+    """:func:`loop_segments` of ``build(config)``, from arguments a child process can receive."""
+    return loop_segments(lambda: build(config), measure_from)
+
+
+def _segment_server(conn: Any, factory: Callable, kwargs: dict, threads: int | None) -> None:
+    """Child side of :func:`child_segments`: one segment per request, its count sent back."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    segments = None
+    while conn.recv():
+        try:
+            if segments is None:
+                segments = iter(factory(**kwargs))
+            value = next(segments)
+        except StopIteration:
+            conn.send(("done", None))
+            return
+        except BaseException as exc:  # reported by the parent, which owns the terminal
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        conn.send(("segment", value))
+
+
+def child_segments(factory: Callable, kwargs: dict, threads: int | None = None) -> Iterator[Any]:
+    """``factory(**kwargs)``'s segments, each run in a fresh process of the row's own.
+
+    Each row lives in a process as it would when run for real: its allocator, threads and
+    warm caches are its own (a training process tunes its allocator, the seed's script does
+    not), and no row inherits another's state. The parent asks for one segment at a time and
+    waits, so only one row runs at any moment. ``factory`` and ``kwargs`` must be picklable.
+    """
+    import multiprocessing as mp
+
+    # Forked from a clean server (no fork of a process that holds torch's threads), which has
+    # imported what every row needs, so a row starts in a fraction of a second.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "atari_dqn.cli", "atari_dqn.bench"])
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_segment_server, args=(child, factory, kwargs, threads))
+    process.daemon = True
+    process.start()
+    child.close()
+    try:
+        while True:
+            parent.send(True)
+            try:
+                kind, value = parent.recv()
+            except EOFError:
+                raise RuntimeError(
+                    f"bench row process died (exit code {process.join(5) or process.exitcode})"
+                ) from None
+            if kind == "done":
+                return
+            if kind == "error":
+                raise RuntimeError(f"bench row failed in its process: {value}")
+            yield value
+    finally:
+        try:
+            parent.send(False)
+        except OSError:
+            pass
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent.close()
+
+
 def config_rows(
     settings: TrainBenchSettings,
     build: Callable,
@@ -431,7 +503,8 @@ def config_rows(
     kinds: list[str],
     num_envs: list[int],
 ) -> list[Row]:
-    """One row per (preset, replay kind, env count); names show what varies."""
+    """One row per (preset, replay kind, env count); names show what varies. Each row runs in
+    its own process (:func:`child_segments`); ``build`` must be picklable (a module function)."""
     start = settings.measure_from()
     rows = []
     for preset in presets:
@@ -443,39 +516,28 @@ def config_rows(
                 name = " ".join(parts) or f"atari-dqn {kind} N={n}"
                 if len(presets) == 1 and len(kinds) == 1 and len(num_envs) > 1:
                     name = f"atari-dqn N={n}"
+                kwargs = {"build": build, "config": settings.config(kind, preset, n),
+                          "measure_from": start}  # fmt: skip
 
-                def segments(preset=preset, kind=kind, n=n) -> Iterator[int]:
-                    config = settings.config(kind, preset, n)
-                    return loop_segments(lambda: build(config), start)
+                def segments(kwargs=kwargs) -> Iterator[int]:
+                    return child_segments(config_segments, kwargs, settings.threads)
 
                 rows.append(Row(name, segments, note=f"preset={preset} replay={kind} envs={n}"))
     return rows
 
 
 def seed_loop_row(settings: TrainBenchSettings, env_id: str) -> Row:
-    """The baseline: the seed's single-file loop, at the same warm-up, ε and length."""
+    """The baseline: the seed's single-file loop, at the same warm-up, ε and length, in a
+    process of its own with the defaults a plain ``python main.py`` gets."""
     start = settings.measure_from()
     total = start + settings.steps
+    kwargs = {"env_id": env_id, "warmup": settings.warmup, "measure_from": start, "total": total,
+              "epsilon": 0.1}  # fmt: skip
     return Row(
         "seed loop",
-        lambda: seed_loop_segments(
-            env_id=env_id, warmup=settings.warmup, measure_from=start, total=total, epsilon=0.1
-        ),
+        lambda: child_segments(seed_loop_segments, kwargs, settings.threads),
         note="single-file transcription of the seed's main.py (bench.seed_loop_segments)",
     )
-
-
-def replay_rows(settings: TrainBenchSettings, kinds: list[str], build: Callable) -> list[Row]:
-    """One row per replay kind; ``build(config)`` returns a run with a ``.loop``."""
-    start = settings.measure_from()
-    return [
-        Row(
-            kind,
-            lambda kind=kind: loop_segments(lambda: build(settings.config(kind)), start),
-            note=f"replay={kind}",
-        )
-        for kind in kinds
-    ]
 
 
 def run_rows(rows: list[Row], repeats: int = 1) -> list[RowResult]:
@@ -530,7 +592,7 @@ def train_table(result: dict) -> str:
         f"bench train: preset {s['preset']}, device {s['device']} "
         f"({s['threads'] or 'default'} torch threads), warm-up {s['warmup']} steps, "
         f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run; "
-        "rows run side by side, 100 steps at a time",
+        "rows run side by side, 100 steps at a time, each in its own process",
         f"{'row':<28}{'env steps/s':>12}{'vs ' + first['name']:>18}   runs (steps/s)",
     ]
     for r in result["rows"]:
@@ -633,8 +695,19 @@ def seed_loop_segments(
     yield total - last if last >= measure_from else 0
 
 
+# The update alone, timed both ways: as the seed does it and as atari-dqn does (the default).
+UPDATE_PATHS = {"per-tensor Adam, NCHW": False, "fused Adam, channels-last": True}
+
+
+def once(fn: Callable, kwargs: dict) -> Iterator[Any]:
+    """``fn(**kwargs)`` as a single segment, to run it in a child process."""
+    yield fn(**kwargs)
+
+
 def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int = 32) -> dict:
-    """What the trainer cannot beat: env steps/s of random play, ms of one update alone."""
+    """What the trainer cannot beat: env steps/s of random play, ms of one update alone.
+
+    Run it in a process set up as a training process is (:func:`tune_allocator`)."""
     import torch
 
     from atari_dqn.agent import DQNAgent
@@ -669,21 +742,28 @@ def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int 
     )
     device = torch.device(settings.device)
     update_ms = {}
-    for fused in (False, True):
-        online = QNetwork(len(actions), dueling=config.dueling).to(device)
-        target = QNetwork(len(actions), dueling=config.dueling).to(device)
-        opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=fused)
+    for name, fast in UPDATE_PATHS.items():
+        layout = {"dueling": config.dueling, "channels_last": fast}
+        online = QNetwork(len(actions), **layout).to(device)
+        target = QNetwork(len(actions), **layout).to(device)
+        opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=fast)
         agent = DQNAgent(online, target, opt, num_actions=len(actions), device=device,
                          double=config.double)  # fmt: skip
-        update_ms["fused Adam" if fused else "plain Adam"] = (
-            median_us(lambda agent=agent: agent.update(batch), inner=3, reps=7) / 1000
-        )
+        update_ms[name] = median_us(lambda agent=agent: agent.update(batch), inner=3, reps=7) / 1000
     return {
         "env_steps_per_s": env_rates,
         "update_ms": update_ms,
         "batch_size": batch_size,
         "update_every": config.update_every,
     }
+
+
+def training_ceilings(settings: TrainBenchSettings, num_envs: list[int]) -> dict:
+    """:func:`ceilings` in a process whose allocator is set up as a training process's."""
+    from atari_dqn.perf import tune_allocator
+
+    tune_allocator()
+    return ceilings(settings, num_envs)
 
 
 def ceilings_table(c: dict) -> list[str]:
@@ -835,7 +915,8 @@ def cmd_train(args: argparse.Namespace, build: Callable) -> int:
             rows.insert(0, seed_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, args.repeats))
         if args.ceilings:
-            result["ceilings"] = ceilings(settings, num_envs)
+            kwargs = {"fn": training_ceilings, "kwargs": {"settings": settings, "num_envs": num_envs}}
+            (result["ceilings"],) = child_segments(once, kwargs, settings.threads)
     finally:
         torch.set_num_threads(previous)
     table = train_table(result)

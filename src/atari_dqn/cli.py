@@ -87,7 +87,7 @@ _GROUPS = {
         "priority_eps",
         "n_step",
     ),
-    "learning": ("lr", "adam_eps", "fused_adam", "gamma", "grad_clip", "double", "dueling"),
+    "learning": ("lr", "adam_eps", "fused_adam", "channels_last", "gamma", "grad_clip", "double", "dueling"),
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
 }
@@ -279,6 +279,9 @@ def _add_bench_parser(sub: Any) -> None:
     bm.add_argument("--json", action="store_true", help="print one JSON object instead")
     bm.set_defaults(handler=cmd_bench_memory)
     _add_bench_actors_parser(what)
+    from atari_dqn.envbench import add_envs_parser
+
+    add_envs_parser(what)
 
 
 # ---------------------------------------------------------------------- train
@@ -359,6 +362,7 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
     from atari_dqn.envs import make_env
     from atari_dqn.loop import LoopSettings, TrainLoop
     from atari_dqn.networks import QNetwork
+    from atari_dqn.perf import tune_allocator
     from atari_dqn.schedules import LinearSchedule
     from atari_dqn.vector import AtariVector, SingleEnv
 
@@ -367,11 +371,13 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
     seeds = np.random.SeedSequence(config.seed).spawn(5)
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
-    online = QNetwork(len(actions), dueling=config.dueling, generator=torch_gen)
+    tune_allocator()
+    layout = {"dueling": config.dueling, "channels_last": config.channels_last}
+    online = QNetwork(len(actions), generator=torch_gen, **layout)
     if restore is not None:
         load_weights_into(online, restore)
     online = online.to(device)
-    target = QNetwork(len(actions), dueling=config.dueling).to(device)
+    target = QNetwork(len(actions), **layout).to(device)
     optimizer = torch.optim.Adam(
         online.parameters(), lr=config.lr, eps=config.adam_eps, fused=config.fused_adam
     )

@@ -12,6 +12,11 @@ class QNetwork(nn.Module):
     Torso as in the seed: conv 32 8x8/4, 64 4x4/2, 64 3x3/1, all without bias, ReLU, input scaled
     by 1/255. Plain head: fc 512 -> A. Dueling head (Wang et al. 2016): two fc 512 streams,
     V(s) and A(s, a), combined as ``Q = V + A - mean_a A`` so V and A are identifiable.
+
+    ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
+    function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
+    CPU, conv1's weight gradient most of all (3.0 -> 1.0 ms at batch 32 on the 2-core machine). Weights keep their usual layout, so
+    state dicts, model files and checkpoints do not depend on it.
     """
 
     def __init__(
@@ -21,10 +26,12 @@ class QNetwork(nn.Module):
         dueling: bool = False,
         in_frames: int = 4,
         generator: torch.Generator | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.num_actions = num_actions
         self.dueling = dueling
+        self.channels_last = channels_last
         self.torso = nn.Sequential(
             nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False),
             nn.ReLU(),
@@ -55,7 +62,12 @@ class QNetwork(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.torso(obs.float() / 255.0)
+        if self.channels_last and torch.is_grad_enabled():
+            # Only where gradients flow: without them (acting, the target) NCHW is as fast or
+            # faster. Converted as uint8, a quarter of the bytes of the float tensor.
+            obs = obs.contiguous(memory_format=torch.channels_last)
+        # uint8 / 255.0 is one kernel with the same float32 result as obs.float() / 255.0.
+        x = self.torso(obs / 255.0)  # Flatten copies NHWC back to (C, H, W) order
         if not self.dueling:
             return self.head(x)
         value = self.value(x)  # (B, 1)
