@@ -18,7 +18,7 @@ class UpdateResult:
 
     loss: torch.Tensor  # scalar
     q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
-    td_abs: torch.Tensor  # (B,) on the CPU, |δ| for priority updates
+    td_abs: torch.Tensor  # (B,) |δ| for priority updates, on the update's device (no sync)
 
 
 class DQNAgent:
@@ -93,7 +93,7 @@ class DQNAgent:
         clamp_gradients(self.online, self.grad_clip)
         self.optimizer.step()
         q_taken = (y - td).detach()
-        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs().cpu())
+        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
 
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())

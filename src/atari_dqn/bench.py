@@ -83,9 +83,10 @@ def warm_allocator() -> None:
     del block
 
 
-def _check_positive(**values: int) -> None:
+def _check_positive(**values: int | None) -> None:
+    """A one-line ConfigError for the first value <= 0 (None: not given, nothing to check)."""
     for name, value in values.items():
-        if value <= 0:
+        if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from atari_dqn.bench import _check_positive
 from atari_dqn.config import ConfigError
 
 BACKENDS = ("ale", "envpool")
@@ -50,12 +51,6 @@ WARMUP_CALLS = 20
 
 
 # ====================================================================== backends
-def _check_positive(**values: int | None) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
 def _game(env_id: str) -> tuple[str, float]:
     """The ROM id of a checked env id and the sticky-action probability AtariVector uses."""
     from atari_dqn import envs

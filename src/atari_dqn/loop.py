@@ -159,7 +159,8 @@ class TrainLoop:
                 continue
             batch = self.replay.sample(s.batch_size, self.beta(self.step))
             last = self.agent.update(batch)
-            self.replay.update_priorities(batch.indices, last.td_abs.numpy())
+            if self.replay.uses_priorities:  # else nothing waits for the device here
+                self.replay.update_priorities(batch.indices, last.td_abs.cpu().numpy())
             self.updates += 1
         return last
 

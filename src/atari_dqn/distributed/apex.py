@@ -368,7 +368,7 @@ class ApexLoop:
         )
         result = self.agent.update(batch)
         self._priority_updates.append(
-            self.server.update_priorities.remote(batch.indices, result.td_abs.numpy(), token)
+            self.server.update_priorities.remote(batch.indices, result.td_abs.cpu().numpy(), token)
         )
         while len(self._priority_updates) > MAX_PENDING_PRIORITY_UPDATES:
             ray.get(self._priority_updates.popleft())

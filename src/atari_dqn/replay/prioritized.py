@@ -21,6 +21,8 @@ from atari_dqn.replay.sum_tree import SumTree
 
 
 class PrioritizedReplay:
+    uses_priorities = True
+
     def __init__(
         self,
         storage: FrameStorage,

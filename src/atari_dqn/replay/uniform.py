@@ -10,6 +10,8 @@ from atari_dqn.replay.storage import Batch, FrameStorage
 class UniformReplay:
     """Samples ready transitions uniformly, with replacement (as the seed's ``randint``)."""
 
+    uses_priorities = False  # the learner need not bring TD errors back to the host
+
     def __init__(self, storage: FrameStorage, rng: np.random.Generator) -> None:
         self.storage = storage
         self.rng = rng
