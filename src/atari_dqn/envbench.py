@@ -108,22 +108,17 @@ class AleBackend:
     name = "ale"
 
     def __init__(self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX):
-        from ale_py.vector_env import AtariVectorEnv
+        from atari_dqn.vector import ale_vector_env
 
         game, sticky = _game(env_id)
         self.num_envs = num_envs
-        self.env = AtariVectorEnv(
+        self.env = ale_vector_env(
             game,
             num_envs,
             num_threads=threads,
-            frameskip=FRAME_SKIP,
-            stack_num=1,
+            frame_skip=FRAME_SKIP,
             noop_max=noop_max,
-            use_fire_reset=True,
-            episodic_life=False,
-            life_loss_info=True,
-            reward_clipping=False,
-            max_num_frames_per_episode=MAX_FRAMES,
+            max_frames=MAX_FRAMES,
             repeat_action_probability=sticky,
             full_action_space=False,
         )

@@ -99,6 +99,38 @@ class SingleEnv:
         return self._obs[None]
 
 
+def ale_vector_env(
+    game: str,
+    num_envs: int,
+    *,
+    num_threads: int,
+    frame_skip: int,
+    noop_max: int,
+    max_frames: int,
+    repeat_action_probability: float,
+    full_action_space: bool,
+) -> Any:
+    """ale-py's C++ ``AtariVectorEnv`` as :class:`AtariVector` drives it: 84x84 gray, one
+    frame per observation, FIRE at reset, full games (life loss only reported), raw rewards."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    return AtariVectorEnv(
+        game,
+        num_envs,
+        num_threads=num_threads,
+        frameskip=frame_skip,
+        stack_num=1,
+        noop_max=noop_max,
+        use_fire_reset=True,
+        episodic_life=False,
+        life_loss_info=True,
+        reward_clipping=False,
+        max_num_frames_per_episode=max_frames,
+        repeat_action_probability=repeat_action_probability,
+        full_action_space=full_action_space,
+    )
+
+
 class AtariVector:
     """N games in ale-py's C++ ``AtariVectorEnv`` (threads), with :class:`SingleEnv` semantics.
 
@@ -120,8 +152,6 @@ class AtariVector:
         repeat_action_probability: float | None = None,
         num_threads: int = 0,
     ) -> None:
-        from ale_py.vector_env import AtariVectorEnv
-
         envs.check_env_id(env_id)
         game = envs.game_of(env_id)
         minimal = envs.minimal_actions(game)
@@ -130,18 +160,13 @@ class AtariVector:
         if repeat_action_probability is None:
             repeat_action_probability = 0.25 if env_id.startswith("ALE/") else 0.0
         self.num_envs = num_envs
-        self._env = AtariVectorEnv(
+        self._env = ale_vector_env(
             game,
             num_envs,
             num_threads=num_threads or min(num_envs, os.cpu_count() or 1),
-            frameskip=frame_skip,
-            stack_num=1,
+            frame_skip=frame_skip,
             noop_max=noop_max,
-            use_fire_reset=True,
-            episodic_life=False,
-            life_loss_info=True,
-            reward_clipping=False,
-            max_num_frames_per_episode=max_frames,
+            max_frames=max_frames,
             repeat_action_probability=repeat_action_probability,
             full_action_space=full,
         )
