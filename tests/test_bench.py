@@ -9,6 +9,7 @@ import pytest
 from atari_dqn import bench
 from atari_dqn.bench import Row, TrainBenchSettings, run_rows, train_result, train_table
 from atari_dqn.cli import main
+from atari_dqn.updatebench import VARIANTS
 
 ROW_KEYS = {
     "replay", "capacity", "frame_shape", "add_us", "draw_us", "gather_us", "sample_us",
@@ -146,6 +147,38 @@ def test_bench_train_seed_loop_env_counts_and_ceilings_json(capsys) -> None:
     c = result["ceilings"]
     assert set(c["env_steps_per_s"]) == {"N=1", "N=2"}
     assert set(c["update_ms"]) == {"per-tensor Adam, NCHW", "fused Adam, channels-last"}
+
+
+def test_bench_update_times_every_variant_and_compares_it_with_the_plain_path(capsys) -> None:
+    result = run_json(
+        ["bench", "update", "--threads", "1", "--rounds", "1", "--inner", "1", "--batch", "4",
+         "--json"],
+        capsys,
+    )  # fmt: skip
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert list(rows) == list(VARIANTS)
+    assert all(r["threads"] == 1 and r["ms"] > 0 for r in rows.values())
+    plain = rows["per-tensor Adam, NCHW (the seed's)"]
+    assert plain["vs_plain"] == 1.0 and plain["loss_rel_diff"] == 0.0
+    # Fused Adam changes nothing in the first update; channels-last only float rounding.
+    assert rows["fused Adam, NCHW"]["td_max_abs_diff"] == 0.0
+    assert rows["fused Adam, channels-last (default)"]["td_max_abs_diff"] < 1e-4
+    assert rows["default + --bf16"]["td_max_abs_diff"] > 0.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "--threads values must be positive"),
+        (["--batch", "0"], "--batch must be positive"),
+        (["--preset", "fast"], "unknown preset"),
+        (["--threads", "x"], "--threads expects integers"),
+    ],
+)
+def test_bench_update_bad_input_is_one_line_exit_2(args, message, capsys) -> None:
+    assert main(["bench", "update", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_seed_loop_counts_only_steps_after_measure_from() -> None:

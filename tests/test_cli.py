@@ -246,6 +246,13 @@ def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     assert f'preset = "{preset}"' in (out / "config.toml").read_text()
 
 
+def test_bf16_run_trains_end_to_end_and_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "bf16"
+    assert train(out, "--bf16", "--double", "--total-steps", "120") == 0
+    assert len((out / "rewards.txt").read_text().splitlines()) == 1
+    assert "bf16 = true" in (out / "config.toml").read_text()
+
+
 def test_dueling_model_evaluates_without_flags(tmp_path: Path, capsys) -> None:
     from atari_dqn.artifacts import load_model
 

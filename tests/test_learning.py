@@ -177,3 +177,26 @@ def test_fast_update_equals_the_plain_update_within_float_tolerance(
         for p, q in zip(plain.online.parameters(), fast.online.parameters(), strict=True):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
             torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_bf16_update_is_close_to_the_float32_update_and_keeps_float32_state(double: bool) -> None:
+    """--bf16 changes results beyond float rounding, but only by bf16's precision: the loss and
+    TD errors stay within a few percent of the float32 path; weights and TD errors stay float32."""
+
+    def agent(bf16: bool) -> DQNAgent:
+        g = torch.Generator().manual_seed(0)
+        online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
+        opt = torch.optim.Adam(online.parameters(), lr=1e-3, eps=1.5e-4)
+        return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
+                        double=double, bf16=bf16)  # fmt: skip
+
+    plain, half = agent(False), agent(True)
+    batch = tiny_batch(np.random.default_rng(1))
+    a, b = plain.update(batch), half.update(batch)
+    assert b.loss.dtype == torch.float32 and b.td_abs.dtype == torch.float32
+    assert b.loss.item() == pytest.approx(a.loss.item(), rel=5e-2)
+    torch.testing.assert_close(b.td_abs, a.td_abs, rtol=5e-2, atol=5e-2)
+    assert not torch.equal(b.td_abs, a.td_abs)  # it does run in bf16
+    for p in half.online.parameters():
+        assert p.dtype == torch.float32 and p.grad is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,9 @@ class DQNAgent:
     """Owns the networks and the optimiser; takes batches, returns what it learned.
 
     ``double`` selects the Double-DQN target. Gradients are clamped element-wise to
-    ``[-grad_clip, grad_clip]`` as the seed's ``param.grad.data.clamp_(-1, 1)``.
+    ``[-grad_clip, grad_clip]`` as the seed's ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs
+    the update's network passes under bf16 autocast: faster where the hardware has bf16 units,
+    but it changes results beyond float rounding. Acting always runs in float32.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class DQNAgent:
         device: torch.device,
         double: bool = False,
         grad_clip: float = 1.0,
+        bf16: bool = False,
     ) -> None:
         self.online = online
         self.target = target
@@ -46,6 +50,7 @@ class DQNAgent:
         self.device = device
         self.double = double
         self.grad_clip = grad_clip
+        self.bf16 = bf16
         self.target.requires_grad_(False)
         self.sync_target()
 
@@ -78,11 +83,16 @@ class DQNAgent:
         discounts = self._to_device(batch.discounts)
         weights = self._to_device(batch.weights)
 
-        q = self.online(obs)
+        with self._autocast():
+            q = self.online(obs)
+            with torch.no_grad():
+                next_q_target = self.target(next_obs)
+                next_q_online = self.online(next_obs) if self.double else None
+        # Targets, TD errors and the loss in float32 whatever the networks ran in.
+        q, next_q_target = q.float(), next_q_target.float()
         with torch.no_grad():
-            next_q_target = self.target(next_obs)
-            if self.double:
-                y = losses.double_q_target(returns, discounts, next_q_target, self.online(next_obs))
+            if next_q_online is not None:
+                y = losses.double_q_target(returns, discounts, next_q_target, next_q_online.float())
             else:
                 y = losses.q_learning_target(returns, discounts, next_q_target)
         td = losses.td_errors(q, actions, y)
@@ -94,6 +104,12 @@ class DQNAgent:
         self.optimizer.step()
         q_taken = (y - td).detach()
         return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the update's network passes (weights and Adam stay float32)."""
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())

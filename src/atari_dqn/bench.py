@@ -387,12 +387,15 @@ class TrainBenchSettings:
     threads: int | None = None  # torch CPU threads; None: torch's default
     ramp: int = 100  # learning steps after warm-up before the clock starts (first updates)
 
-    def config(self, replay: str, preset: str | None = None, num_envs: int = 1) -> Config:
+    def config(
+        self, replay: str, preset: str | None = None, num_envs: int = 1, bf16: bool = False
+    ) -> Config:
         """The run a row measures: the preset, with evaluation pushed past the end."""
         base = preset_config(preset or self.preset)
         start = self.measure_from()
         total = start + self.steps
         changes: dict[str, Any] = {
+            "bf16": bf16,
             "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
@@ -503,27 +506,31 @@ def config_rows(
     presets: list[str],
     kinds: list[str],
     num_envs: list[int],
+    bf16: tuple[bool, ...] = (False,),
 ) -> list[Row]:
-    """One row per (preset, replay kind, env count); names show what varies. Each row runs in
-    its own process (:func:`child_segments`); ``build`` must be picklable (a module function)."""
+    """One row per (preset, replay kind, env count, precision); names show what varies. Each row
+    runs in its own process (:func:`child_segments`); ``build`` must be a module function."""
     start = settings.measure_from()
     rows = []
     for preset in presets:
         for kind in kinds:
             for n in num_envs:
-                parts = [preset] if len(presets) > 1 else []
-                parts += [kind] if len(kinds) > 1 else []
-                parts += [f"N={n}"] if len(num_envs) > 1 else []
-                name = " ".join(parts) or f"atari-dqn {kind} N={n}"
-                if len(presets) == 1 and len(kinds) == 1 and len(num_envs) > 1:
-                    name = f"atari-dqn N={n}"
-                kwargs = {"build": build, "config": settings.config(kind, preset, n),
-                          "measure_from": start}  # fmt: skip
+                for half in bf16:
+                    parts = [preset] if len(presets) > 1 else []
+                    parts += [kind] if len(kinds) > 1 else []
+                    parts += [f"N={n}"] if len(num_envs) > 1 else []
+                    name = " ".join(parts) or f"atari-dqn {kind} N={n}"
+                    if len(presets) == 1 and len(kinds) == 1 and len(num_envs) > 1:
+                        name = f"atari-dqn N={n}"
+                    name += " --bf16" if half else ""
+                    config = settings.config(kind, preset, n, bf16=half)
+                    kwargs = {"build": build, "config": config, "measure_from": start}
 
-                def segments(kwargs=kwargs) -> Iterator[int]:
-                    return child_segments(config_segments, kwargs, settings.threads)
+                    def segments(kwargs=kwargs) -> Iterator[int]:
+                        return child_segments(config_segments, kwargs, settings.threads)
 
-                rows.append(Row(name, segments, note=f"preset={preset} replay={kind} envs={n}"))
+                    note = f"preset={preset} replay={kind} envs={n} bf16={half}"
+                    rows.append(Row(name, segments, note=note))
     return rows
 
 
@@ -589,17 +596,22 @@ def train_result(settings: TrainBenchSettings, results: list[RowResult]) -> dict
 def train_table(result: dict) -> str:
     s = result["settings"]
     first = result["rows"][0]
+    vs = "vs " + first["name"]
+    name_w = max(28, 2 + max(len(r["name"]) for r in result["rows"]))
+    ratio_w = max(16, len(vs))
     lines = [
         f"bench train: preset {s['preset']}, device {s['device']} "
         f"({s['threads'] or 'default'} torch threads), warm-up {s['warmup']} steps, "
         f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run; "
         "rows run side by side, 100 steps at a time, each in its own process",
-        f"{'row':<28}{'env steps/s':>12}{'vs ' + first['name']:>18}   runs (steps/s)",
+        f"{'row':<{name_w}}{'env steps/s':>12}  {vs:>16}   runs (steps/s)",
     ]
     for r in result["rows"]:
         runs = " ".join(f"{x:.1f}" for x in r["repeats"])
         ratio = r["steps_per_s"] / first["steps_per_s"]
-        lines.append(f"{r['name']:<28}{r['steps_per_s']:>12.1f}{ratio:>18.3f}   {runs}")
+        lines.append(
+            f"{r['name']:<{name_w}}{r['steps_per_s']:>12.1f}  {ratio:>{ratio_w}.3f}   {runs}"
+        )
     if "prioritized/uniform" in result["ratios"]:
         ratio = result["ratios"]["prioritized/uniform"]
         goal = result["goals"]["prioritized/uniform_min"]
@@ -911,12 +923,15 @@ def cmd_train(args: argparse.Namespace, build: Callable) -> int:
         torch.set_num_threads(args.threads)
     try:
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
-        rows = config_rows(settings, build, presets=presets, kinds=kinds, num_envs=num_envs)
+        precisions = (False, True) if args.bf16 else (False,)
+        rows = config_rows(settings, build, presets=presets, kinds=kinds, num_envs=num_envs,
+                           bf16=precisions)  # fmt: skip
         if args.seed_loop:
             rows.insert(0, seed_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, args.repeats))
         if args.ceilings:
-            kwargs = {"fn": training_ceilings, "kwargs": {"settings": settings, "num_envs": num_envs}}
+            what = {"settings": settings, "num_envs": num_envs}
+            kwargs = {"fn": training_ceilings, "kwargs": what}
             (result["ceilings"],) = child_segments(once, kwargs, settings.threads)
     finally:
         torch.set_num_threads(previous)

@@ -87,7 +87,17 @@ _GROUPS = {
         "priority_eps",
         "n_step",
     ),
-    "learning": ("lr", "adam_eps", "fused_adam", "channels_last", "gamma", "grad_clip", "double", "dueling"),
+    "learning": (
+        "lr",
+        "adam_eps",
+        "fused_adam",
+        "channels_last",
+        "bf16",
+        "gamma",
+        "grad_clip",
+        "double",
+        "dueling",
+    ),  # fmt: skip
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
 }
@@ -254,6 +264,8 @@ def _add_bench_parser(sub: Any) -> None:
                     help="training env counts, one row each [default: 1]")  # fmt: skip
     bt.add_argument("--seed-loop", action="store_true",
                     help="first row: the seed's one-file loop, the ratios' baseline")  # fmt: skip
+    bt.add_argument("--bf16", action="store_true",
+                    help="each atari-dqn row also with --bf16 (changes results)")  # fmt: skip
     bt.add_argument("--ceilings", action="store_true",
                     help="also measure random-play env steps/s and one update alone")  # fmt: skip
     bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
@@ -280,8 +292,10 @@ def _add_bench_parser(sub: Any) -> None:
     bm.set_defaults(handler=cmd_bench_memory)
     _add_bench_actors_parser(what)
     from atari_dqn.envbench import add_envs_parser
+    from atari_dqn.updatebench import add_update_parser
 
     add_envs_parser(what)
+    add_update_parser(what)
 
 
 # ---------------------------------------------------------------------- train
@@ -389,6 +403,7 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         device=device,
         double=config.double,
         grad_clip=config.grad_clip,
+        bf16=config.bf16,
     )
     sticky = None if config.sticky_actions < 0 else config.sticky_actions
     env_kwargs = dict(

@@ -15,8 +15,9 @@ class QNetwork(nn.Module):
 
     ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
     function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
-    CPU, conv1's weight gradient most of all (3.0 -> 1.0 ms at batch 32 on the 2-core machine). Weights keep their usual layout, so
-    state dicts, model files and checkpoints do not depend on it.
+    CPU, conv1's weight gradient most of all (3.0 -> 1.0 ms at batch 32 on the 2-core machine).
+    Weights keep their usual layout, so state dicts, model files and checkpoints do not depend
+    on it.
     """
 
     def __init__(

@@ -1,0 +1,224 @@
+"""One gradient update alone, each way this machine can run it: ``atari-dqn bench update``.
+
+The update is most of a CPU run's time, so its settings are chosen by measurement: for each
+torch thread count, each variant's agent does the same update on the same fixed batch, the
+variants take turns (``inner`` updates each, ``rounds`` times) so a slow spell of a shared
+machine hits all alike, and the median ms per update is reported. Each variant's first loss and
+TD errors are compared with the plain path's on that batch, so a variant that changes what is
+learned (bf16) shows by how much. The process is set up as a training process
+(:func:`atari_dqn.perf.tune_allocator`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from atari_dqn.bench import _check_positive
+from atari_dqn.config import ConfigError, preset_config
+from atari_dqn.envbench import _ints
+
+
+@dataclass(frozen=True)
+class Variant:
+    fused: bool
+    channels_last: bool
+    bf16: bool = False
+    compile: bool = False
+
+
+PLAIN = "per-tensor Adam, NCHW (the seed's)"
+VARIANTS = {
+    PLAIN: Variant(fused=False, channels_last=False),
+    "fused Adam, NCHW": Variant(fused=True, channels_last=False),
+    "fused Adam, channels-last (default)": Variant(fused=True, channels_last=True),
+    "default + --bf16": Variant(fused=True, channels_last=True, bf16=True),
+}
+COMPILED = "default + torch.compile"
+
+
+def _batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
+    from atari_dqn.replay.storage import Batch
+
+    rng = np.random.default_rng(seed)
+    return Batch(
+        obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, num_actions, batch_size),
+        returns=rng.normal(size=batch_size).astype(np.float32),
+        discounts=np.full(batch_size, 0.99, np.float32),
+        next_obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
+        indices=np.arange(batch_size),
+        weights=np.ones(batch_size, np.float32),
+    )
+
+
+def _agent(v: Variant, config: Any, num_actions: int, device: Any) -> Any:
+    import torch
+
+    from atari_dqn.agent import DQNAgent
+    from atari_dqn.networks import QNetwork
+
+    layout = {"dueling": config.dueling, "channels_last": v.channels_last}
+    g = torch.Generator().manual_seed(0)  # every variant starts from the same weights
+    online = QNetwork(num_actions, generator=g, **layout).to(device)
+    target = QNetwork(num_actions, **layout).to(device)
+    opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=v.fused)
+    agent = DQNAgent(online, target, opt, num_actions=num_actions, device=device,
+                     double=config.double, grad_clip=config.grad_clip, bf16=v.bf16)  # fmt: skip
+    if v.compile:
+        agent.online, agent.target = torch.compile(online), torch.compile(agent.target)
+    return agent
+
+
+def update_benchmark(
+    *,
+    preset: str = "seed",
+    threads: list[int] | None = None,
+    batch_size: int = 32,
+    rounds: int = 7,
+    inner: int = 5,
+    compile: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    import torch
+
+    from atari_dqn.envs import resolve_actions
+    from atari_dqn.perf import tune_allocator
+
+    _check_positive(batch=batch_size, rounds=rounds, inner=inner)
+    for t in threads or []:
+        _check_positive(threads=t)
+    config = preset_config(preset)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    tune_allocator()
+    num_actions = len(resolve_actions(config.env_id, config.actions))
+    dev = torch.device(device)
+    batch = _batch(num_actions, batch_size)
+    variants = dict(VARIANTS)
+    if compile:
+        variants[COMPILED] = Variant(fused=True, channels_last=True, compile=True)
+    previous = torch.get_num_threads()
+    rows = []
+    try:
+        for t in threads or [previous]:
+            torch.set_num_threads(t)
+            agents, first, warm_s = {}, {}, {}
+            for name, v in variants.items():
+                start = time.perf_counter()
+                agents[name] = _agent(v, config, num_actions, dev)
+                r = agents[name].update(batch)  # compiles, if it compiles
+                first[name] = (float(r.loss), r.td_abs.float().cpu().numpy())
+                for _ in range(2):
+                    agents[name].update(batch)
+                warm_s[name] = time.perf_counter() - start
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name in variants:
+                    start = time.perf_counter()
+                    for _ in range(inner):
+                        agents[name].update(batch)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[name].append((time.perf_counter() - start) / inner * 1e3)
+            loss0, td0 = first[PLAIN]
+            plain_ms = statistics.median(times[PLAIN])
+            for name in variants:
+                ms = statistics.median(times[name])
+                loss, td = first[name]
+                rows.append({
+                    "threads": t, "variant": name, "ms": ms, "vs_plain": plain_ms / ms,
+                    "loss_rel_diff": abs(loss - loss0) / max(abs(loss0), 1e-12),
+                    "td_max_abs_diff": float(np.max(np.abs(td - td0))),
+                    "first_update_s": warm_s[name], "runs_ms": times[name],
+                })  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    return {
+        "settings": {
+            "preset": preset,
+            "batch_size": batch_size,
+            "rounds": rounds,
+            "inner": inner,
+            "device": device,
+            "compile": compile,
+        },  # fmt: skip
+        "rows": rows,
+    }
+
+
+def update_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [
+        f"bench update: one batch-{s['batch_size']} update of preset {s['preset']} on "
+        f"{s['device']}, median of {s['rounds']} rounds x {s['inner']} updates, variants in turn",
+        f"{'threads':>7}  {'variant':<38}{'ms':>7}{'speed-up':>10}{'loss vs plain':>15}"
+        f"{'max |dtd|':>11}",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['threads']:>7}  {r['variant']:<38}{r['ms']:>7.2f}{r['vs_plain']:>9.2f}x"
+            f"{r['loss_rel_diff']:>15.1e}{r['td_max_abs_diff']:>11.1e}"
+        )
+    lines.append("speed-up: the plain path's ms over the row's, same thread count; "
+                 "loss vs plain: relative difference of the first update's loss")  # fmt: skip
+    return "\n".join(lines)
+
+
+def add_update_parser(what: Any) -> argparse.ArgumentParser:
+    bu = what.add_parser(
+        "update",
+        help="ms of one gradient update alone, per variant (fused Adam, channels-last, bf16, "
+        "compile) and thread count",
+        description="Time one update on a fixed batch for each variant and torch thread count, "
+        "side by side; report the speed-up over the plain path and how far each variant's "
+        "first loss and TD errors are from the plain path's.",
+    )
+    bu.add_argument("--preset", default="seed", help="settings of the update [default: seed]")
+    bu.add_argument(
+        "--threads",
+        default=None,
+        metavar="N[,N]",
+        help="torch CPU thread counts, one block each [default: torch's choice]",
+    )
+    bu.add_argument("--batch", type=int, default=32, metavar="N", help="batch size [default: 32]")
+    bu.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        metavar="N",
+        help="rounds of timing, the median shown [default: 7]",
+    )
+    bu.add_argument(
+        "--inner",
+        type=int,
+        default=5,
+        metavar="N",
+        help="updates per variant per round [default: 5]",
+    )
+    bu.add_argument(
+        "--compile",
+        action="store_true",
+        help="also a torch.compile variant (compiling takes a minute or more)",
+    )
+    bu.add_argument("--device", default="cpu", help="torch device [default: cpu]")
+    bu.add_argument("--json", action="store_true", help="print one JSON object instead")
+    bu.set_defaults(handler=cmd_bench_update)
+    return bu
+
+
+def cmd_bench_update(args: argparse.Namespace) -> int:
+    threads = _ints(args.threads, "--threads") if args.threads is not None else None
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    result = update_benchmark(preset=args.preset, threads=threads, batch_size=args.batch,
+                              rounds=args.rounds, inner=args.inner, compile=args.compile,
+                              device=args.device)  # fmt: skip
+    print(json.dumps(result) if args.json else update_table(result), flush=True)
+    return 0
