@@ -479,9 +479,9 @@ def child_segments(factory: Callable, kwargs: dict, threads: int | None = None) 
             try:
                 kind, value = parent.recv()
             except EOFError:
-                raise RuntimeError(
-                    f"bench row process died (exit code {process.join(5) or process.exitcode})"
-                ) from None
+                process.join(timeout=5)
+                msg = f"bench row process died (exit code {process.exitcode})"
+                raise RuntimeError(msg) from None
             if kind == "done":
                 return
             if kind == "error":
