@@ -103,6 +103,15 @@ def test_train_rows_are_an_open_list(monkeypatch) -> None:
     assert "vs a" in table and "0.500" in table and "2.000" in table
 
 
+def test_child_segments_run_in_their_own_process_and_report_its_errors() -> None:
+    import os
+
+    assert list(bench.child_segments(bench.once, {"fn": os.getpid, "kwargs": {}})) != [os.getpid()]
+    assert list(bench.child_segments(bench.once, {"fn": dict, "kwargs": {"a": 1}})) == [{"a": 1}]
+    with pytest.raises(RuntimeError, match="bench row failed in its process: TypeError"):
+        list(bench.child_segments(bench.once, {"fn": int, "kwargs": {"x": "z", "base": 10}}))
+
+
 def test_bench_config_measures_learning_only() -> None:
     c = TrainBenchSettings(steps=3000, warmup=1000).config("prioritized")
     assert c.replay == "prioritized" and c.warmup_steps == 1000
