@@ -723,10 +723,8 @@ def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int 
     Run it in a process set up as a training process is (:func:`tune_allocator`)."""
     import torch
 
-    from atari_dqn.agent import DQNAgent
     from atari_dqn.envs import make_env, resolve_actions
-    from atari_dqn.networks import QNetwork
-    from atari_dqn.replay.storage import Batch
+    from atari_dqn.updatebench import Variant, build_agent, fixed_batch
     from atari_dqn.vector import AtariVector, SingleEnv
 
     config = settings.config("uniform")
@@ -744,24 +742,11 @@ def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int 
             env.send(rng.integers(0, len(actions), size=n))
             steps += int(env.recv().transition.sum())
         env_rates[f"N={n}"] = steps / (time.perf_counter() - start)
-    batch = Batch(
-        obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
-        actions=rng.integers(0, len(actions), batch_size),
-        returns=rng.normal(size=batch_size).astype(np.float32),
-        discounts=np.full(batch_size, 0.99, np.float32),
-        next_obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
-        indices=np.arange(batch_size),
-        weights=np.ones(batch_size, np.float32),
-    )
+    batch = fixed_batch(len(actions), batch_size)
     device = torch.device(settings.device)
     update_ms = {}
     for name, fast in UPDATE_PATHS.items():
-        layout = {"dueling": config.dueling, "channels_last": fast}
-        online = QNetwork(len(actions), **layout).to(device)
-        target = QNetwork(len(actions), **layout).to(device)
-        opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=fast)
-        agent = DQNAgent(online, target, opt, num_actions=len(actions), device=device,
-                         double=config.double)  # fmt: skip
+        agent = build_agent(Variant(fused=fast, channels_last=fast), config, len(actions), device)
         update_ms[name] = median_us(lambda agent=agent: agent.update(batch), inner=3, reps=7) / 1000
     return {
         "env_steps_per_s": env_rates,

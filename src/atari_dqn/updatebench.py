@@ -43,7 +43,8 @@ VARIANTS = {
 COMPILED = "default + torch.compile"
 
 
-def _batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
+def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
+    """A random batch of uint8 stacks, the same for every variant timed on it."""
     from atari_dqn.replay.storage import Batch
 
     rng = np.random.default_rng(seed)
@@ -58,7 +59,8 @@ def _batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
     )
 
 
-def _agent(v: Variant, config: Any, num_actions: int, device: Any) -> Any:
+def build_agent(v: Variant, config: Any, num_actions: int, device: Any) -> Any:
+    """The agent a training run of ``config`` builds, with the variant's update settings."""
     import torch
 
     from atari_dqn.agent import DQNAgent
@@ -100,7 +102,7 @@ def update_benchmark(
     tune_allocator()
     num_actions = len(resolve_actions(config.env_id, config.actions))
     dev = torch.device(device)
-    batch = _batch(num_actions, batch_size)
+    batch = fixed_batch(num_actions, batch_size)
     variants = dict(VARIANTS)
     if compile:
         variants[COMPILED] = Variant(fused=True, channels_last=True, compile=True)
@@ -112,7 +114,7 @@ def update_benchmark(
             agents, first, warm_s = {}, {}, {}
             for name, v in variants.items():
                 start = time.perf_counter()
-                agents[name] = _agent(v, config, num_actions, dev)
+                agents[name] = build_agent(v, config, num_actions, dev)
                 r = agents[name].update(batch)  # compiles, if it compiles
                 first[name] = (float(r.loss), r.td_abs.float().cpu().numpy())
                 for _ in range(2):
