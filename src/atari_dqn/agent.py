@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,35 @@ class UpdateResult:
     loss: torch.Tensor  # scalar
     q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
     td_abs: torch.Tensor  # (B,) |δ| for priority updates, on the update's device (no sync)
+
+
+class EpsilonGreedyPolicy:
+    """Act-only: ε-greedy actions from a Q-network (evaluation, Ape-X actors, the learner).
+
+    ``epsilon`` may be one value or one per state (an Ape-X actor's envs each have their own).
+    """
+
+    def __init__(self, network: nn.Module, num_actions: int, device: torch.device) -> None:
+        self.network = network
+        self.num_actions = num_actions
+        self.device = device
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+        q = self.network(torch.from_numpy(obs).to(self.device))
+        return q.argmax(dim=1).cpu().numpy()
+
+    def act(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
+        n = obs.shape[0]
+        explore = rng.random(n) < epsilon
+        random_actions = rng.integers(0, self.num_actions, size=n)
+        if explore.all():
+            return random_actions
+        return np.where(explore, random_actions, self.greedy(obs))
 
 
 class DQNAgent:
@@ -53,22 +83,16 @@ class DQNAgent:
         self.bf16 = bf16
         self.target.requires_grad_(False)
         self.sync_target()
+        self.policy = EpsilonGreedyPolicy(online, num_actions, device)
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
-        q = self.online(torch.from_numpy(obs).to(self.device))
-        return q.argmax(dim=1).cpu().numpy()
+        return self.policy.greedy(obs)
 
-    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
-        n = obs.shape[0]
-        explore = rng.random(n) < epsilon
-        random_actions = rng.integers(0, self.num_actions, size=n)
-        if explore.all():
-            return random_actions
-        return np.where(explore, random_actions, self.greedy(obs))
+    def act(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        return self.policy.act(obs, epsilon, rng)
 
     # ------------------------------------------------------------------ learning
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -105,7 +129,7 @@ class DQNAgent:
         q_taken = (y - td).detach()
         return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16 autocast for the update's network passes (weights and Adam stay float32)."""
         if not self.bf16:
             return contextlib.nullcontext()
@@ -115,7 +139,7 @@ class DQNAgent:
         self.target.load_state_dict(self.online.state_dict())
 
     # ------------------------------------------------------------------ state
-    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Networks and optimiser as flat tensors plus JSON-able metadata (no pickle)."""
         tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
@@ -129,7 +153,7 @@ class DQNAgent:
                     scalars.setdefault(str(pid), {})[key] = float(value)
         return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         def section(prefix: str) -> dict[str, torch.Tensor]:
             n = len(prefix)
             return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}

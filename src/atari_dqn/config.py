@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
-class ConfigError(ValueError):
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2, before any work."""
+
+
+class ConfigError(UsageError, ValueError):
     """A configuration value a user gave is invalid; the message is one line."""
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from atari_dqn.agent import DQNAgent, UpdateResult
-from atari_dqn.evaluate import EvalResult, scheduled_evaluation
-from atari_dqn.replay.uniform import UniformReplay
+from atari_dqn.agent import UpdateResult
+from atari_dqn.evaluate import ActFn, EvalResult, scheduled_evaluation
+from atari_dqn.replay import Batch, Replay
 from atari_dqn.schedules import LinearSchedule
-from atari_dqn.vector import AtariVector, SingleEnv
+from atari_dqn.vector import VecEnv, record
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,15 +58,84 @@ class Progress:
     replay_stats: dict[str, float] = field(default_factory=dict)  # the replay's stats()
 
 
+class Agent(Protocol):
+    """What a loop needs of the learner (:class:`~atari_dqn.agent.DQNAgent` in a real run)."""
+
+    def act(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
+    def update(self, batch: Batch) -> UpdateResult: ...
+
+    def sync_target(self) -> None: ...
+
+
+class Loop(Protocol):
+    """What the driver runs: the single-process :class:`TrainLoop` and the Ape-X learner's
+    loop. ``run`` yields a :class:`Progress` per report; ``state``/``load_state`` are the
+    loop's part of a checkpoint (its position, generators and, where possible, its envs)."""
+
+    step: int  # agent steps so far
+    updates: int  # gradient updates so far
+
+    def run(self) -> Iterator[Progress]: ...
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def load_state(
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
+    ) -> None: ...
+
+
+def evaluate_at(
+    eval_env: gym.Env, act: ActFn, settings: LoopSettings, *, index: int, step: int
+) -> EvalResult:
+    """Evaluation number ``index`` at agent step ``step``, as every loop schedules it."""
+    return scheduled_evaluation(
+        eval_env,
+        act,
+        index=index,
+        step=step,
+        games=settings.eval_games,
+        epsilon=settings.eval_epsilon,
+        seed_base=settings.eval_seed,
+    )
+
+
+def close_report(
+    report: Progress,
+    *,
+    step: int,
+    epsilon: float,
+    updates: int,
+    evaluation: EvalResult | None,
+    beta: float,
+    replay_stats: dict[str, float],
+    last: UpdateResult | None,
+) -> Progress:
+    """Fill in a report with the loop's position and the latest update; the NaN guard: a loss
+    or mean Q that is not finite stops the run (NonFiniteLossError) before anything is saved."""
+    report.step, report.epsilon, report.updates = step, epsilon, updates
+    report.evaluation = evaluation
+    report.beta, report.replay_stats = beta, replay_stats
+    if last is not None:
+        report.loss, report.q_mean = float(last.loss), float(last.q_mean)
+        if not (np.isfinite(report.loss) and np.isfinite(report.q_mean)):
+            raise NonFiniteLossError(
+                f"training diverged at step {step}: loss {report.loss}, mean Q {report.q_mean}"
+            )
+    return report
+
+
 class TrainLoop:
     """Holds the loop's state so a caller can inspect it between yields."""
 
     def __init__(
         self,
-        env: SingleEnv | AtariVector,
+        env: VecEnv,
         eval_env: gym.Env,
-        agent: DQNAgent,
-        replay: UniformReplay,
+        agent: Agent,
+        replay: Replay,
         epsilon: LinearSchedule,
         beta: Callable[[int], float],
         rng: np.random.Generator,
@@ -86,7 +156,7 @@ class TrainLoop:
         self.next_eval = settings.eval_every
         self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The loop's position, its generator and, where it can be saved, the envs' state."""
         env = self.env.state() if self._obs is not None else None
         arrays = {f"env.{k}": v for k, v in env[0].items()} if env is not None else {}
@@ -103,7 +173,7 @@ class TrainLoop:
         return arrays, meta
 
     def load_state(
-        self, arrays: dict[str, np.ndarray], meta: dict, *, replay_restored: bool
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
     ) -> None:
         """Continue from a saved state.
 
@@ -140,15 +210,7 @@ class TrainLoop:
         self._obs = vs.obs
 
     def evaluate(self, index: int) -> EvalResult:
-        return scheduled_evaluation(
-            self.eval_env,
-            self.agent.act,
-            index=index,
-            step=self.step,
-            games=self.s.eval_games,
-            epsilon=self.s.eval_epsilon,
-            seed_base=self.s.eval_seed,
-        )
+        return evaluate_at(self.eval_env, self.agent.act, self.s, index=index, step=self.step)
 
     def _learn(self) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
@@ -172,21 +234,17 @@ class TrainLoop:
         next_report = (self.step // s.report_every + 1) * s.report_every
         if self._obs is None:
             self._start(seed=s.env_seed)
+        obs = self._obs
+        assert obs is not None
         while self.step < s.total_steps:
             eps = self.epsilon(self.step + 1)
-            actions = self.agent.act(self._obs, eps, self.rng)
+            actions = self.agent.act(obs, eps, self.rng)
             self.env.send(actions)
             # The emulators run while the learner updates (in C++ threads for vector envs).
             last = self._learn() or last
             vs = self.env.recv()
-            for i in np.flatnonzero(vs.transition):
-                self.replay.append(
-                    int(i), int(actions[i]), float(vs.rewards[i]), vs.next_frames[i],
-                    bool(vs.terminated[i]), bool(vs.truncated[i]),
-                )  # fmt: skip
-            for i in np.flatnonzero(vs.begin):
-                self.replay.begin(int(i), vs.obs[i, -1])
-            self._obs = vs.obs
+            record(self.replay, actions, vs)
+            self._obs = obs = vs.obs
             self.step += int(vs.transition.sum())
             report.game_returns += vs.game_returns
             report.game_lengths += vs.game_lengths
@@ -201,15 +259,14 @@ class TrainLoop:
                 self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
             if evaluation is not None or step >= next_report or step >= s.total_steps:
                 next_report = (step // s.report_every + 1) * s.report_every
-                report.step, report.epsilon, report.updates = step, eps, self.updates
-                report.evaluation = evaluation
-                report.beta, report.replay_stats = float(self.beta(step)), self.replay.stats()
-                if last is not None:
-                    report.loss, report.q_mean = float(last.loss), float(last.q_mean)
-                    if not (np.isfinite(report.loss) and np.isfinite(report.q_mean)):
-                        raise NonFiniteLossError(
-                            f"training diverged at step {step}: loss {report.loss},"
-                            f" mean Q {report.q_mean}"
-                        )
-                yield report
+                yield close_report(
+                    report,
+                    step=step,
+                    epsilon=eps,
+                    updates=self.updates,
+                    evaluation=evaluation,
+                    beta=float(self.beta(step)),
+                    replay_stats=self.replay.stats(),
+                    last=last,
+                )
                 report = Progress(step=step, epsilon=eps)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from atari_dqn import envs
+from atari_dqn.replay import TransitionSink
 
 
 @dataclass
@@ -36,6 +37,38 @@ class VecStep:
     begin: np.ndarray  # (N,) bool: a new training episode starts at obs[i] (begin it)
     game_returns: list[float] = field(default_factory=list)  # raw scores of games that ended
     game_lengths: list[int] = field(default_factory=list)  # their agent steps
+
+
+class VecEnv(Protocol):
+    """N training envs behind one interface: ``send`` starts a step, ``recv`` collects it, so
+    a learner can update while the emulators run. ``state`` is None where it cannot be saved."""
+
+    num_envs: int
+
+    def reset(self, seed: int) -> VecStep: ...
+
+    def send(self, actions: np.ndarray) -> None: ...
+
+    def recv(self) -> VecStep: ...
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None: ...
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def record(sink: TransitionSink, actions: np.ndarray, vs: VecStep) -> None:
+    """Write one :class:`VecStep` into a replay (or an actor's recorder): a transition for each
+    env that made one, then a new episode for each env that begins one (in that order, so an
+    episode's last transition lands before the next episode's first frame)."""
+    for i in np.flatnonzero(vs.transition):
+        sink.append(
+            int(i), int(actions[i]), float(vs.rewards[i]), vs.next_frames[i],
+            bool(vs.terminated[i]), bool(vs.truncated[i]),
+        )  # fmt: skip
+    for i in np.flatnonzero(vs.begin):
+        sink.begin(int(i), vs.obs[i, -1])
 
 
 class SingleEnv:
@@ -85,6 +118,9 @@ class SingleEnv:
             game_returns=returns,
             game_lengths=lengths,
         )
+
+    def close(self) -> None:
+        self.env.close()
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         arrays, meta = envs.env_state(self.env)
@@ -247,6 +283,10 @@ class AtariVector:
     def state(self) -> None:
         """The C++ emulators' states cannot be saved: a resumed run starts new games."""
         return None
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
+        del arrays, meta
+        raise ValueError("the C++ vector env's state cannot be restored (state() is None)")
 
     def close(self) -> None:
         self._env.close()

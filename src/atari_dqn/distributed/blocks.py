@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from atari_dqn.replay import Replay
 from atari_dqn.replay.storage import Batch, FrameStorage
 
 TDFunction = Callable[[Batch], np.ndarray]  # batch -> |δ| per transition
@@ -103,19 +104,21 @@ class BlockRecorder:
         """Calls recorded since the last take."""
         return len(self._envs)
 
-    def begin(self, env: int, frame: np.ndarray) -> None:
+    def begin(self, stream: int, frame: np.ndarray) -> None:
+        env = stream  # the actor's env index is the recorder's stream
         self.storage.begin(env, frame)
         self._record(env, True, frame, 0, 0.0, False, False, ())
 
     def append(
         self,
-        env: int,
+        stream: int,
         action: int,
         reward: float,
         next_frame: np.ndarray,
         terminated: bool,
         truncated: bool,
     ) -> None:
+        env = stream
         if self._appends[env] >= self.block:
             raise RuntimeError(f"more than block={self.block} steps for env {env}; take() first")
         self._appends[env] += 1
@@ -174,7 +177,7 @@ class BlockRecorder:
         return block
 
 
-def apply_block(replay: Any, block: Block, *, with_priorities: bool) -> None:
+def apply_block(replay: Replay, block: Block, *, with_priorities: bool) -> None:
     """Replay ``block``'s calls on the actor's streams of ``replay`` (uniform or prioritized).
 
     ``with_priorities``: the replay takes ``td_errors=`` (prioritized); the completed

@@ -1,0 +1,268 @@
+"""The composition root: the one place that turns a :class:`Config` into working parts.
+
+Every entry point builds here: ``train`` (single process and the Ape-X learner), ``evaluate``,
+the Ape-X actors, and every benchmark. Nothing else constructs envs, replays, networks,
+optimisers or loops from a config, so a new setting is wired in exactly one place.
+
+One run seed is split (``SeedSequence.spawn``) into independent streams for the training env,
+the evaluation env, the network's initial weights, the replay's sampler and the loop's ε draws;
+the order of the streams is part of the reproducibility contract (same seed, same weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
+from atari_dqn.config import Config, UsageError
+from atari_dqn.envs import check_env_id, make_env, resolve_actions
+from atari_dqn.loop import LoopSettings, TrainLoop
+from atari_dqn.networks import QNetwork
+from atari_dqn.replay import Replay
+from atari_dqn.replay.prioritized import PrioritizedReplay
+from atari_dqn.replay.storage import FrameStorage
+from atari_dqn.replay.uniform import UniformReplay
+from atari_dqn.schedules import LinearSchedule
+from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; CUDA asked for on a machine without it is bad
+    input (UsageError), not a crash later."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def check_training_input(config: Config) -> tuple[tuple[str, ...], torch.device]:
+    """Everything about a config a user can get wrong that needs more than the config itself."""
+    config.validate()
+    check_env_id(config.env_id)
+    return resolve_actions(config.env_id, config.actions), resolve_device(config.device)
+
+
+# ---------------------------------------------------------------------- parts
+def make_replay(
+    kind: str,
+    capacity: int,
+    rng: np.random.Generator,
+    *,
+    n_step: int = 1,
+    gamma: float = 0.99,
+    num_streams: int = 1,
+    alpha: float = 0.6,
+    priority_eps: float = 1e-6,
+    frame_shape: tuple[int, int] = (84, 84),
+) -> Replay:
+    """A replay memory of ``kind`` over frame-deduplicated storage (the one place the kind is
+    looked at; afterwards the replay says what it needs through ``uses_priorities``)."""
+    storage = FrameStorage(
+        capacity, frame_shape=frame_shape, n_step=n_step, gamma=gamma, num_streams=num_streams
+    )
+    if kind == "prioritized":
+        return PrioritizedReplay(storage, rng, alpha=alpha, priority_eps=priority_eps)
+    if kind == "uniform":
+        return UniformReplay(storage, rng)
+    raise ValueError(f"unknown replay kind {kind!r}")
+
+
+def build_replay(config: Config, rng: np.random.Generator, num_streams: int = 1) -> Replay:
+    """The replay memory the config asks for, with equal rings, one per env stream."""
+    return make_replay(
+        config.replay,
+        config.buffer_size // num_streams * num_streams,
+        rng,
+        n_step=config.n_step,
+        gamma=config.gamma,
+        num_streams=num_streams,
+        alpha=config.alpha,
+        priority_eps=config.priority_eps,
+    )
+
+
+def _sticky(config: Config) -> float | None:
+    return None if config.sticky_actions < 0 else config.sticky_actions
+
+
+def build_env(
+    config: Config, actions: tuple[str, ...], num_envs: int, *, num_threads: int = 0
+) -> VecEnv:
+    """The training env(s): one exact, saveable env, or N in ale-py's C++ vector env."""
+    if num_envs == 1:
+        env = make_env(
+            config.env_id,
+            training=True,
+            actions=actions,
+            noop_max=config.noop_max,
+            frame_skip=config.frame_skip,
+            repeat_action_probability=_sticky(config),
+        )
+        return SingleEnv(env)
+    return AtariVector(
+        config.env_id,
+        num_envs,
+        actions=actions,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        repeat_action_probability=_sticky(config),
+        num_threads=num_threads,
+    )
+
+
+def build_eval_env(config: Config, actions: tuple[str, ...]) -> gym.Env:
+    """The separate evaluation env: full games, raw rewards, the config's frame cap."""
+    return make_env(
+        config.env_id,
+        training=False,
+        actions=actions,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        max_frames=config.eval_max_frames,
+        repeat_action_probability=_sticky(config),
+    )
+
+
+def build_network(
+    config: Config, num_actions: int, generator: torch.Generator | None = None
+) -> QNetwork:
+    return QNetwork(
+        num_actions,
+        generator=generator,
+        dueling=config.dueling,
+        channels_last=config.channels_last,
+    )
+
+
+def build_agent(
+    config: Config,
+    num_actions: int,
+    device: torch.device,
+    *,
+    generator: torch.Generator | None = None,
+    restore: Path | None = None,
+) -> DQNAgent:
+    """Online and target networks, Adam, and the learner around them."""
+    from atari_dqn.artifacts import load_weights_into
+
+    online = build_network(config, num_actions, generator)
+    if restore is not None:
+        load_weights_into(online, restore)
+    online = online.to(device)
+    target = build_network(config, num_actions).to(device)
+    optimizer = torch.optim.Adam(
+        online.parameters(), lr=config.lr, eps=config.adam_eps, fused=config.fused_adam
+    )
+    return DQNAgent(
+        online,
+        target,
+        optimizer,
+        num_actions=num_actions,
+        device=device,
+        double=config.double,
+        grad_clip=config.grad_clip,
+        bf16=config.bf16,
+    )
+
+
+def build_policy(network: QNetwork, device: torch.device) -> EpsilonGreedyPolicy:
+    """An act-only ε-greedy policy over a network (evaluation, Ape-X actors): no optimiser."""
+    return EpsilonGreedyPolicy(network.to(device).eval(), network.num_actions, device)
+
+
+# ---------------------------------------------------------------------- a training run
+@dataclass
+class Learner:
+    """The learner's side of a run, shared by the single-process loop and the Ape-X learner:
+    agent, evaluation env, schedules, the loop's settings and the generators it continues."""
+
+    config: Config
+    actions: tuple[str, ...]
+    device: torch.device
+    agent: DQNAgent
+    eval_env: gym.Env
+    settings: LoopSettings
+    epsilon: LinearSchedule
+    beta: LinearSchedule
+    loop_rng: np.random.Generator
+    replay_rng: np.random.Generator
+
+
+@dataclass
+class Training:
+    """Every part of a single-process training run, built and wired, not yet started."""
+
+    learner: Learner
+    env: VecEnv
+    replay: Replay
+    loop: TrainLoop
+
+    @property
+    def config(self) -> Config:
+        return self.learner.config
+
+    @property
+    def agent(self) -> DQNAgent:
+        return self.learner.agent
+
+
+def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
+    """Networks, optimiser, evaluation env, schedules and generators of a run."""
+    from atari_dqn.perf import tune_allocator
+
+    actions, device = check_training_input(config)
+    seeds = np.random.SeedSequence(config.seed).spawn(5)
+    env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
+    torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
+    tune_allocator()
+    agent = build_agent(config, len(actions), device, generator=torch_gen, restore=restore)
+    settings = LoopSettings(
+        total_steps=config.total_steps,
+        warmup_steps=config.warmup_steps,
+        update_every=config.update_every,
+        target_update=config.target_update,
+        batch_size=config.batch_size,
+        eval_every=config.eval_every,
+        eval_games=config.eval_games,
+        eval_epsilon=config.eval_epsilon,
+        eval_seed=eval_seed,
+        env_seed=env_seed,
+    )
+    return Learner(
+        config=config,
+        actions=actions,
+        device=device,
+        agent=agent,
+        eval_env=build_eval_env(config, actions),
+        settings=settings,
+        epsilon=LinearSchedule(
+            config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
+        ),
+        beta=LinearSchedule(config.beta0, 1.0, config.beta_steps or config.total_steps),
+        loop_rng=np.random.default_rng(seeds[4]),
+        replay_rng=np.random.default_rng(seeds[3]),
+    )
+
+
+def build_training(config: Config, *, restore: Path | None = None) -> Training:
+    """A single-process run: the learner, the training env(s), the replay and the loop."""
+    learner = build_learner(config, restore=restore)
+    env = build_env(config, learner.actions, config.num_envs)
+    replay = build_replay(config, learner.replay_rng, config.num_envs)
+    loop = TrainLoop(
+        env,
+        learner.eval_env,
+        learner.agent,
+        replay,
+        learner.epsilon,
+        beta=learner.beta,
+        rng=learner.loop_rng,
+        settings=learner.settings,
+    )
+    return Training(learner, env, replay, loop)
