@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atari_dqn.cli import build_replay, build_training, main
+from atari_dqn.build import build_learner, build_replay
+from atari_dqn.cli import main
 from atari_dqn.config import Config
 from atari_dqn.distributed.blocks import BlockRecorder, apply_block
 from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
@@ -132,7 +133,7 @@ def test_a_restarted_actor_closes_its_open_episodes_first():
 
 def test_priority_updates_for_rewritten_slots_are_dropped():
     rng = np.random.default_rng(2)
-    service = ReplayService(lambda: _replay(60, 1, n_step=1), prioritized=True)
+    service = ReplayService(lambda: _replay(60, 1, n_step=1))
     recorder = BlockRecorder(0, 1, block=20, n_step=1, gamma=0.9)
     open_ = [False]
     for _ in range(3):
@@ -172,14 +173,13 @@ TINY_CONFIG = Config(
 
 def test_actor_worker_collects_a_block_with_initial_priorities():
     actions = ("NOOP", "RIGHT", "LEFT")
-    worker = ActorWorker(0, TINY_CONFIG, actions, [0.4], block=12)
+    worker = ActorWorker(0, TINY_CONFIG, actions, [0.4], block=12, prioritized=True)
     stats, block = worker.collect(12, seed=3)
     assert stats.steps == block.steps == 12 and block.fresh
     assert len(block.td_errors) == block.completes.sum() == 12 - 2  # n = 3: two still open
     assert np.all(np.isfinite(block.td_errors)) and np.all(block.td_errors >= 0)
     service = ReplayService(
-        functools.partial(build_replay, TINY_CONFIG, np.random.default_rng(0), 2),
-        prioritized=True,
+        functools.partial(build_replay, TINY_CONFIG, np.random.default_rng(0), 2)
     )
     assert service.add(block) == 10
     stats, block = worker.collect(5)
@@ -342,20 +342,8 @@ def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_session):
     from atari_dqn.distributed.apex import start_apex
 
     config = TINY_CONFIG.replace(total_steps=500, eval_every=1000)
-    training = build_training(config)
-    loop = training.loop
     apex = ApexSettings(actors=2, block=10, publish_every=5)
-    run = start_apex(
-        config,
-        apex,
-        actions=training.actions,
-        agent=training.agent,
-        eval_env=loop.eval_env,
-        settings=loop.s,
-        beta=loop.beta,
-        rng=loop.rng,
-        make_replay=functools.partial(build_replay, config, np.random.default_rng(0), 2),
-    )
+    run = start_apex(build_learner(config), apex)
     try:
         killed_at = None
         for progress in run.loop.run():

@@ -45,8 +45,8 @@ class EpsilonGreedyPolicy:
     ) -> np.ndarray:
         """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
         n = obs.shape[0]
-        explore = rng.random(n) < epsilon
-        random_actions = rng.integers(0, self.num_actions, size=n)
+        explore = np.asarray(rng.random(n) < epsilon)
+        random_actions = np.asarray(rng.integers(0, self.num_actions, size=n))
         if explore.all():
             return random_actions
         return np.where(explore, random_actions, self.greedy(obs))

@@ -48,7 +48,10 @@ def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_replace(path, lambda tmp: tmp.write_bytes(data))
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_replace(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -139,8 +142,8 @@ class RunDir:
         return self.path / f"model_{index:03d}{MODEL_SUFFIX}"
 
     def models(self) -> list[Path]:
-        found = [p for p in self.path.glob("model_*") if _MODEL_RE.match(p.name)]
-        return sorted(found, key=lambda p: int(_MODEL_RE.match(p.name).group(1)))
+        numbered = [(m, p) for p in self.path.glob("model_*") if (m := _MODEL_RE.match(p.name))]
+        return [p for m, p in sorted(numbered, key=lambda mp: int(mp[0].group(1)))]
 
 
 def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:

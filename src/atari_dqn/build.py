@@ -140,21 +140,33 @@ def build_network(
     )
 
 
-def build_agent(
+def build_online(
     config: Config,
     num_actions: int,
     device: torch.device,
     *,
     generator: torch.Generator | None = None,
     restore: Path | None = None,
-) -> DQNAgent:
-    """Online and target networks, Adam, and the learner around them."""
+) -> QNetwork:
+    """The online network: initialised from ``generator``, or the weights of ``restore``."""
     from atari_dqn.artifacts import load_weights_into
 
     online = build_network(config, num_actions, generator)
     if restore is not None:
         load_weights_into(online, restore)
-    online = online.to(device)
+    return online.to(device)
+
+
+def build_agent(
+    config: Config,
+    num_actions: int,
+    device: torch.device,
+    *,
+    online: QNetwork | None = None,
+) -> DQNAgent:
+    """The learner around ``online`` (default: a fresh network): a target network, Adam."""
+    if online is None:
+        online = build_online(config, num_actions, device)
     target = build_network(config, num_actions).to(device)
     optimizer = torch.optim.Adam(
         online.parameters(), lr=config.lr, eps=config.adam_eps, fused=config.fused_adam
@@ -186,6 +198,7 @@ class Learner:
     actions: tuple[str, ...]
     device: torch.device
     agent: DQNAgent
+    online: QNetwork  # the agent's online network, as built (what model files save)
     eval_env: gym.Env
     settings: LoopSettings
     epsilon: LinearSchedule
@@ -221,7 +234,8 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
     tune_allocator()
-    agent = build_agent(config, len(actions), device, generator=torch_gen, restore=restore)
+    online = build_online(config, len(actions), device, generator=torch_gen, restore=restore)
+    agent = build_agent(config, len(actions), device, online=online)
     settings = LoopSettings(
         total_steps=config.total_steps,
         warmup_steps=config.warmup_steps,
@@ -239,6 +253,7 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
         actions=actions,
         device=device,
         agent=agent,
+        online=online,
         eval_env=build_eval_env(config, actions),
         settings=settings,
         epsilon=LinearSchedule(

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +26,32 @@ CHECKPOINT_FORMAT = "atari-dqn-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
+class Stateful(Protocol):
+    """A part of a run whose state goes into checkpoints: flat arrays plus JSON metadata."""
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...
+
+
+class StatefulLoop(Protocol):
+    """A loop's part of a checkpoint; it must know whether the replay was restored with it."""
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def load_state(
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
+    ) -> None: ...
+
+
+class StatefulAgent(Protocol):
+    """The learner's part: tensors (networks, optimiser moments) plus JSON metadata."""
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class SaveInfo:
     path: Path
@@ -37,9 +63,9 @@ def save_checkpoint(
     path: Path,
     *,
     config: dict[str, Any],
-    agent: Any,
-    replay: Any,
-    loop: Any,
+    agent: StatefulAgent,
+    replay: Stateful,
+    loop: StatefulLoop,
     include_replay: bool,
     extra: dict[str, Any] | None = None,
 ) -> SaveInfo:
@@ -94,7 +120,9 @@ def read_checkpoint_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(path: Path, *, agent: Any, replay: Any, loop: Any) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, *, agent: StatefulAgent, replay: Stateful, loop: StatefulLoop
+) -> dict[str, Any]:
     """Restore agent, replay (if saved) and loop from ``path``; returns the JSON state."""
     state = read_checkpoint_state(path)
     sections: dict[str, dict[str, np.ndarray]] = {"agent": {}, "loop": {}, "replay": {}}

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import ale_py
 import gymnasium as gym
 import numpy as np
+from ale_py.env import AtariEnv
 from gymnasium.spaces import Box, Discrete
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
@@ -97,7 +98,10 @@ def minimal_actions(game: str) -> tuple[str, ...]:
     """The game's minimal action set, in ALE order (loads the ROM once per game)."""
     ale = ale_py.ALEInterface()
     ale.setLoggerMode(ale_py.LoggerMode.Error)
-    ale.loadROM(ale_py.roms.get_rom_path(game))
+    rom = ale_py.roms.get_rom_path(game)
+    if rom is None:
+        raise EnvError(f"no ROM for {game!r} in ale-py")
+    ale.loadROM(rom)
     return tuple(a.name for a in ale.getMinimalActionSet())
 
 
@@ -130,6 +134,19 @@ def resolve_actions(env_id: str, actions: str) -> tuple[str, ...]:
     return names
 
 
+def ale_of(env: gym.Env[Any, Any]) -> ale_py.ALEInterface:
+    """The ALE interface under a (wrapped) Atari env: screens, lives, emulator state."""
+    ale: ale_py.ALEInterface = getattr(env.unwrapped, "ale")  # noqa: B009 (AtariEnv's, untyped)
+    return ale
+
+
+def _atari(env: gym.Env[Any, Any]) -> AtariEnv:
+    inner = env.unwrapped
+    if not isinstance(inner, AtariEnv):
+        raise TypeError(f"not an ALE env: {type(inner).__name__}")
+    return inner
+
+
 # ----------------------------------------------------------------------------- wrappers
 
 
@@ -145,7 +162,7 @@ class ScreenSpace(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        height, width = env.unwrapped.ale.getScreenDims()
+        height, width = ale_of(env).getScreenDims()
         self.observation_space = Box(0, 255, (height, width), np.uint8)
 
 
@@ -175,7 +192,7 @@ class AtariGame(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, actions: tuple[str, ...], training: bool):
         gym.utils.RecordConstructorArgs.__init__(self, actions=actions, training=training)
         gym.Wrapper.__init__(self, env)
-        inner = list(env.unwrapped.get_action_meanings())
+        inner = list(_atari(env).get_action_meanings())
         actions = tuple(actions)
         if not actions:
             raise EnvError("empty action list")
@@ -186,7 +203,7 @@ class AtariGame(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.training = bool(training)
         self._map = tuple(inner.index(name) for name in actions)
         self.action_space = Discrete(len(actions))
-        self._ale = env.unwrapped.ale
+        self._ale = ale_of(env)
         minimal = {a.name for a in self._ale.getMinimalActionSet()}
         self._fire = inner.index("FIRE") if "FIRE" in minimal else None
         self._needs_real_reset = True
@@ -279,13 +296,36 @@ class AtariGame(gym.Wrapper, gym.utils.RecordConstructorArgs):
         reward = float((raw > 0.0) - (raw < 0.0)) if self.training else raw
         return obs, reward, bool(terminated), bool(truncated), info
 
+    # -- state (see env_state)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """This wrapper's part of the env state: where the game and the episode stand."""
+        arrays = {} if self._last_obs is None else {"last_obs": np.asarray(self._last_obs)}
+        meta = {
+            "needs_real_reset": self._needs_real_reset,
+            "lives": int(self._lives),
+            "game_return": float(self._game_return),
+            "game_length": int(self._game_length),
+        }
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self._needs_real_reset = meta["needs_real_reset"]
+        self._lives = meta["lives"]
+        self._game_return = meta["game_return"]
+        self._game_length = meta["game_length"]
+        self._last_obs = np.array(arrays["last_obs"]) if "last_obs" in arrays else None
+
 
 # ----------------------------------------------------------------------------- state
 
 
-def _find(env: gym.Env, kind: type) -> Any:
+W = TypeVar("W", bound=gym.Env[Any, Any])
+
+
+def _find(env: gym.Env[Any, Any], kind: type[W]) -> W:
     while not isinstance(env, kind):
-        if not hasattr(env, "env"):
+        if not isinstance(env, gym.Wrapper):
             raise TypeError(f"{kind.__name__} not found in the env stack")
         env = env.env
     return env
@@ -300,23 +340,18 @@ def env_state(env: gym.Env) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     stack = _find(env, FrameStackObservation)
     game = _find(env, AtariGame)
     pre = _find(env, AtariPreprocessing)
-    ale_bytes = env.unwrapped.ale.cloneState(include_rng=True).serialize()
+    ale_bytes = ale_of(env).cloneState(include_rng=True).serialize()
+    game_arrays, game_meta = game.state()
     arrays = {
         "ale": np.frombuffer(ale_bytes, dtype=np.uint8).copy(),
         "obs_buffer": np.stack(pre.obs_buffer),
         "obs_queue": np.stack(list(stack.obs_queue)),
+        **game_arrays,
     }
-    if game._last_obs is not None:
-        arrays["last_obs"] = np.asarray(game._last_obs)
     meta = {
         "np_random": env.unwrapped.np_random.bit_generator.state,
         "preprocessing": {"lives": int(pre.lives), "game_over": bool(pre.game_over)},
-        "game": {
-            "needs_real_reset": game._needs_real_reset,
-            "lives": int(game._lives),
-            "game_return": float(game._game_return),
-            "game_length": int(game._game_length),
-        },
+        "game": game_meta,
     }
     return arrays, meta
 
@@ -326,7 +361,7 @@ def load_env_state(env: gym.Env, arrays: dict[str, np.ndarray], meta: dict[str, 
     game = _find(env, AtariGame)
     pre = _find(env, AtariPreprocessing)
     env.reset()  # wrappers such as OrderEnforcing only step after a reset; all is overwritten
-    env.unwrapped.ale.restoreState(ale_py.ALEState(arrays["ale"].tobytes()))
+    ale_of(env).restoreState(ale_py.ALEState(arrays["ale"].tobytes()))
     env.unwrapped.np_random.bit_generator.state = meta["np_random"]
     for buf, saved in zip(pre.obs_buffer, arrays["obs_buffer"], strict=True):
         buf[...] = saved
@@ -334,12 +369,7 @@ def load_env_state(env: gym.Env, arrays: dict[str, np.ndarray], meta: dict[str, 
     pre.game_over = meta["preprocessing"]["game_over"]
     stack.obs_queue.clear()
     stack.obs_queue.extend(np.array(frame) for frame in arrays["obs_queue"])
-    g = meta["game"]
-    game._needs_real_reset = g["needs_real_reset"]
-    game._lives = g["lives"]
-    game._game_return = g["game_return"]
-    game._game_length = g["game_length"]
-    game._last_obs = np.array(arrays["last_obs"]) if "last_obs" in arrays else None
+    game.load_state(arrays, meta["game"])
 
 
 # ----------------------------------------------------------------------------- factory

@@ -14,6 +14,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from atari_dqn.envs import ale_of
+
 # (states (N, 4, 84, 84) uint8, epsilon, rng) -> actions (N,)
 ActFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 # (game index, frame index, RGB frame (H, W, 3)) -> None
@@ -82,7 +84,7 @@ def _show(
     """Hand the screen (native resolution, colour) to the sinks that want it."""
     if on_frame is None and on_scored_frame is None:
         return
-    rgb = env.unwrapped.ale.getScreenRGB()
+    rgb = ale_of(env).getScreenRGB()
     if on_frame is not None:
         on_frame(game, frame, rgb)
     if on_scored_frame is not None:

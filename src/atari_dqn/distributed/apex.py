@@ -7,8 +7,9 @@
 * The **learner** is this process (the GPU when there is one): it samples batches (one drawn
   ahead), updates, sends the new priorities back, syncs its target network, publishes its
   weights to the actors every ``publish_every`` updates, evaluates and reports exactly as the
-  single-process :class:`~atari_dqn.loop.TrainLoop`, whose interface :class:`ApexLoop` has, so
-  the CLI's progress bar, rewards.txt, models, TensorBoard and checkpoints serve both.
+  single-process :class:`~atari_dqn.loop.TrainLoop` (the same ``evaluate_at`` and
+  ``close_report``). Both implement the :class:`~atari_dqn.loop.Loop` protocol, so the driver's
+  progress bar, rewards.txt, models, TensorBoard and checkpoints serve both.
 
 Blocks go from the actors to the replay server through this process in order (as object
 references: the frames travel between the two directly), so the replay holds exactly the steps
@@ -22,6 +23,7 @@ ratio; when the actors outrun it, it makes fewer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -30,16 +32,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import ray
 import torch
 
 from atari_dqn.agent import DQNAgent, UpdateResult
+from atari_dqn.build import Learner, build_replay
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
-from atari_dqn.evaluate import EvalResult, scheduled_evaluation
-from atari_dqn.loop import LoopSettings, NonFiniteLossError, Progress
+from atari_dqn.evaluate import EvalResult
+from atari_dqn.loop import LoopSettings, Progress, close_report, evaluate_at
+from atari_dqn.replay import Replay
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +63,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     is. Returns whether this call started or joined Ray, and so should shut it down."""
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address is not None or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, **quiet)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
     return True
 
 
@@ -73,8 +82,9 @@ def weights_of(network: torch.nn.Module) -> dict[str, np.ndarray]:
 class RemoteReplay:
     """The replay server seen as a replay by checkpoints and reports (state, load_state, len)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, *, uses_priorities: bool) -> None:
         self.server = server
+        self.uses_priorities = uses_priorities
 
     def __len__(self) -> int:
         return int(ray.get(self.server.size.remote()))
@@ -82,10 +92,10 @@ class RemoteReplay:
     def stats(self) -> dict[str, float]:
         return ray.get(self.server.stats.remote())
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return ray.get(self.server.state.remote())
 
-    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         ray.get(self.server.load_state.remote(arrays, meta))
 
 
@@ -215,8 +225,7 @@ class ActorPool:
         slot.version = -1  # a new incarnation has no weights yet
         now = time.perf_counter()
         slot.retry_at = now + RETRY_AFTER_S
-        first = slot.down_since is None
-        if first:
+        if slot.down_since is None:
             slot.down_since = now
             slot.restarts += 1
             log.warning("actor %d died (%s); Ray restarts it and the run goes on", i, exc)
@@ -255,7 +264,7 @@ class ApexLoop:
         pool: ActorPool,
         replay: RemoteReplay,
         agent: DQNAgent,
-        eval_env: Any,
+        eval_env: gym.Env,
         settings: LoopSettings,
         apex: ApexSettings,
         beta: Callable[[int], float],
@@ -287,7 +296,7 @@ class ApexLoop:
         self._replay_stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ state
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The learner's counters and generator, and the Ape-X layout (the streams)."""
         return {}, {
             "step": self.step,
@@ -302,7 +311,7 @@ class ApexLoop:
         }
 
     def load_state(
-        self, arrays: dict[str, np.ndarray], meta: dict, *, replay_restored: bool
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
     ) -> None:
         """Continue from a checkpoint. Actors start new games (their envs are not saved)."""
         del arrays
@@ -327,15 +336,7 @@ class ApexLoop:
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
-        return scheduled_evaluation(
-            self.eval_env,
-            self.agent.act,
-            index=index,
-            step=self.step,
-            games=self.s.eval_games,
-            epsilon=self.s.eval_epsilon,
-            seed_base=self.s.eval_seed,
-        )
+        return evaluate_at(self.eval_env, self.agent.act, self.s, index=index, step=self.step)
 
     def _updates_due(self) -> int:
         """Updates the learner may still make: one per update_every steps after warm-up."""
@@ -419,16 +420,16 @@ class ApexLoop:
             step = self.step
             if evaluation is not None or step >= next_report or step >= s.total_steps:
                 next_report = (step // s.report_every + 1) * s.report_every
-                report.step, report.epsilon, report.updates = step, self.epsilon, self.updates
-                report.evaluation = evaluation
-                report.beta, report.replay_stats = float(self.beta(step)), self._replay_stats
-                if last is not None:
-                    report.loss, report.q_mean = float(last.loss), float(last.q_mean)
-                    if not (np.isfinite(report.loss) and np.isfinite(report.q_mean)):
-                        raise NonFiniteLossError(
-                            f"training diverged at step {step}: loss {report.loss},"
-                            f" mean Q {report.q_mean}"
-                        )
+                report = close_report(
+                    report,
+                    step=step,
+                    epsilon=self.epsilon,
+                    updates=self.updates,
+                    evaluation=evaluation,
+                    beta=float(self.beta(step)),
+                    replay_stats=self._replay_stats,
+                    last=last,
+                )
                 if step >= s.total_steps:
                     self.pool.flush()
                 yield report
@@ -459,63 +460,64 @@ def actor_options(num_cpus: float = 1.0) -> dict[str, Any]:
 
 
 def start_actors(
-    config: Config, actions: tuple[str, ...], apex: ApexSettings, epsilons: np.ndarray
+    config: Config,
+    actions: tuple[str, ...],
+    apex: ApexSettings,
+    epsilons: np.ndarray,
+    *,
+    prioritized: bool,
 ) -> list[Any]:
+    """``prioritized``: the actors compute their transitions' initial priorities."""
     remote_actor = ray.remote(ActorWorker)
     e = apex.envs_per_actor
     return [
         remote_actor.options(**actor_options()).remote(
-            i, config, actions, epsilons[i * e : (i + 1) * e].tolist(), block=apex.block
+            i,
+            config,
+            actions,
+            epsilons[i * e : (i + 1) * e].tolist(),
+            block=apex.block,
+            prioritized=prioritized,
         )
         for i in range(apex.actors)
     ]
 
 
-def start_server(config: Config, make_replay: Callable[[], Any]) -> Any:
+def start_server(make_replay: Callable[[], Replay]) -> Any:
     """The replay server: no CPU reserved (it mostly waits), restarted never (its state would
     be lost: resume the run from its checkpoint instead)."""
     remote_server = ray.remote(ReplayService)
-    return remote_server.options(num_cpus=0, max_restarts=0).remote(
-        make_replay, prioritized=config.replay == "prioritized"
-    )
+    return remote_server.options(num_cpus=0, max_restarts=0).remote(make_replay)
 
 
-def start_apex(
-    config: Config,
-    apex: ApexSettings,
-    *,
-    actions: tuple[str, ...],
-    agent: DQNAgent,
-    eval_env: Any,
-    settings: LoopSettings,
-    beta: Callable[[int], float],
-    rng: np.random.Generator,
-    make_replay: Callable[[], Any],
-    address: str | None = None,
-) -> ApexRun:
-    """Start (or join) Ray, the replay server and the actors; wire the learner's loop."""
+def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = None) -> ApexRun:
+    """Start (or join) Ray, the replay server (its replay built from the learner's config and
+    replay generator, one stream per actor env) and the actors; wire the learner's loop."""
+    config = learner.config
     owns_ray = start_ray(address, num_cpus=max(os.cpu_count() or 1, apex.actors))
     try:
         epsilons = actor_epsilons(apex.streams)
-        server = start_server(config, make_replay)
-        handles = start_actors(config, actions, apex, epsilons)
+        make_replay = functools.partial(build_replay, config, learner.replay_rng, apex.streams)
+        server = start_server(make_replay)
+        prioritized = bool(ray.get(server.uses_priorities.remote()))
+        handles = start_actors(config, learner.actions, apex, epsilons, prioritized=prioritized)
         pool = ActorPool(
             handles,
             server,
             envs_per_actor=apex.envs_per_actor,
             block=apex.block,
-            seed=settings.env_seed,
+            seed=learner.settings.env_seed,
         )
-        replay = RemoteReplay(server)
+        replay = RemoteReplay(server, uses_priorities=prioritized)
         loop = ApexLoop(
             pool=pool,
             replay=replay,
-            agent=agent,
-            eval_env=eval_env,
-            settings=settings,
+            agent=learner.agent,
+            eval_env=learner.eval_env,
+            settings=learner.settings,
             apex=apex,
-            beta=beta,
-            rng=rng,
+            beta=learner.beta,
+            rng=learner.loop_rng,
             epsilons=epsilons,
         )
     except BaseException:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from atari_dqn.replay import Replay
+from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import Batch, FrameStorage
 
 TDFunction = Callable[[Batch], np.ndarray]  # batch -> |δ| per transition
@@ -208,6 +208,7 @@ def apply_block(replay: Replay, block: Block, *, with_priorities: bool) -> None:
         if td is None:
             replay.append(*args)
         else:
+            assert isinstance(replay, PrioritizedReplay)  # (with_priorities: see the docstring)
             c = int(block.completes[j])
             replay.append(*args, td_errors=td[k : k + c])
             k += c

@@ -1,9 +1,9 @@
 """``atari-dqn sweep SPEC.toml``: the spec's trials as ordinary training runs on Ray Tune.
 
-Each trial is ``atari-dqn train`` itself (the CLI's entry point, called in the trial's process)
-with its own run directory ``SWEEP_DIR/trial_NNN``, and the resources the spec asks for. A sweep
-directory remembers its spec (``sweep.toml``); running the same spec into it again resumes it:
-complete trials (checkpoint at ``total_steps``) are skipped, interrupted ones continue with
+Each trial is an ordinary training run (its :class:`Config` given to the driver's
+``start_run``, or ``resume_run``, in the trial's process) with its own run directory
+``SWEEP_DIR/trial_NNN``, and the resources the spec asks for. A sweep directory remembers its
+spec (``sweep.toml``); running the same spec into it again resumes it: complete trials (checkpoint at ``total_steps``) are skipped, interrupted ones continue with
 ``--resume``, the rest start. At the end: a table of the trials ranked by final evaluation
 (``trials.csv``), and ``plot``'s curves and group table of the runs grouped by configuration
 (``curves.png``, ``curves.csv``).
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from atari_dqn.artifacts import atomic_write_text
 from atari_dqn.distributed.sweep_spec import SpecError, SweepSpec, Trial
 
-TrainFn = Callable[[list[str]], int]  # argv -> exit status: `atari-dqn train ...`
 SPEC_COPY = "sweep.toml"
 
 
@@ -52,16 +53,17 @@ def trial_state(trial: Trial, run_dir: Path) -> tuple[str, int]:
     return ("complete" if step >= trial.config.total_steps else "partial"), step
 
 
-def trial_argv(trial: Trial, run_dir: Path) -> list[str]:
-    """New run, or ``--resume`` of an interrupted one."""
+def run_trial(trial: Trial, run_dir: Path) -> int:
+    """A new run of the trial's config, or the resume of an interrupted one; exit status."""
+    from atari_dqn import driver
+
     state, _ = trial_state(trial, run_dir)
     if state == "partial":
-        return ["train", "--resume", str(run_dir), "--quiet"]
-    return trial.argv(run_dir, force=run_dir.exists())
+        return driver.resume_run(driver.check_resume(run_dir, {}), quiet=True)
+    return driver.start_run(trial.config, run_dir, force=run_dir.exists(), quiet=True)
 
 
-def _run_trial(config: dict[str, Any], *, trials: dict[int, Trial], out: str, train: TrainFn,
-               threads: int) -> None:  # fmt: skip
+def _run_trial(config: dict[str, Any], *, trials: dict[int, Trial], out: str, threads: int) -> None:
     """The Tune trainable: one trial, in the trial's process."""
     import torch
     from ray import tune
@@ -69,9 +71,9 @@ def _run_trial(config: dict[str, Any], *, trials: dict[int, Trial], out: str, tr
     trial = trials[int(config["trial"])]
     run_dir = Path(out) / trial.name
     torch.set_num_threads(threads)
-    status = train(trial_argv(trial, run_dir))
+    status = run_trial(trial, run_dir)
     if status != 0:
-        raise RuntimeError(f"{trial.name}: atari-dqn train exited with status {status}")
+        raise RuntimeError(f"{trial.name}: training exited with status {status}")
     result = read_result(trial, run_dir)
     tune.report({"final_score": result.final_score, "final_step": result.final_step, "status": 1.0})
 
@@ -79,7 +81,7 @@ def _run_trial(config: dict[str, Any], *, trials: dict[int, Trial], out: str, tr
 def read_result(trial: Trial, run_dir: Path, failed: bool = False) -> TrialResult:
     from atari_dqn.plot import PlotError, read_rewards
 
-    steps, scores = [], []
+    steps, scores = np.zeros(0, dtype=np.int64), np.zeros(0)
     path = run_dir / "rewards.txt"
     if path.is_file():
         try:
@@ -168,7 +170,6 @@ def run_sweep(
     spec: SweepSpec,
     out: Path,
     *,
-    train: TrainFn,
     address: str | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
@@ -182,7 +183,7 @@ def run_sweep(
         f"{sum(states[t.index] == 'partial' for t in todo)} to resume")  # fmt: skip
     failed: set[int] = set()
     if todo:
-        failed = _tune(spec, out, todo, train=train, address=address, say=say)
+        failed = _tune(spec, out, todo, address=address, say=say)
     results = [read_result(t, out / t.name, t.index in failed) for t in spec.trials]
     keys = spec.swept_keys
     rows = table_rows(results, keys)
@@ -222,7 +223,6 @@ def _tune(
     out: Path,
     todo: list[Trial],
     *,
-    train: TrainFn,
     address: str | None,
     say: Callable[[str], None],
 ) -> set[int]:
@@ -241,7 +241,6 @@ def _tune(
             _run_trial,
             trials={t.index: t for t in todo},
             out=str(out),
-            train=train,
             threads=max(1, int(spec.cpu)),
         )
         trainable = tune.with_resources(trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
@@ -272,9 +271,10 @@ def _tune(
             ),
         )
         grid = tuner.fit()
-        failed = set()
-        for result in grid:
-            if result.error is not None:
+        failed: set[int] = set()
+        for k in range(len(grid)):
+            result = grid[k]
+            if result.error is not None and result.config is not None:
                 failed.add(int(result.config["trial"]))
         return failed
     finally:

@@ -19,28 +19,18 @@ import numpy as np
 import torch
 
 from atari_dqn import losses
-from atari_dqn.agent import DQNAgent
+from atari_dqn.build import build_env, build_network, build_policy
 from atari_dqn.config import Config
 from atari_dqn.distributed.blocks import Block, BlockRecorder, apply_block
-from atari_dqn.networks import QNetwork
+from atari_dqn.replay import Replay
 from atari_dqn.replay.storage import Batch
+from atari_dqn.vector import VecEnv, record
 
 
-def make_actor_env(config: Config, actions: tuple[str, ...], num_envs: int) -> Any:
-    """The training env(s) of one actor, preprocessed as in single-process training."""
-    from atari_dqn.envs import make_env
-    from atari_dqn.vector import AtariVector, SingleEnv
-
-    sticky = None if config.sticky_actions < 0 else config.sticky_actions
-    env_kwargs = dict(
-        actions=actions,
-        noop_max=config.noop_max,
-        frame_skip=config.frame_skip,
-        repeat_action_probability=sticky,
-    )
-    if num_envs == 1:
-        return SingleEnv(make_env(config.env_id, training=True, **env_kwargs))
-    return AtariVector(config.env_id, num_envs, num_threads=1, **env_kwargs)
+def make_actor_env(config: Config, actions: tuple[str, ...], num_envs: int) -> VecEnv:
+    """The training env(s) of one actor, preprocessed as in single-process training (one C++
+    thread: an actor has one CPU)."""
+    return build_env(config, actions, num_envs, num_threads=1)
 
 
 @torch.no_grad()
@@ -79,25 +69,20 @@ class ActorWorker:
         epsilons: list[float],
         *,
         block: int,
+        prioritized: bool,
     ) -> None:
         torch.set_num_threads(1)
         self.index = index
         self.epsilons = np.asarray(epsilons, dtype=np.float64)
         self.num_envs = len(self.epsilons)
         self.env = make_actor_env(config, actions, self.num_envs)
-        network = QNetwork(len(actions), dueling=config.dueling).eval()
+        # The learner's network layout, NCHW (acting runs no backward pass).
+        network = build_network(config.replace(channels_last=False), len(actions))
         self.network = network
-        # The agent's ε-greedy act, with one ε per env (the comparison broadcasts).
-        self.agent = DQNAgent(
-            network,
-            network,
-            torch.optim.SGD(network.parameters(), lr=0.0),
-            num_actions=len(actions),
-            device=torch.device("cpu"),
-            double=config.double,
-        )
+        # ε-greedy acting with one ε per env (the comparison broadcasts); no optimiser.
+        self.policy = build_policy(network, torch.device("cpu"))
         self.double = config.double
-        self.prioritized = config.replay == "prioritized"
+        self.prioritized = prioritized
         self.recorder = BlockRecorder(
             index, self.num_envs, block=block, n_step=config.n_step, gamma=config.gamma
         )
@@ -138,16 +123,10 @@ class ActorWorker:
         assert self.rng is not None
         steps, returns, lengths = 0, [], []
         for _ in range(iterations):
-            actions = self.agent.act(self._obs, self.epsilons, self.rng)  # type: ignore[arg-type]
+            actions = self.policy.act(self._obs, self.epsilons, self.rng)
             self.env.send(actions)
             vs = self.env.recv()
-            for i in np.flatnonzero(vs.transition):
-                self.recorder.append(
-                    int(i), int(actions[i]), float(vs.rewards[i]), vs.next_frames[i],
-                    bool(vs.terminated[i]), bool(vs.truncated[i]),
-                )  # fmt: skip
-            for i in np.flatnonzero(vs.begin):
-                self.recorder.begin(int(i), vs.obs[i, -1])
+            record(self.recorder, actions, vs)
             self._obs = vs.obs
             steps += int(vs.transition.sum())
             returns += vs.game_returns
@@ -167,15 +146,15 @@ class SampleToken:
 class ReplayService:
     """The replay memory of an Ape-X run: actors' blocks in, batches out, priorities back.
 
-    ``make_replay()`` builds the memory (the CLI's ``build_replay``, one stream per actor env).
+    ``make_replay()`` builds the memory (``build.build_replay``, one stream per actor env).
     A priority update for a slot that was overwritten after its batch was drawn (and may hold a
     new transition by now) is dropped.
     """
 
-    def __init__(self, make_replay: Callable[[], Any], *, prioritized: bool) -> None:
+    def __init__(self, make_replay: Callable[[], Replay]) -> None:
         self.replay = make_replay()
         self.storage = self.replay.storage
-        self.prioritized = prioritized
+        self.prioritized = self.replay.uses_priorities
         self.writes = np.zeros(self.storage.num_streams, dtype=np.int64)
         self.blocks = 0
 
@@ -189,6 +168,9 @@ class ReplayService:
 
     def size(self) -> int:
         return len(self.replay)
+
+    def uses_priorities(self) -> bool:
+        return self.prioritized
 
     def stats(self) -> dict[str, float]:
         return self.replay.stats()
@@ -212,8 +194,8 @@ class ReplayService:
         keep = self.writes[stream] - token.writes[stream] <= ahead
         self.replay.update_priorities(indices[keep], np.asarray(td_errors)[keep])
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return self.replay.state()
 
-    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.replay.load_state(arrays, meta)

@@ -115,11 +115,16 @@ class PrioritizedReplay:
         p = self.tree.get(indices)
         return ((p.min() / p) ** beta).astype(np.float32)
 
-    def sample(self, batch_size: int, beta: float) -> Batch:
+    def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of a batch (one stratified draw per slice) and their IS weights, before
+        the gather."""
         if len(self.storage) == 0:
             raise ValueError("cannot sample from an empty replay")
         indices = self.tree.sample_stratified(batch_size, self.rng)
-        return self.storage.gather(indices, self.importance_weights(indices, beta))
+        return indices, self.importance_weights(indices, beta)
+
+    def sample(self, batch_size: int, beta: float) -> Batch:
+        return self.storage.gather(*self.draw(batch_size, beta))
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """New priorities ``(|δ| + ε)^α`` for the slots of the last batch.

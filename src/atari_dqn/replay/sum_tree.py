@@ -30,12 +30,12 @@ import numpy as np
 
 try:
     import numba
+
+    NUMBA_AVAILABLE = True
 except ImportError:  # numba is optional: the numpy backend covers everything
-    numba = None
+    NUMBA_AVAILABLE = False
 
 __all__ = ["NUMBA_AVAILABLE", "SumTree"]
-
-NUMBA_AVAILABLE: bool = numba is not None
 
 Backend = Literal["auto", "numba", "numpy"]
 
@@ -52,7 +52,7 @@ Backend = Literal["auto", "numba", "numpy"]
 # boundary, rounding, target >= total) keeps moving right within that subtree
 # and so lands on its rightmost non-zero leaf: the nearest one to the left.
 
-if numba is not None:
+if NUMBA_AVAILABLE:
 
     @numba.njit(cache=True, nogil=True)
     def _descend(tree, depth, work, out):  # pragma: no cover - compiled

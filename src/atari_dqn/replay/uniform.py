@@ -74,10 +74,14 @@ class UniformReplay:
         out[todo] = self.rng.choice(np.flatnonzero(st.ready), size=len(todo))
         return out
 
+    def draw(self, batch_size: int, beta: float = 0.0) -> tuple[np.ndarray, None]:
+        """The indices of a batch, before the gather; no IS weights (``beta`` has no effect)."""
+        del beta
+        return self.sample_indices(batch_size), None
+
     def sample(self, batch_size: int, beta: float = 0.0) -> Batch:
         """A uniform batch; ``beta`` is accepted for a common interface and has no effect."""
-        del beta
-        return self.storage.gather(self.sample_indices(batch_size))
+        return self.storage.gather(*self.draw(batch_size, beta))
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """Uniform replay has no priorities; accepted so the loop needs no special case."""

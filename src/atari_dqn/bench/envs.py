@@ -1,4 +1,4 @@
-"""Vectorised-env backends side by side: ``atari-dqn bench envs``.
+"""``atari-dqn bench envs``: vectorised-env backends side by side.
 
 Random-play env steps/s of ale-py's C++ ``AtariVectorEnv`` (what :mod:`atari_dqn.vector` uses)
 and EnvPool (``pip install envpool``), both driven the way the training loop drives its env:
@@ -27,8 +27,6 @@ links to ale-py's ROMs (``base_path=`` of ``envpool.make``) when a game is missi
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import statistics
@@ -38,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.bench import _check_positive
+from atari_dqn.bench.timing import Result, check_positive
 from atari_dqn.config import ConfigError
 
 BACKENDS = ("ale", "envpool")
@@ -65,7 +63,7 @@ def _game(env_id: str) -> tuple[str, float]:
 def envpool_status() -> dict[str, Any]:
     """``{"installed": bool, "version": str | None, "error": str | None}`` (no crash)."""
     try:
-        import envpool
+        import envpool  # type: ignore[import-not-found]  # optional
     except Exception as exc:  # ImportError, or a wheel that does not load here
         return {"installed": False, "version": None, "error": f"{type(exc).__name__}: {exc}"}
     return {"installed": True, "version": getattr(envpool, "__version__", "?"), "error": None}
@@ -83,13 +81,16 @@ def envpool_base_path(game: str) -> str | None:
     ``ale_py/roms/<game>.bin``, so a folder ``atari/roms`` linked there serves both.
     """
     import ale_py.roms
-    import envpool
+    import envpool  # type: ignore[import-not-found]  # optional
 
     if _registered(game):
         own = envpool.make_spec(envpool_task(game)).config.base_path
         if os.path.exists(os.path.join(own, "atari", "roms", game + ".bin")):
             return None
-    roms = os.path.dirname(ale_py.roms.get_rom_path(game))
+    rom = ale_py.roms.get_rom_path(game)
+    if rom is None:
+        raise ConfigError(f"ale-py has no ROM for {game!r}")
+    roms = os.path.dirname(rom)
     base = tempfile.mkdtemp(prefix="envpool-ale-roms-")
     os.makedirs(os.path.join(base, "atari"))
     os.symlink(roms, os.path.join(base, "atari", "roms"))
@@ -97,7 +98,7 @@ def envpool_base_path(game: str) -> str | None:
 
 
 def _registered(game: str) -> bool:
-    import envpool
+    import envpool  # type: ignore[import-not-found]  # optional
 
     return envpool_task(game) in envpool.list_all_envs()
 
@@ -107,7 +108,9 @@ class AleBackend:
 
     name = "ale"
 
-    def __init__(self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX):
+    def __init__(
+        self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX
+    ) -> None:
         from atari_dqn.vector import ale_vector_env
 
         game, sticky = _game(env_id)
@@ -148,8 +151,8 @@ class EnvPoolBackend:
     name = "envpool"
 
     def __init__(self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX,
-                 seed: int = 0):  # fmt: skip
-        import envpool
+                 seed: int = 0) -> None:  # fmt: skip
+        import envpool  # type: ignore[import-not-found]  # optional
 
         game, sticky = _game(env_id)
         if not _registered(game):
@@ -213,7 +216,8 @@ def make_backend(name: str, env_id: str, num_envs: int, threads: int, *, seed: i
 
 
 # ====================================================================== throughput
-def _check_backends(backends: list[str]) -> list[str]:
+def check_backends(backends: list[str]) -> list[str]:
+    """The named backends, each once; a one-line ConfigError for an unknown one or none."""
     if not backends:
         raise ConfigError("--backends needs at least one of: " + ", ".join(BACKENDS))
     for b in backends:
@@ -241,7 +245,7 @@ def envs_benchmark(
     seed: int = 0,
     *,
     repeats: int = 3,
-) -> dict[str, Any]:
+) -> Result:
     """Random-play env steps/s per backend and N; see the module docstring for the method.
 
     Returns ``{"rows": [{"backend", "num_envs", "threads", "steps_per_s", "rates", "status"}],
@@ -251,8 +255,8 @@ def envs_benchmark(
     num_envs = [int(n) for n in num_envs]
     if not num_envs:
         raise ConfigError("--num-envs needs at least one N")
-    _check_positive(steps=steps, repeats=repeats, threads=threads, **{"num_envs": min(num_envs)})
-    backends = _check_backends(list(backends))
+    check_positive(steps=steps, repeats=repeats, threads=threads, **{"num_envs": min(num_envs)})
+    backends = check_backends(list(backends))
     game, sticky = _game(env_id)
     ep = envpool_status()
     import ale_py
@@ -301,7 +305,7 @@ def envs_benchmark(
     }  # fmt: skip
 
 
-def envs_table(result: dict[str, Any]) -> str:
+def envs_table(result: Result) -> str:
     """One row per (backend, N): steps/s, and envpool/ale at that N on the envpool rows."""
     ep = result["envpool"]
     head = (f"random-play env steps/s, {result['env_id']}, {result['steps']} steps x "
@@ -322,7 +326,7 @@ def envs_table(result: dict[str, Any]) -> str:
 
 
 # ====================================================================== equivalence
-def compare_frames(env_id: str = DEFAULT_ENV, steps: int = 1000, seed: int = 0) -> dict[str, Any]:
+def compare_frames(env_id: str = DEFAULT_ENV, steps: int = 1000, seed: int = 0) -> Result:
     """Step one env of each backend with the same fixed actions; do the frames match?
 
     No-ops at reset are off (ale-py ``noop_max=0``; EnvPool ``noop_max=1``, which is no no-op
@@ -332,7 +336,7 @@ def compare_frames(env_id: str = DEFAULT_ENV, steps: int = 1000, seed: int = 0) 
     of identical frames, the largest and mean absolute pixel difference, the first step that
     differs, and whether everything matched exactly.
     """
-    _check_positive(steps=steps)
+    check_positive(steps=steps)
     if not envpool_status()["installed"]:
         return {"env_id": env_id, "status": NOT_INSTALLED}
     game, _ = _game(env_id)
@@ -382,7 +386,7 @@ def compare_frames(env_id: str = DEFAULT_ENV, steps: int = 1000, seed: int = 0) 
     }
 
 
-def compare_line(c: dict[str, Any]) -> str:
+def compare_line(c: Result) -> str:
     if c["status"] != "ok":
         return f"frame check: envpool {c['status']}"
     if c["exact"]:
@@ -394,69 +398,3 @@ def compare_line(c: dict[str, Any]) -> str:
             f"{c['max_abs_diff']}, mean |diff| {c['mean_abs_diff']:.3f}, up to "
             f"{c['max_differing_pixels']} pixels; mismatches: rewards {c['reward_mismatches']}, "
             f"lives {c['lives_mismatches']}, game ends {c['game_end_mismatches']}")  # fmt: skip
-
-
-# ====================================================================== CLI
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} expects integers like 1,8,16, got {text!r}") from None
-    if not values:
-        raise ConfigError(f"{flag} needs at least one value")
-    for v in values:
-        if v <= 0:
-            raise ConfigError(f"{flag} values must be positive, got {v}")
-    return values
-
-
-def add_envs_parser(what: Any) -> argparse.ArgumentParser:
-    """Add ``envs`` to the ``bench`` sub-commands (``what``: an argparse subparsers object)."""
-    be = what.add_parser(
-        "envs",
-        help="random-play env steps/s of ale-py's AtariVectorEnv vs EnvPool, per N",
-        description="Build both vectorised envs with the training loop's settings (84x84 "
-        "gray, frame skip 4, 30 no-ops, FIRE reset, full games), drive them with send/recv and "
-        "random actions, and time --steps env steps per backend and N, interleaved; prints the "
-        "median steps/s and envpool/ale. --check also compares their frames.",
-    )
-    be.add_argument("--env", default=DEFAULT_ENV, metavar="ID",
-                    help=f"game id [default: {DEFAULT_ENV}]")  # fmt: skip
-    be.add_argument("--num-envs", default="1,8,16", metavar="N[,N]",
-                    help="env counts, one row each per backend [default: 1,8,16]")  # fmt: skip
-    be.add_argument("--steps", type=int, default=4000, metavar="N",
-                    help="env steps timed per backend, N and repeat [default: 4000]")  # fmt: skip
-    be.add_argument("--repeats", type=int, default=3, metavar="N",
-                    help="interleaved repeats, the median shown [default: 3]")  # fmt: skip
-    be.add_argument("--backends", default="ale,envpool", metavar="B[,B]",
-                    help="backends: ale, envpool [default: ale,envpool]")  # fmt: skip
-    be.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="worker threads of both pools [default: min(N, CPUs)]")  # fmt: skip
-    be.add_argument("--seed", type=int, default=0, help="env and action seed [default: 0]")
-    be.add_argument("--check", action="store_true",
-                    help="also step both with one action sequence and compare frames")  # fmt: skip
-    be.add_argument("--json", action="store_true", help="print one JSON object instead")
-    be.set_defaults(handler=cmd_bench_envs)
-    return be
-
-
-def cmd_bench_envs(args: argparse.Namespace) -> int:
-    """``atari-dqn bench envs``."""
-    num_envs = _ints(args.num_envs, "--num-envs")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    _check_backends(backends)
-    repeats, seed = getattr(args, "repeats", 3), getattr(args, "seed", 0)
-    _check_positive(steps=args.steps, threads=args.threads, repeats=repeats)
-    result = envs_benchmark(
-        args.env, num_envs, args.steps, backends, args.threads, seed, repeats=repeats
-    )
-    if getattr(args, "check", False):
-        result["frame_check"] = compare_frames(args.env, seed=seed)
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        text = envs_table(result)
-        if "frame_check" in result:
-            text += "\n" + compare_line(result["frame_check"])
-        print(text, flush=True)
-    return 0

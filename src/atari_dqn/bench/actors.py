@@ -5,15 +5,15 @@ replay server and no learner: the actors play blocks (acting with the network, c
 initial priorities of what they complete) and this process forwards them to the server, as in
 training. After a warm-up of one block per actor, ``steps`` agent steps are timed until the
 replay holds them all. The rate is what collection alone can feed a learner.
+
+Ray is imported only inside :func:`actors_benchmark`: the package works without it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
-from typing import Any
 
+from atari_dqn.bench.timing import Result
 from atari_dqn.config import Config
 
 
@@ -33,14 +33,16 @@ def actors_benchmark(
     counts: list[int],
     steps: int,
     block: int,
-    make_replay: Callable[[int], Any],
     address: str | None = None,
-) -> dict[str, Any]:
-    """Steps/s per actor count. ``make_replay(streams)`` builds the server's replay."""
+) -> Result:
+    """Steps/s per actor count; each count's replay server holds the replay ``config`` asks for
+    (:func:`atari_dqn.build.build_replay`, one ring per actor stream)."""
     import functools
 
+    import numpy as np
     import ray
 
+    from atari_dqn.build import build_replay
     from atari_dqn.distributed.apex import (
         ActorPool,
         collect_rate,
@@ -58,9 +60,13 @@ def actors_benchmark(
     try:
         for n in counts:
             apex = ApexSettings(actors=n, block=block)
-            server = start_server(config, functools.partial(make_replay, apex.streams))
+            replay_rng = np.random.default_rng(config.seed)
+            make_replay = functools.partial(build_replay, config, replay_rng, apex.streams)
+            server = start_server(make_replay)
+            prioritized = bool(ray.get(server.uses_priorities.remote()))
+            epsilons = actor_epsilons(apex.streams)
             pool = ActorPool(
-                start_actors(config, actions, apex, actor_epsilons(apex.streams)),
+                start_actors(config, actions, apex, epsilons, prioritized=prioritized),
                 server,
                 envs_per_actor=1,
                 block=block,
@@ -89,7 +95,7 @@ def actors_benchmark(
     }
 
 
-def actors_table(result: dict[str, Any]) -> str:
+def actors_table(result: Result) -> str:
     lines = [
         f"Ape-X collection, {result['env_id']}, {result['replay']} replay, blocks of "
         f"{result['block']} steps, {result['steps']} steps timed per row, "
@@ -99,7 +105,3 @@ def actors_table(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         lines.append(f"{row['actors']:>6}  {row['steps_per_s']:>11.0f}  {row['ratio']:>9.2f}x")
     return "\n".join(lines)
-
-
-def print_result(result: dict[str, Any], as_json: bool) -> None:
-    print(json.dumps(result, indent=2) if as_json else actors_table(result))

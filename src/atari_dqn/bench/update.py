@@ -11,22 +11,25 @@ learned (bf16) shows by how much. The process is set up as a training process
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import numpy as np
+import torch
 
-from atari_dqn.bench import _check_positive
-from atari_dqn.config import ConfigError, preset_config
-from atari_dqn.envbench import _ints
+from atari_dqn.agent import DQNAgent
+from atari_dqn.bench.timing import Result, check_positive
+from atari_dqn.build import build_agent, resolve_device
+from atari_dqn.config import Config, preset_config
+from atari_dqn.replay.storage import Batch
 
 
 @dataclass(frozen=True)
 class Variant:
+    """How an update runs: optimiser kernel, memory layout, precision, compiled or not."""
+
     fused: bool
     channels_last: bool
     bf16: bool = False
@@ -43,10 +46,8 @@ VARIANTS = {
 COMPILED = "default + torch.compile"
 
 
-def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
+def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Batch:
     """A random batch of uint8 stacks, the same for every variant timed on it."""
-    from atari_dqn.replay.storage import Batch
-
     rng = np.random.default_rng(seed)
     return Batch(
         obs=rng.integers(0, 255, (batch_size, 4, 84, 84), dtype=np.uint8),
@@ -59,22 +60,14 @@ def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Any:
     )
 
 
-def build_agent(v: Variant, config: Any, num_actions: int, device: Any) -> Any:
-    """The agent a training run of ``config`` builds, with the variant's update settings."""
-    import torch
-
-    from atari_dqn.agent import DQNAgent
-    from atari_dqn.networks import QNetwork
-
-    layout = {"dueling": config.dueling, "channels_last": v.channels_last}
-    g = torch.Generator().manual_seed(0)  # every variant starts from the same weights
-    online = QNetwork(num_actions, generator=g, **layout).to(device)
-    target = QNetwork(num_actions, **layout).to(device)
-    opt = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, fused=v.fused)
-    agent = DQNAgent(online, target, opt, num_actions=num_actions, device=device,
-                     double=config.double, grad_clip=config.grad_clip, bf16=v.bf16)  # fmt: skip
-    if v.compile:
-        agent.online, agent.target = torch.compile(online), torch.compile(agent.target)
+def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.device) -> DQNAgent:
+    """The agent a training run of ``config`` builds (:func:`atari_dqn.build.build_agent`), with
+    the variant's update settings; every variant starts from the same weights."""
+    config = config.replace(fused_adam=v.fused, channels_last=v.channels_last, bf16=v.bf16)
+    agent = build_agent(config, num_actions, device, generator=torch.Generator().manual_seed(0))
+    if v.compile:  # torch.compile of a Module is a Module (OptimizedModule)
+        agent.online = cast(torch.nn.Module, torch.compile(agent.online))
+        agent.target = cast(torch.nn.Module, torch.compile(agent.target))
     return agent
 
 
@@ -87,21 +80,18 @@ def update_benchmark(
     inner: int = 5,
     compile: bool = False,
     device: str = "cpu",
-) -> dict[str, Any]:
-    import torch
-
+) -> Result:
+    """ms per update of each variant at each thread count; see the module docstring."""
     from atari_dqn.envs import resolve_actions
     from atari_dqn.perf import tune_allocator
 
-    _check_positive(batch=batch_size, rounds=rounds, inner=inner)
+    check_positive(batch=batch_size, rounds=rounds, inner=inner)
     for t in threads or []:
-        _check_positive(threads=t)
+        check_positive(threads=t)
     config = preset_config(preset)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    dev = resolve_device(device)  # UsageError where CUDA is asked for and missing
     tune_allocator()
     num_actions = len(resolve_actions(config.env_id, config.actions))
-    dev = torch.device(device)
     batch = fixed_batch(num_actions, batch_size)
     variants = dict(VARIANTS)
     if compile:
@@ -111,10 +101,12 @@ def update_benchmark(
     try:
         for t in threads or [previous]:
             torch.set_num_threads(t)
-            agents, first, warm_s = {}, {}, {}
+            agents: dict[str, DQNAgent] = {}
+            first: dict[str, tuple[float, np.ndarray]] = {}
+            warm_s: dict[str, float] = {}
             for name, v in variants.items():
                 start = time.perf_counter()
-                agents[name] = build_agent(v, config, num_actions, dev)
+                agents[name] = variant_agent(v, config, num_actions, dev)
                 r = agents[name].update(batch)  # compiles, if it compiles
                 first[name] = (float(r.loss), r.td_abs.float().cpu().numpy())
                 for _ in range(2):
@@ -155,7 +147,7 @@ def update_benchmark(
     }
 
 
-def update_table(result: dict[str, Any]) -> str:
+def update_table(result: Result) -> str:
     s = result["settings"]
     lines = [
         f"bench update: one batch-{s['batch_size']} update of preset {s['preset']} on "
@@ -171,56 +163,3 @@ def update_table(result: dict[str, Any]) -> str:
     lines.append("speed-up: the plain path's ms over the row's, same thread count; "
                  "loss vs plain: relative difference of the first update's loss")  # fmt: skip
     return "\n".join(lines)
-
-
-def add_update_parser(what: Any) -> argparse.ArgumentParser:
-    bu = what.add_parser(
-        "update",
-        help="ms of one gradient update alone, per variant (fused Adam, channels-last, bf16, "
-        "compile) and thread count",
-        description="Time one update on a fixed batch for each variant and torch thread count, "
-        "side by side; report the speed-up over the plain path and how far each variant's "
-        "first loss and TD errors are from the plain path's.",
-    )
-    bu.add_argument("--preset", default="seed", help="settings of the update [default: seed]")
-    bu.add_argument(
-        "--threads",
-        default=None,
-        metavar="N[,N]",
-        help="torch CPU thread counts, one block each [default: torch's choice]",
-    )
-    bu.add_argument("--batch", type=int, default=32, metavar="N", help="batch size [default: 32]")
-    bu.add_argument(
-        "--rounds",
-        type=int,
-        default=7,
-        metavar="N",
-        help="rounds of timing, the median shown [default: 7]",
-    )
-    bu.add_argument(
-        "--inner",
-        type=int,
-        default=5,
-        metavar="N",
-        help="updates per variant per round [default: 5]",
-    )
-    bu.add_argument(
-        "--compile",
-        action="store_true",
-        help="also a torch.compile variant (compiling takes a minute or more)",
-    )
-    bu.add_argument("--device", default="cpu", help="torch device [default: cpu]")
-    bu.add_argument("--json", action="store_true", help="print one JSON object instead")
-    bu.set_defaults(handler=cmd_bench_update)
-    return bu
-
-
-def cmd_bench_update(args: argparse.Namespace) -> int:
-    threads = _ints(args.threads, "--threads") if args.threads is not None else None
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
-    result = update_benchmark(preset=args.preset, threads=threads, batch_size=args.batch,
-                              rounds=args.rounds, inner=args.inner, compile=args.compile,
-                              device=args.device)  # fmt: skip
-    print(json.dumps(result) if args.json else update_table(result), flush=True)
-    return 0

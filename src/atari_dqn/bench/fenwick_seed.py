@@ -1,4 +1,4 @@
-"""The course-project seed's Fenwick-tree sampler, kept only as a benchmark baseline.
+"""The course-project seed's Fenwick-tree sampler: the baseline of ``bench replay``, not core.
 
 This is a faithful transcription of the seed's ``treearray`` (one Python loop
 per index, a ``torch.float`` tensor of shape ``(max_len + 1, 1)`` as storage)
@@ -52,15 +52,15 @@ class SeedFenwickSampler:
         return self.__capacity
 
     # -- the seed's methods, transcribed ------------------------------------ #
-    def add(self, loc: int, val) -> None:
+    def add(self, loc: int, val: float | torch.Tensor) -> None:
         # SEED FIX 1: the seed had `loc < self.__max_len`, which never updates
         # the root that search() divides by.
         while loc <= self.__max_len:
             self.__array[loc] += val
             loc += loc & (-loc)
 
-    def get_prefix_sum(self, loc: int):
-        val = 0
+    def get_prefix_sum(self, loc: int) -> float | torch.Tensor:
+        val: float | torch.Tensor = 0
         while loc != 0:
             val += self.__array[loc]
             loc -= loc & (-loc)

@@ -1,0 +1,100 @@
+"""``atari-dqn presets``, ``plot`` and ``sweep``: listing settings and reading results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from atari_dqn.cli.common import need_ray
+from atari_dqn.config import PRESET_HELP, PRESETS
+
+
+def add_results_parsers(sub: Any) -> None:
+    pr = sub.add_parser("presets", help="list the presets and what each sets")
+    pr.set_defaults(handler=cmd_presets)
+
+    pl = sub.add_parser(
+        "plot",
+        help="learning curves of runs (mean over seeds, 95%% bootstrap CI) and a table",
+        description="Plot the evaluation scores (rewards.txt) of run directories against agent "
+        "steps. Runs whose config.toml agree except for the seed and the run length are one "
+        "group, drawn as the mean over its runs with a 95%% bootstrap confidence band. Prints a "
+        "table per group (runs, final score mean ± std, best, IQM of the final scores) and "
+        "writes it as CSV next to the PNG. Runs still training are fine.",
+    )
+    pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    pl.add_argument(
+        "-o", "--out", type=Path, default=Path("curves.png"), metavar="FILE.png",
+        help="output image; the table goes to the same name with .csv [default: curves.png]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--label-by", action="append", default=[], metavar="KEY[,KEY]",
+        help="config keys that name each group, e.g. replay or preset [default: the keys "
+        "whose values differ between groups]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--size", default="1000x600", metavar="WxH", help="image size in pixels [default: 1000x600]"
+    )
+    pl.add_argument("--force", action="store_true", help="replace an existing image and CSV")
+    pl.set_defaults(handler=cmd_plot)
+    _add_sweep_parser(sub)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    del args
+    for name, changes in PRESETS.items():
+        print(f"{name}: {PRESET_HELP[name]}")
+        for key, value in changes.items():
+            flag = key.replace("_", "-")
+            if isinstance(value, bool):
+                print(f"    --{flag}" if value else f"    --no-{flag}")
+            else:
+                print(f"    --{flag} {value}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from atari_dqn.plot import parse_size, plot_runs
+
+    label_by = [k.strip().replace("-", "_") for v in args.label_by for k in v.split(",") if k]
+    _, table, skipped = plot_runs(
+        args.runs, args.out, label_by=label_by, size=parse_size(args.size), force=args.force
+    )
+    for path in skipped:
+        print(f"skipped {path}: no evaluation in its rewards.txt yet", file=sys.stderr)
+    print(table)
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
+    return 0
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="a Ray Tune sweep over train settings (grid, random, seeds); ranked table, plot",
+        description="Run the trials of a sweep spec (TOML: [train] settings of every trial, "
+        "[grid] lists, [random] distributions, num_samples, seeds, [resources] cpu/gpu per "
+        "trial) on Ray Tune, each an ordinary `atari-dqn train` run with its own run directory "
+        "in the sweep directory. Prints the trials ranked by final evaluation and the plot's "
+        "table of the runs grouped by configuration. Run it again to resume: complete trials "
+        "are skipped, interrupted ones resumed.",
+    )
+    sw.add_argument("spec", type=Path, metavar="SPEC.toml")
+    sw.add_argument("--out", type=Path, metavar="DIR",
+                    help="sweep directory [default: the spec's `out`, else "
+                    "sweeps/<spec name>]")  # fmt: skip
+    sw.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="join this Ray cluster [default: start a local Ray]")  # fmt: skip
+    sw.set_defaults(handler=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from atari_dqn.distributed.sweep_spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = args.out if args.out is not None else spec.default_out()
+    need_ray("sweep")
+    from atari_dqn.distributed.sweep import run_sweep
+
+    return run_sweep(spec, out, address=args.ray_address)

@@ -1,0 +1,334 @@
+"""The training driver: runs any :class:`~atari_dqn.loop.Loop` into a run directory.
+
+Whatever produced the loop (a single process, the Ape-X learner, a sweep's trial), the driver
+does the same around it: progress bar, ``rewards.txt``, a model file per evaluation, full
+checkpoints (at every evaluation, at the end and on SIGINT/SIGTERM), TensorBoard scalars.
+
+:func:`start_run` and :func:`resume_run` are the Python entry points of ``atari-dqn train`` and
+``atari-dqn train --resume``: they take a :class:`Config` (not argv), check everything a user
+can get wrong before any work starts (UsageError / ArtifactError), then build and drive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from atari_dqn.artifacts import RunDir, load_model, save_model
+from atari_dqn.build import Learner, build_learner, build_training, check_training_input
+from atari_dqn.checkpoint import (
+    CHECKPOINT_NAME,
+    Stateful,
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
+from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
+from atari_dqn.loop import Loop
+from atari_dqn.metrics import MetricsWriter
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from atari_dqn.distributed.settings import ApexSettings
+
+# Settings that may differ on --resume without changing what the run is.
+RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay")
+
+
+class Console:
+    """Where a run's messages go: above the progress bar, or plain lines with ``quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: tqdm[Any] | None = None
+
+    def say(self, msg: str) -> None:
+        """A message outside the bar's life (start, end): stderr, or stdout when quiet."""
+        print(msg, file=sys.stdout if self.quiet else sys.stderr, flush=True)
+
+    def log(self, msg: str) -> None:
+        """One line per event, readable in a terminal (above the bar) and in a piped log."""
+        if self.bar is None or self.quiet:
+            print(msg, flush=True)
+        else:
+            self.bar.write(msg)
+
+
+class RunReplay(Stateful, Protocol):
+    """The replay as the driver sees it: saved in checkpoints, and whether it has priorities
+    (the replay itself, or the Ape-X replay server's proxy)."""
+
+    uses_priorities: bool
+
+
+@dataclass
+class Driven:
+    """What the driver needs of a built run, whichever loop it is."""
+
+    learner: Learner
+    loop: Loop
+    replay: RunReplay
+
+
+def drive(parts: Driven, run: RunDir, console: Console) -> int:
+    """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals.
+
+    Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint."""
+    from tqdm import tqdm
+
+    learner, loop = parts.learner, parts.loop
+    config, actions, online = learner.config, learner.actions, learner.online
+    model_meta = {"env_id": config.env_id, "actions": ",".join(actions), "seed": str(config.seed)}
+    console.say(
+        f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
+        f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
+    )
+    saved_at: list[int] = []
+
+    def checkpoint() -> None:
+        saved_at.append(loop.step)
+        info = save_checkpoint(
+            run.path / CHECKPOINT_NAME,
+            config=dataclasses.asdict(config),
+            agent=learner.agent,
+            replay=parts.replay,
+            loop=loop,
+            include_replay=config.checkpoint_replay,
+        )
+        console.log(
+            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB in {info.seconds:.2f} s"
+        )
+
+    stop: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        stop.append(signum)
+
+    # Only the main thread may take signals (a sweep's trial trains in another thread).
+    previous = (
+        {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    bar = tqdm(
+        total=config.total_steps,
+        initial=loop.step,
+        unit="step",
+        disable=console.quiet,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
+    console.bar = bar
+    # TensorBoard event files in the run directory; a resumed run continues after its step.
+    metrics = MetricsWriter(
+        run.path, start_step=loop.step, replay_beta=parts.replay.uses_priorities
+    )
+    postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
+    try:
+        for progress in loop.run():
+            bar.update(progress.step - bar.n)
+            metrics.write(progress)
+            postfix["eps"] = f"{progress.epsilon:.2f}"
+            if progress.loss is not None:
+                postfix["loss"] = f"{progress.loss:.4f}"
+            result = progress.evaluation
+            if result is not None:
+                run.append_reward(result.index, result.step, result.mean)
+                path = run.model_path(result.index)
+                save_model(path, online, {**model_meta, "step": str(result.step)})
+                postfix["eval"] = f"{result.mean:.1f}"
+                console.log(
+                    f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f} ± "
+                    f"{result.std:.1f} over {len(result.scores)} games -> {path.name}"
+                )
+            bar.set_postfix(postfix, refresh=False)
+            if result is not None or stop:
+                checkpoint()
+            if stop:
+                name = signal.Signals(stop[0]).name
+                console.log(
+                    f"stopped by {name} at step {loop.step}; continue with: "
+                    f"atari-dqn train --resume {run.path}"
+                )
+                return 0 if stop[0] == signal.SIGTERM else 130
+        if not saved_at or saved_at[-1] != loop.step:
+            checkpoint()
+    finally:
+        bar.close()
+        console.bar = None
+        metrics.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.say(f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
+    return 0
+
+
+# ---------------------------------------------------------------------- entry points
+def default_out(config: Config) -> Path:
+    game = config.env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "").lower()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{game}-{config.preset}-s{config.seed}-{stamp}"
+
+
+OpenRun = Callable[[Driven], RunDir]
+
+
+def _launch(
+    config: Config,
+    open_run: OpenRun,
+    console: Console,
+    *,
+    restore: Path | None = None,
+    apex: ApexSettings | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Build the run (single process, or the Ape-X learner with actors on Ray), open its run
+    directory with ``open_run`` (which may load a checkpoint into the parts), drive it."""
+    if apex is None:
+        training = build_training(config, restore=restore)
+        parts = Driven(training.learner, training.loop, training.replay)
+        return drive(parts, open_run(parts), console)
+    from atari_dqn.distributed.apex import start_apex
+
+    learner = build_learner(config, restore=restore)
+    ray_run = start_apex(learner, apex, address=ray_address)
+    try:
+        parts = Driven(learner, ray_run.loop, ray_run.replay)
+        run = open_run(parts)
+        console.say(
+            f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights published "
+            f"every {apex.publish_every} updates, blocks of {apex.block} steps"
+        )
+        return drive(parts, run, console)
+    finally:
+        ray_run.close()
+
+
+def start_run(
+    config: Config,
+    out: Path | None = None,
+    *,
+    force: bool = False,
+    restore: Path | None = None,
+    quiet: bool = False,
+    apex: ApexSettings | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Train a new run of ``config`` into ``out`` (default ``runs/<game>-<preset>-s<seed>-<time>``).
+
+    Refuses, before any work, a bad config, an unknown game, a missing model to restore and a
+    directory that already holds a run (unless ``force``, which replaces only its run files)."""
+    if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
+        config = config.replace(beta_steps=config.total_steps)
+    check_training_input(config)
+    if apex is not None:
+        apex.validate(config)
+    if restore is not None:
+        load_model(restore)
+    out = out if out is not None else default_out(config)
+    RunDir.check_new(out, force)
+
+    def new_run(parts: Driven) -> RunDir:
+        del parts
+        run = RunDir.create(out, force)
+        run.write_config(to_toml(config))
+        return run
+
+    console = Console(quiet)
+    return _launch(config, new_run, console, restore=restore, apex=apex, ray_address=ray_address)
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A run directory checked for ``--resume``: its config (with the allowed changes), its
+    checkpoint's JSON state and the step it continues from."""
+
+    run: RunDir
+    config: Config
+    state: dict[str, Any]
+    step: int
+
+
+def check_resume(run_dir: Path, changes: dict[str, Any]) -> Resumable:
+    """Everything ``--resume`` can refuse, before any work: not a run, an unreadable config or
+    checkpoint, a setting in ``changes`` that would change what the run is (only
+    ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end."""
+    run = RunDir(run_dir)
+    if not (run.path / "config.toml").is_file():
+        raise UsageError(f"--resume {run.path}: not a run directory (no config.toml)")
+    try:
+        saved = Config(**load_toml(run.path / "config.toml"))
+    except (ConfigError, TypeError) as exc:
+        raise UsageError(f"--resume {run.path}: unreadable config.toml ({exc})") from None
+    config = saved
+    for f in fields(Config):
+        if f.name == "preset" or f.name not in changes:
+            continue
+        value = changes[f.name]
+        if f.name not in RESUME_MAY_CHANGE and value != getattr(saved, f.name):
+            raise UsageError(
+                f"--{f.name.replace('_', '-')} {value} contradicts the run's config "
+                f"({getattr(saved, f.name)}); on --resume only "
+                + ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
+                + " may change"
+            )
+        config = config.replace(**{f.name: value})
+    check_training_input(config)
+    ckpt = run.path / CHECKPOINT_NAME
+    state = read_checkpoint_state(ckpt)
+    theirs = state["config"]
+    if theirs.get("env_id") != config.env_id:
+        raise UsageError(
+            f"checkpoint {ckpt} is from {theirs.get('env_id')}, but this run is {config.env_id}"
+        )
+    for key, value in dataclasses.asdict(config).items():
+        if key not in RESUME_MAY_CHANGE and theirs.get(key) != value:
+            raise UsageError(
+                f"checkpoint {ckpt} does not match the run's config.toml "
+                f"({key}: {theirs.get(key)!r} vs {value!r})"
+            )
+    step = int(state["loop"]["step"])
+    if step >= config.total_steps:
+        raise UsageError(
+            f"the run is already at step {step} of --total-steps {config.total_steps}; "
+            "pass a larger --total-steps to continue it"
+        )
+    return Resumable(run, config, state, step)
+
+
+def resume_run(
+    target: Resumable,
+    *,
+    quiet: bool = False,
+    apex: ApexSettings | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Continue a checked run from its checkpoint (``apex``: the settings it was saved with)."""
+    run, config, step = target.run, target.config, target.step
+    console = Console(quiet)
+
+    def resume(parts: Driven) -> RunDir:
+        load_checkpoint(
+            run.path / CHECKPOINT_NAME,
+            agent=parts.learner.agent,
+            replay=parts.replay,
+            loop=parts.loop,
+        )
+        # Anything written after the checkpoint (a kill between an evaluation and its
+        # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
+        run.truncate_rewards(step)
+        run.write_config(to_toml(config))
+        console.say(f"resuming {run.path} at step {step}")
+        return run
+
+    return _launch(config, resume, console, apex=apex, ray_address=ray_address)
