@@ -43,6 +43,24 @@ def same_run(a: Path, b: Path) -> None:
         assert weights(a / name) == weights(b / name), name
 
 
+def games(run: Path) -> list[tuple[int, float, int, float]]:
+    """games.csv as (step, score, length, train_seconds) rows; every line whole."""
+    text = (run / "games.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    assert lines[0] == "step,score,length,train_seconds\n"
+    assert all(ln.endswith("\n") for ln in lines)
+    rows = [ln.strip().split(",") for ln in lines[1:]]
+    return [(int(s), float(g), int(n), float(t)) for s, g, n, t in rows]
+
+
+def same_games(a: Path, b: Path) -> None:
+    """The same training games at the same steps; the training clock never goes back."""
+    ga, gb = games(a), games(b)
+    assert [g[:3] for g in ga] == [g[:3] for g in gb]
+    seconds = [g[3] for g in gb]
+    assert seconds == sorted(seconds) and all(t >= 0 for t in seconds)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted run of 400 steps."""
@@ -56,6 +74,7 @@ def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> No
     assert main(["train", *TINY, "--total-steps", "200", "--seed", "3", "--out", str(out)]) == 0
     assert main(["train", "--resume", str(out), "--total-steps", "400", "--quiet"]) == 0
     same_run(reference, out)
+    same_games(reference, out)
     assert "total_steps = 400" in (out / "config.toml").read_text()
 
 
@@ -103,6 +122,7 @@ def test_sigterm_mid_run_checkpoints_exits_0_and_resumes_exactly(
     assert 100 <= step < 400
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     same_run(reference, out)
+    same_games(reference, out)
 
 
 @pytest.mark.slow
@@ -134,6 +154,32 @@ def test_sigkill_at_random_moments_then_resume(reference: Path, tmp_path: Path) 
     steps = [int(ln.split()[1]) for ln in (out / "rewards.txt").read_text().splitlines()]
     assert steps == [100, 200, 300, 400]
     same_run(reference, out)
+    same_games(reference, out)
+
+
+def test_games_csv_records_every_training_game_once(reference: Path) -> None:
+    rows = games(reference)
+    assert len(rows) >= 1  # random play ends a Breakout game within about 200 agent steps
+    steps = [r[0] for r in rows]
+    assert steps == sorted(steps) and 0 < steps[0] and steps[-1] <= 400
+    assert all(length > 0 and score >= 0 for _, score, length, _ in rows)
+    # Each game ends where the previous one ended plus its own length (one env, N = 1).
+    assert [r[0] for r in rows] == list(np.cumsum([r[2] for r in rows]))
+
+
+def test_truncate_games_drops_later_games_and_a_half_written_line(tmp_path: Path) -> None:
+    from atari_dqn.artifacts import RunDir
+
+    run = RunDir(tmp_path)
+    run.append_games([(150, 2.0, 150, 1.5), (300, 0.0, 150, 3.0)])
+    with (tmp_path / "games.csv").open("a") as fh:
+        fh.write("451,3,15")  # a kill in the middle of a line
+    run.truncate_games(300)
+    assert (tmp_path / "games.csv").read_text() == (
+        "step,score,length,train_seconds\n150,2,150,1.500\n300,0,150,3.000\n"
+    )
+    run.truncate_games(200)
+    assert games(tmp_path) == [(150, 2.0, 150, 1.5)]
 
 
 def test_no_checkpoint_replay_resumes_with_a_new_warmup(tmp_path: Path) -> None:

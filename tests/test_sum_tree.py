@@ -319,7 +319,7 @@ def test_random_updates_against_brute_force(backend):
 @pytest.mark.parametrize("capacity", [6, 8])
 def test_seed_fenwick_samples_in_proportion(capacity):
     pytest.importorskip("torch")
-    from atari_dqn.replay.fenwick_seed import SeedFenwickSampler
+    from atari_dqn.bench.fenwick_seed import SeedFenwickSampler
 
     sampler = SeedFenwickSampler(capacity)
     priorities = np.arange(1, capacity + 1, dtype=np.float64)

@@ -23,7 +23,8 @@ MODEL_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
 _MODEL_RE = re.compile(r"^model_(\d{3,})\.safetensors$")
 # Files that mark a directory as holding a run (and that --force replaces).
-RUN_MARKERS = ("config.toml", "rewards.txt")
+RUN_MARKERS = ("config.toml", "rewards.txt", "games.csv")
+GAMES_HEADER = "step,score,length,train_seconds\n"
 
 
 class ArtifactError(ValueError):
@@ -137,6 +138,44 @@ class RunDir:
         kept = [ln for ln in lines if ln.endswith("\n") and int(ln.split()[1]) <= last_step]
         if kept != lines:
             atomic_write_text(self.rewards_path, "".join(kept))
+
+    @property
+    def games_path(self) -> Path:
+        return self.path / "games.csv"
+
+    def append_games(self, rows: list[tuple[int, float, int, float]]) -> None:
+        """Append finished training games ``(step, score, length, train_seconds)``.
+
+        Append-only, one write of whole lines per call (the file grows by a line per game, too
+        often to rewrite); a kill can leave at most an unterminated last line, which readers
+        skip and :meth:`truncate_games` removes on resume."""
+        if not self.games_path.exists():
+            atomic_write_text(self.games_path, GAMES_HEADER)
+        if not rows:
+            return
+        text = "".join(f"{s},{score:g},{n},{t:.3f}\n" for s, score, n, t in rows)
+        with self.games_path.open("a") as fh:
+            fh.write(text)
+            fh.flush()
+
+    def sync_games(self) -> None:
+        """Make what games.csv holds durable (called with each checkpoint)."""
+        if self.games_path.exists():
+            with self.games_path.open("rb+") as fh:
+                os.fsync(fh.fileno())
+
+    def truncate_games(self, last_step: int) -> None:
+        """Keep the header and the whole lines of games at or before ``last_step`` (resume:
+        the games after the checkpoint are played again, so they are not kept twice)."""
+        if not self.games_path.exists():
+            return
+        text = self.games_path.read_text()
+        lines = text.splitlines(keepends=True)
+        kept = [GAMES_HEADER] + [
+            ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= last_step
+        ]
+        if "".join(kept) != text:
+            atomic_write_text(self.games_path, "".join(kept))
 
     def model_path(self, index: int) -> Path:
         return self.path / f"model_{index:03d}{MODEL_SUFFIX}"

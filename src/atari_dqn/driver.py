@@ -77,6 +77,27 @@ class Driven:
     learner: Learner
     loop: Loop
     replay: RunReplay
+    train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
+
+
+class TrainClock:
+    """Wall seconds of training since the run started, across resumes: the time between
+    reports, less the evaluations inside it and the driver's own saving after it."""
+
+    def __init__(self, start: float) -> None:
+        self.seconds = start
+        self._mark = time.perf_counter()
+
+    def lap(self, excluded: float = 0.0) -> float:
+        """Add the time since the last mark (less ``excluded``); returns the total."""
+        now = time.perf_counter()
+        self.seconds += max(0.0, now - self._mark - excluded)
+        self._mark = now
+        return self.seconds
+
+    def pause_until_now(self) -> None:
+        """Leave out the time since the last mark (saving files, not training)."""
+        self._mark = time.perf_counter()
 
 
 def drive(parts: Driven, run: RunDir, console: Console) -> int:
@@ -93,9 +114,12 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
         f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
     )
     saved_at: list[int] = []
+    clock = TrainClock(parts.train_seconds)
+    run.append_games([])  # the header, so a run's games.csv exists from its start
 
     def checkpoint() -> None:
         saved_at.append(loop.step)
+        run.sync_games()
         info = save_checkpoint(
             run.path / CHECKPOINT_NAME,
             config=dataclasses.asdict(config),
@@ -103,6 +127,7 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
             replay=parts.replay,
             loop=loop,
             include_replay=config.checkpoint_replay,
+            extra={"train_seconds": clock.seconds},
         )
         console.log(
             f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB in {info.seconds:.2f} s"
@@ -136,12 +161,24 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
     postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
     try:
         for progress in loop.run():
+            result = progress.evaluation
+            seconds = clock.lap(excluded=result.seconds if result is not None else 0.0)
+            run.append_games(
+                [
+                    (step, score, length, seconds)
+                    for step, score, length in zip(
+                        progress.game_steps,
+                        progress.game_returns,
+                        progress.game_lengths,
+                        strict=True,
+                    )
+                ]
+            )
             bar.update(progress.step - bar.n)
             metrics.write(progress)
             postfix["eps"] = f"{progress.epsilon:.2f}"
             if progress.loss is not None:
                 postfix["loss"] = f"{progress.loss:.4f}"
-            result = progress.evaluation
             if result is not None:
                 run.append_reward(result.index, result.step, result.mean)
                 path = run.model_path(result.index)
@@ -149,11 +186,13 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
                 postfix["eval"] = f"{result.mean:.1f}"
                 console.log(
                     f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f} ± "
-                    f"{result.std:.1f} over {len(result.scores)} games -> {path.name}"
+                    f"{result.std:.1f} over {len(result.scores)} games in {result.seconds:.1f} s "
+                    f"-> {path.name}"
                 )
             bar.set_postfix(postfix, refresh=False)
             if result is not None or stop:
                 checkpoint()
+            clock.pause_until_now()
             if stop:
                 name = signal.Signals(stop[0]).name
                 console.log(
@@ -327,6 +366,8 @@ def resume_run(
         # Anything written after the checkpoint (a kill between an evaluation and its
         # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
         run.truncate_rewards(step)
+        run.truncate_games(step)
+        parts.train_seconds = float(target.state.get("extra", {}).get("train_seconds", 0.0))
         run.write_config(to_toml(config))
         console.say(f"resuming {run.path} at step {step}")
         return run

@@ -8,7 +8,7 @@ depends only on the weights being evaluated, not on what happened before.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,6 +29,7 @@ class EvalResult:
     index: int  # evaluation number (rewards.txt first column)
     step: int  # agent steps of training when evaluated
     scores: tuple[float, ...]  # raw full-game scores
+    seconds: float = field(default=0.0, compare=False)  # wall time it took (not a result)
 
     @property
     def mean(self) -> float:

@@ -9,6 +9,8 @@ agent steps; an evaluation every ``eval_every`` agent steps on a separate env.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,6 +55,7 @@ class Progress:
     q_mean: float | None = None
     game_returns: list[float] = field(default_factory=list)  # raw full-game scores finished
     game_lengths: list[int] = field(default_factory=list)  # agent steps per finished game
+    game_steps: list[int] = field(default_factory=list)  # the loop's step when each ended
     evaluation: EvalResult | None = None
     beta: float = 0.0  # prioritized replay's IS exponent at this step (schedule value)
     replay_stats: dict[str, float] = field(default_factory=dict)  # the replay's stats()
@@ -90,8 +93,10 @@ class Loop(Protocol):
 def evaluate_at(
     eval_env: gym.Env, act: ActFn, settings: LoopSettings, *, index: int, step: int
 ) -> EvalResult:
-    """Evaluation number ``index`` at agent step ``step``, as every loop schedules it."""
-    return scheduled_evaluation(
+    """Evaluation number ``index`` at agent step ``step``, as every loop schedules it; its
+    wall time is recorded so that training time can leave it out."""
+    start = time.perf_counter()
+    result = scheduled_evaluation(
         eval_env,
         act,
         index=index,
@@ -100,6 +105,7 @@ def evaluate_at(
         epsilon=settings.eval_epsilon,
         seed_base=settings.eval_seed,
     )
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
 
 def close_report(
@@ -248,6 +254,7 @@ class TrainLoop:
             self.step += int(vs.transition.sum())
             report.game_returns += vs.game_returns
             report.game_lengths += vs.game_lengths
+            report.game_steps += [self.step] * len(vs.game_returns)
             step = self.step
             if step >= self.next_sync:
                 self.agent.sync_target()

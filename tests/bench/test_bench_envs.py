@@ -7,15 +7,16 @@ import json
 
 import pytest
 
-from atari_dqn import envbench
+from atari_dqn.bench import envs as bench_envs
+from atari_dqn.bench.envs import envs_benchmark, envs_table
+from atari_dqn.cli import bench as cli_bench
 from atari_dqn.config import ConfigError
-from atari_dqn.envbench import add_envs_parser, envs_benchmark, envs_table
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="atari-dqn bench")
-    add_envs_parser(parser.add_subparsers(dest="bench", required=True))
-    return parser.parse_args(["envs", *argv])
+    parser = argparse.ArgumentParser(prog="atari-dqn")
+    cli_bench.add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["bench", "envs", *argv])
 
 
 def test_ale_backend_tiny_run_and_table() -> None:
@@ -33,7 +34,7 @@ def test_ale_backend_tiny_run_and_table() -> None:
 
 def test_envpool_rows_say_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = {"installed": False, "version": None, "error": "ImportError"}
-    monkeypatch.setattr(envbench, "envpool_status", lambda: missing)
+    monkeypatch.setattr(bench_envs, "envpool_status", lambda: missing)
     result = envs_benchmark(num_envs=[1], steps=50, repeats=1)
     rows = {r["backend"]: r for r in result["rows"]}
     assert rows["envpool"]["status"] == "not installed"
@@ -55,7 +56,7 @@ def test_envpool_rows_say_not_installed(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_bad_input_is_a_one_line_config_error(argv: list[str], message: str) -> None:
     args = _parse(argv)
-    assert args.handler is envbench.cmd_bench_envs
+    assert args.handler is cli_bench.cmd_bench_envs
     with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(")) as exc:
         args.handler(args)
     assert "\n" not in str(exc.value)
@@ -77,6 +78,6 @@ def test_envpool_row_and_frames_match() -> None:
         rows["envpool"]["steps_per_s"] / rows["ale"]["steps_per_s"])  # fmt: skip
     assert "x" in next(x for x in envs_table(result).splitlines() if x.startswith("envpool"))
     # Breakout, no no-ops, no sticky actions: both emulators give the same frames.
-    check = envbench.compare_frames(steps=300)
+    check = bench_envs.compare_frames(steps=300)
     assert check["status"] == "ok" and check["frames"] == 301
-    assert check["exact"], envbench.compare_line(check)
+    assert check["exact"], bench_envs.compare_line(check)

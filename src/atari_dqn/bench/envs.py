@@ -63,7 +63,7 @@ def _game(env_id: str) -> tuple[str, float]:
 def envpool_status() -> dict[str, Any]:
     """``{"installed": bool, "version": str | None, "error": str | None}`` (no crash)."""
     try:
-        import envpool  # type: ignore[import-not-found]  # optional
+        import envpool
     except Exception as exc:  # ImportError, or a wheel that does not load here
         return {"installed": False, "version": None, "error": f"{type(exc).__name__}: {exc}"}
     return {"installed": True, "version": getattr(envpool, "__version__", "?"), "error": None}
@@ -81,7 +81,7 @@ def envpool_base_path(game: str) -> str | None:
     ``ale_py/roms/<game>.bin``, so a folder ``atari/roms`` linked there serves both.
     """
     import ale_py.roms
-    import envpool  # type: ignore[import-not-found]  # optional
+    import envpool
 
     if _registered(game):
         own = envpool.make_spec(envpool_task(game)).config.base_path
@@ -98,7 +98,7 @@ def envpool_base_path(game: str) -> str | None:
 
 
 def _registered(game: str) -> bool:
-    import envpool  # type: ignore[import-not-found]  # optional
+    import envpool
 
     return envpool_task(game) in envpool.list_all_envs()
 
@@ -152,7 +152,7 @@ class EnvPoolBackend:
 
     def __init__(self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX,
                  seed: int = 0) -> None:  # fmt: skip
-        import envpool  # type: ignore[import-not-found]  # optional
+        import envpool
 
         game, sticky = _game(env_id)
         if not _registered(game):
@@ -398,3 +398,11 @@ def compare_line(c: Result) -> str:
             f"{c['max_abs_diff']}, mean |diff| {c['mean_abs_diff']:.3f}, up to "
             f"{c['max_differing_pixels']} pixels; mismatches: rewards {c['reward_mismatches']}, "
             f"lives {c['lives_mismatches']}, game ends {c['game_end_mismatches']}")  # fmt: skip
+
+
+def envs_report(result: Result) -> str:
+    """The table of ``bench envs``, and the frame check's line when it ran."""
+    text = envs_table(result)
+    if "frame_check" in result:
+        text += "\n" + compare_line(result["frame_check"])
+    return text

@@ -21,7 +21,7 @@ import torch
 
 from atari_dqn.agent import DQNAgent
 from atari_dqn.bench.timing import Result, check_positive
-from atari_dqn.build import build_agent, resolve_device
+from atari_dqn.build import build_agent, build_online, resolve_device
 from atari_dqn.config import Config, preset_config
 from atari_dqn.replay.storage import Batch
 
@@ -61,10 +61,11 @@ def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Batch:
 
 
 def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.device) -> DQNAgent:
-    """The agent a training run of ``config`` builds (:func:`atari_dqn.build.build_agent`), with
-    the variant's update settings; every variant starts from the same weights."""
+    """The agent a training run of ``config`` builds (:mod:`atari_dqn.build`), with the
+    variant's update settings; every variant starts from the same weights."""
     config = config.replace(fused_adam=v.fused, channels_last=v.channels_last, bf16=v.bf16)
-    agent = build_agent(config, num_actions, device, generator=torch.Generator().manual_seed(0))
+    online = build_online(config, num_actions, device, generator=torch.Generator().manual_seed(0))
+    agent = build_agent(config, num_actions, device, online=online)
     if v.compile:  # torch.compile of a Module is a Module (OptimizedModule)
         agent.online = cast(torch.nn.Module, torch.compile(agent.online))
         agent.target = cast(torch.nn.Module, torch.compile(agent.target))

@@ -1,18 +1,25 @@
-"""``atari-dqn bench ...``: every benchmark's parser, registered in this one place."""
+"""``atari-dqn bench ...``: every benchmark's parser and handler, in this one place.
+
+A handler checks its flags (bad input: a one-line UsageError, exit 2), calls its benchmark in
+:mod:`atari_dqn.bench` and prints the table or the JSON. A bench module is imported only when
+its command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from atari_dqn.bench.envs import DEFAULT_ENV  # numpy only: no torch to parse
+from atari_dqn.cli.common import Parser, need_ray
+from atari_dqn.config import PRESETS, ConfigError, UsageError, preset_config
 
-from atari_dqn.cli.common import Parser
-from atari_dqn.config import PRESETS, UsageError, preset_config
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[Parser]
 
 
-def add_bench_parser(sub: Any) -> None:
-    """``bench replay`` and ``bench train``: measured in bench.py, side by side with baselines."""
+def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
+    """``atari-dqn bench WHAT``: one sub-command per module of :mod:`atari_dqn.bench`."""
     bench = sub.add_parser(
         "bench",
         help="throughput and memory benchmarks, side by side with their baselines",
@@ -84,15 +91,12 @@ def add_bench_parser(sub: Any) -> None:
     bm.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     bm.add_argument("--json", action="store_true", help="print one JSON object instead")
     bm.set_defaults(handler=cmd_bench_memory)
-    _add_bench_actors_parser(what)
-    from atari_dqn.envbench import add_envs_parser
-    from atari_dqn.updatebench import add_update_parser
-
-    add_envs_parser(what)
-    add_update_parser(what)
+    _add_actors_parser(what)
+    _add_envs_parser(what)
+    _add_update_parser(what)
 
 
-def _add_bench_actors_parser(what: Any) -> None:
+def _add_actors_parser(what: Subparsers) -> None:
     ba = what.add_parser(
         "actors",
         help="env steps/s that 1, 2, 4, ... Ape-X actors collect into the replay",
@@ -119,8 +123,146 @@ def _add_bench_actors_parser(what: Any) -> None:
     ba.set_defaults(handler=cmd_bench_actors)
 
 
+def _add_envs_parser(what: Subparsers) -> None:
+    be = what.add_parser(
+        "envs",
+        help="random-play env steps/s of ale-py's AtariVectorEnv vs EnvPool, per N",
+        description="Build both vectorised envs with the training loop's settings (84x84 "
+        "gray, frame skip 4, 30 no-ops, FIRE reset, full games), drive them with send/recv and "
+        "random actions, and time --steps env steps per backend and N, interleaved; prints the "
+        "median steps/s and envpool/ale. --check also compares their frames.",
+    )
+    be.add_argument("--env", default=DEFAULT_ENV, metavar="ID",
+                    help=f"game id [default: {DEFAULT_ENV}]")  # fmt: skip
+    be.add_argument("--num-envs", default="1,8,16", metavar="N[,N]",
+                    help="env counts, one row each per backend [default: 1,8,16]")  # fmt: skip
+    be.add_argument("--steps", type=int, default=4000, metavar="N",
+                    help="env steps timed per backend, N and repeat [default: 4000]")  # fmt: skip
+    be.add_argument("--repeats", type=int, default=3, metavar="N",
+                    help="interleaved repeats, the median shown [default: 3]")  # fmt: skip
+    be.add_argument("--backends", default="ale,envpool", metavar="B[,B]",
+                    help="backends: ale, envpool [default: ale,envpool]")  # fmt: skip
+    be.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="worker threads of both pools [default: min(N, CPUs)]")  # fmt: skip
+    be.add_argument("--seed", type=int, default=0, help="env and action seed [default: 0]")
+    be.add_argument("--check", action="store_true",
+                    help="also step both with one action sequence and compare frames")  # fmt: skip
+    be.add_argument("--json", action="store_true", help="print one JSON object instead")
+    be.set_defaults(handler=cmd_bench_envs)
+
+
+def _add_update_parser(what: Subparsers) -> None:
+    bu = what.add_parser(
+        "update",
+        help="ms of one gradient update alone, per variant (fused Adam, channels-last, bf16, "
+        "compile) and thread count",
+        description="Time one update on a fixed batch for each variant and torch thread count, "
+        "side by side; report the speed-up over the plain path and how far each variant's "
+        "first loss and TD errors are from the plain path's.",
+    )
+    bu.add_argument("--preset", default="seed", help="settings of the update [default: seed]")
+    bu.add_argument(
+        "--threads",
+        default=None,
+        metavar="N[,N]",
+        help="torch CPU thread counts, one block each [default: torch's choice]",
+    )
+    bu.add_argument("--batch", type=int, default=32, metavar="N", help="batch size [default: 32]")
+    bu.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        metavar="N",
+        help="rounds of timing, the median shown [default: 7]",
+    )
+    bu.add_argument(
+        "--inner",
+        type=int,
+        default=5,
+        metavar="N",
+        help="updates per variant per round [default: 5]",
+    )
+    bu.add_argument(
+        "--compile",
+        action="store_true",
+        help="also a torch.compile variant (compiling takes a minute or more)",
+    )
+    bu.add_argument("--device", default="cpu", help="torch device [default: cpu]")
+    bu.add_argument("--json", action="store_true", help="print one JSON object instead")
+    bu.set_defaults(handler=cmd_bench_update)
+
+
+# ---------------------------------------------------------------------- handlers
+def cmd_bench_replay(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.replay import replay_benchmark, replay_table
+    from atari_dqn.bench.timing import check_positive, print_result
+
+    check_positive(capacity=args.capacity, batch=args.batch, reps=args.reps)
+    result = replay_benchmark(args.capacity, args.batch, reps=args.reps)
+    print_result(result, replay_table, args.json)
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.timing import check_positive, print_result
+    from atari_dqn.bench.train import (
+        TrainBenchSettings,
+        parse_kinds,
+        train_benchmark,
+        train_report,
+    )
+
+    kinds = parse_kinds(args.replay)
+    presets = [p.strip() for p in args.preset.split(",") if p.strip()]
+    for p in presets:
+        preset_config(p)  # ConfigError names an unknown preset
+    try:
+        num_envs = [int(n) for n in str(args.num_envs).split(",") if n.strip()]
+    except ValueError:
+        msg = f"--num-envs takes comma-separated integers, got {args.num_envs!r}"
+        raise ConfigError(msg) from None
+    check_positive(steps=args.steps, repeats=args.repeats, num_envs=min(num_envs or [0]))
+    if not presets:
+        raise ConfigError("--preset needs at least one preset")
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
+    check_positive(buffer_size=args.buffer_size, threads=args.threads)  # None: not given
+    settings = TrainBenchSettings(
+        steps=args.steps,
+        warmup=args.warmup,
+        preset=presets[0],
+        device=args.device,
+        buffer_size=args.buffer_size,
+        threads=args.threads,
+    )
+    result = train_benchmark(
+        settings,
+        presets=presets,
+        kinds=kinds,
+        num_envs=num_envs,
+        repeats=args.repeats,
+        bf16=args.bf16,
+        seed_loop=args.seed_loop,
+        with_ceilings=args.ceilings,
+    )
+    print_result(result, train_report, args.json)
+    return 0
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.memory import memory_config, memory_soak, memory_table
+    from atari_dqn.bench.timing import print_result
+
+    config = memory_config(
+        args.preset, steps=args.steps, buffer_size=args.buffer_size, device=args.device
+    )
+    print_result(memory_soak(config), memory_table, args.json)
+    return 0
+
+
 def cmd_bench_actors(args: argparse.Namespace) -> int:
-    import functools
+    from atari_dqn.bench.timing import print_result
+    from atari_dqn.build import check_training_input
 
     for name in ("max_actors", "steps", "block", "buffer_size"):
         if getattr(args, name) <= 0:
@@ -128,10 +270,9 @@ def cmd_bench_actors(args: argparse.Namespace) -> int:
     config = preset_config(args.preset).replace(
         replay=args.replay, buffer_size=args.buffer_size, device="cpu"
     )
-    config.validate()
     actions, _ = check_training_input(config)
-    _need_ray("bench actors")
-    from atari_dqn.distributed.bench import actor_counts, actors_benchmark, print_result
+    need_ray("bench actors")
+    from atari_dqn.bench.actors import actor_counts, actors_benchmark, actors_table
 
     result = actors_benchmark(
         config,
@@ -139,29 +280,37 @@ def cmd_bench_actors(args: argparse.Namespace) -> int:
         counts=actor_counts(args.max_actors),
         steps=args.steps,
         block=args.block,
-        make_replay=functools.partial(build_replay, config, np.random.default_rng(config.seed)),
         address=args.ray_address,
     )
-    print_result(result, args.json)
+    print_result(result, actors_table, args.json, indent=2)
     return 0
 
 
-# ---------------------------------------------------------------------- bench
-def cmd_bench_replay(args: argparse.Namespace) -> int:
-    from atari_dqn.bench import cmd_replay
+def cmd_bench_envs(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.envs import check_backends, compare_frames, envs_benchmark, envs_report
+    from atari_dqn.bench.timing import check_positive, parse_ints, print_result
 
-    return cmd_replay(args)
-
-
-def cmd_bench_memory(args: argparse.Namespace) -> int:
-    from atari_dqn.bench import cmd_memory
-
-    return cmd_memory(args, build=build_training)
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from atari_dqn.bench import cmd_train
-
-    return cmd_train(args, build=build_training)  # bench times runs; the CLI builds them
+    num_envs = parse_ints(args.num_envs, "--num-envs")
+    backends = check_backends([b.strip() for b in args.backends.split(",") if b.strip()])
+    check_positive(steps=args.steps, threads=args.threads, repeats=args.repeats)
+    result = envs_benchmark(
+        args.env, num_envs, args.steps, backends, args.threads, args.seed, repeats=args.repeats
+    )
+    if args.check:
+        result["frame_check"] = compare_frames(args.env, seed=args.seed)
+    print_result(result, envs_report, args.json)
+    return 0
 
 
+def cmd_bench_update(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.timing import parse_ints, print_result
+    from atari_dqn.bench.update import update_benchmark, update_table
+
+    threads = parse_ints(args.threads, "--threads") if args.threads is not None else None
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    result = update_benchmark(preset=args.preset, threads=threads, batch_size=args.batch,
+                              rounds=args.rounds, inner=args.inner, compile=args.compile,
+                              device=args.device)  # fmt: skip
+    print_result(result, update_table, args.json)
+    return 0

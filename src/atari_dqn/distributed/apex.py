@@ -404,6 +404,7 @@ class ApexLoop:
             self.step += harvest.steps
             report.game_returns += harvest.game_returns
             report.game_lengths += harvest.game_lengths
+            report.game_steps += [self.step] * len(harvest.game_returns)
             evaluation = None
             if self.step >= self.next_eval:
                 index = self.next_eval // s.eval_every

@@ -1,0 +1,33 @@
+"""``atari-dqn bench``: bad input is one line on stderr and exit status 2, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from atari_dqn.cli import main
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["replay", "--capacity", "0"], "--capacity must be positive"),
+        (["replay", "--batch", "-3"], "--batch must be positive"),
+        (["replay", "--capacity", "100", "--batch", "64"], "too small for --batch"),
+        (["train", "--steps", "0"], "--steps must be positive"),
+        (["train", "--warmup", "-1"], "--warmup must be >= 0"),
+        (["train", "--replay", "uniform,fifo"], "unknown replay kind 'fifo'"),
+        (["train", "--replay", ","], "--replay needs at least one of"),
+        (["train", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_bench_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys) -> None:
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_needs_a_subcommand(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench"])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
