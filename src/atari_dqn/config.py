@@ -179,7 +179,7 @@ _NATURE: dict[str, Any] = {
     "actions": "minimal",
     "buffer_size": 1_000_000,
     "lr": 1e-4,
-    "adam_eps": 1.5e-4,
+    "adam_eps": 1e-8,  # PyTorch's default, as CleanRL's and SB3's DQN at lr 1e-4
     "warmup_steps": 50_000,
     "eps_end": 0.1,
     "eps_decay": 1_000_000,
@@ -200,6 +200,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "beta0": 0.4,
         "n_step": 3,
         "lr": 6.25e-5,
+        "adam_eps": 1.5e-4,
         "warmup_steps": 20_000,
         "target_update": 8_000,
         "eps_end": 0.01,
@@ -211,12 +212,13 @@ PRESET_HELP: dict[str, str] = {
     "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
     "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
     "nature": "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
-    "minimal action set) with Adam lr 1e-4 in place of RMSProp, as CleanRL does.",
+    "minimal action set) with Adam lr 1e-4 and PyTorch's default eps 1e-8 in place of RMSProp, "
+    "as CleanRL and SB3 do.",
     "double": "nature + Double DQN targets (van Hasselt et al. 2016).",
     "dueling": "double + the dueling head (Wang et al. 2016, who also used double targets).",
     "rainbow-lite": "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
-    "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5, "
-    "epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
+    "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5 with "
+    "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
 }
 
 
