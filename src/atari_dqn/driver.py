@@ -16,14 +16,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from atari_dqn.artifacts import RunDir, load_model, save_model
-from atari_dqn.build import Learner, build_learner, build_training, check_training_input
+from atari_dqn.build import Learner, build_training, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     Stateful,
@@ -37,8 +38,6 @@ from atari_dqn.metrics import MetricsWriter
 
 if TYPE_CHECKING:
     from tqdm import tqdm
-
-    from atari_dqn.distributed.settings import ApexSettings
 
 # Settings that may differ on --resume without changing what the run is.
 RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay")
@@ -78,6 +77,7 @@ class Driven:
     loop: Loop
     replay: RunReplay
     train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
+    banner: str | None = None  # one line on how the run is laid out, said when it starts
 
 
 class TrainClock:
@@ -220,37 +220,31 @@ def default_out(config: Config) -> Path:
 
 
 OpenRun = Callable[[Driven], RunDir]
+# Builds the parts of a run from its config (and the weights to start from) for as long as the
+# context lasts: one process by default; ``distributed.apex.apex_launch`` for an Ape-X run.
+Launch = Callable[[Config, Path | None], AbstractContextManager[Driven]]
+
+
+@contextmanager
+def single_process(config: Config, restore: Path | None) -> Iterator[Driven]:
+    training = build_training(config, restore=restore)
+    yield Driven(training.learner, training.loop, training.replay)
 
 
 def _launch(
     config: Config,
     open_run: OpenRun,
     console: Console,
-    *,
+    launch: Launch,
     restore: Path | None = None,
-    apex: ApexSettings | None = None,
-    ray_address: str | None = None,
 ) -> int:
-    """Build the run (single process, or the Ape-X learner with actors on Ray), open its run
-    directory with ``open_run`` (which may load a checkpoint into the parts), drive it."""
-    if apex is None:
-        training = build_training(config, restore=restore)
-        parts = Driven(training.learner, training.loop, training.replay)
-        return drive(parts, open_run(parts), console)
-    from atari_dqn.distributed.apex import start_apex
-
-    learner = build_learner(config, restore=restore)
-    ray_run = start_apex(learner, apex, address=ray_address)
-    try:
-        parts = Driven(learner, ray_run.loop, ray_run.replay)
+    """Build the run, open its run directory with ``open_run`` (which may load a checkpoint
+    into the parts), drive it; whatever ``launch`` started is stopped after."""
+    with launch(config, restore) as parts:
         run = open_run(parts)
-        console.say(
-            f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights published "
-            f"every {apex.publish_every} updates, blocks of {apex.block} steps"
-        )
+        if parts.banner:
+            console.say(parts.banner)
         return drive(parts, run, console)
-    finally:
-        ray_run.close()
 
 
 def start_run(
@@ -260,8 +254,7 @@ def start_run(
     force: bool = False,
     restore: Path | None = None,
     quiet: bool = False,
-    apex: ApexSettings | None = None,
-    ray_address: str | None = None,
+    launch: Launch = single_process,
 ) -> int:
     """Train a new run of ``config`` into ``out`` (default ``runs/<game>-<preset>-s<seed>-<time>``).
 
@@ -270,8 +263,6 @@ def start_run(
     if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
         config = config.replace(beta_steps=config.total_steps)
     check_training_input(config)
-    if apex is not None:
-        apex.validate(config)
     if restore is not None:
         load_model(restore)
     out = out if out is not None else default_out(config)
@@ -283,8 +274,7 @@ def start_run(
         run.write_config(to_toml(config))
         return run
 
-    console = Console(quiet)
-    return _launch(config, new_run, console, restore=restore, apex=apex, ray_address=ray_address)
+    return _launch(config, new_run, Console(quiet), launch, restore=restore)
 
 
 @dataclass(frozen=True)
@@ -345,14 +335,8 @@ def check_resume(run_dir: Path, changes: dict[str, Any]) -> Resumable:
     return Resumable(run, config, state, step)
 
 
-def resume_run(
-    target: Resumable,
-    *,
-    quiet: bool = False,
-    apex: ApexSettings | None = None,
-    ray_address: str | None = None,
-) -> int:
-    """Continue a checked run from its checkpoint (``apex``: the settings it was saved with)."""
+def resume_run(target: Resumable, *, quiet: bool = False, launch: Launch = single_process) -> int:
+    """Continue a checked run from its checkpoint (``launch``: as the run was started)."""
     run, config, step = target.run, target.config, target.step
     console = Console(quiet)
 
@@ -372,4 +356,4 @@ def resume_run(
         console.say(f"resuming {run.path} at step {step}")
         return run
 
-    return _launch(config, resume, console, apex=apex, ray_address=ray_address)
+    return _launch(config, resume, console, launch)

@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from atari_dqn import driver
 from atari_dqn.cli.common import need_ray
 from atari_dqn.config import PRESETS, Config, UsageError, load_toml, preset_config
 from atari_dqn.distributed.settings import ApexSettings
@@ -141,8 +142,6 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from atari_dqn import driver
-
     if args.resume is not None:
         return _resume(args)
     config = resolve_config(args)  # ---- everything a user can get wrong, before any work
@@ -153,15 +152,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         restore=args.restore,
         quiet=args.quiet,
-        apex=apex,
-        ray_address=args.ray_address,
+        launch=_launcher(apex, args.ray_address),
     )
+
+
+def _launcher(apex: ApexSettings | None, address: str | None) -> driver.Launch:
+    """One process, or an Ape-X run on Ray (imported only then)."""
+    if apex is None:
+        return driver.single_process
+    from atari_dqn.distributed.apex import apex_launch
+
+    return apex_launch(apex, address)
 
 
 def _resume(args: argparse.Namespace) -> int:
     """Continue the run in ``args.resume`` from its checkpoint, with its own config."""
-    from atari_dqn import driver
-
     for flag, given in (
         ("--out", args.out is not None),
         ("--force", args.force),
@@ -174,7 +179,7 @@ def _resume(args: argparse.Namespace) -> int:
     changes = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     target = driver.check_resume(args.resume, changes)
     apex = _resumed_apex_settings(args, target.state, target.config)
-    return driver.resume_run(target, quiet=args.quiet, apex=apex, ray_address=args.ray_address)
+    return driver.resume_run(target, quiet=args.quiet, launch=_launcher(apex, args.ray_address))
 
 
 # ---------------------------------------------------------------------- distributed (Ray)

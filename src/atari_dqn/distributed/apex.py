@@ -22,6 +22,7 @@ ratio; when the actors outrun it, it makes fewer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -30,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -38,10 +40,11 @@ import ray
 import torch
 
 from atari_dqn.agent import DQNAgent, UpdateResult
-from atari_dqn.build import Learner, build_replay
+from atari_dqn.build import Learner, build_learner, build_replay
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
+from atari_dqn.driver import Driven, Launch
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.loop import LoopSettings, Progress, close_report, evaluate_at
 from atari_dqn.replay import Replay
@@ -526,6 +529,28 @@ def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = No
             ray.shutdown()
         raise
     return ApexRun(loop, replay, pool, owns_ray)
+
+
+def apex_launch(apex: ApexSettings, address: str | None = None) -> Launch:
+    """How the driver builds an ``--actors`` run: the learner here, the actors and the replay
+    server on Ray (started or joined), all stopped when the run ends."""
+
+    @contextlib.contextmanager
+    def launch(config: Config, restore: Path | None) -> Iterator[Driven]:
+        learner = build_learner(config, restore=restore)
+        ray_run = start_apex(learner, apex, address=address)
+        try:
+            yield Driven(
+                learner,
+                ray_run.loop,
+                ray_run.replay,
+                banner=f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights "
+                f"published every {apex.publish_every} updates, blocks of {apex.block} steps",
+            )
+        finally:
+            ray_run.close()
+
+    return launch
 
 
 def collect_rate(pool: ActorPool, steps: int, *, warmup: int) -> float:

@@ -3,10 +3,11 @@
 Each trial is an ordinary training run (its :class:`Config` given to the driver's
 ``start_run``, or ``resume_run``, in the trial's process) with its own run directory
 ``SWEEP_DIR/trial_NNN``, and the resources the spec asks for. A sweep directory remembers its
-spec (``sweep.toml``); running the same spec into it again resumes it: complete trials (checkpoint at ``total_steps``) are skipped, interrupted ones continue with
-``--resume``, the rest start. At the end: a table of the trials ranked by final evaluation
-(``trials.csv``), and ``plot``'s curves and group table of the runs grouped by configuration
-(``curves.png``, ``curves.csv``).
+spec (``sweep.toml``); running the same spec into it again resumes it: complete trials
+(checkpoint at ``total_steps``) are skipped, interrupted ones continue with ``--resume``, the
+rest start. At the end: a table of the trials ranked by final evaluation (``trials.csv``), and
+``plot``'s curves and group table of the runs grouped by configuration (``curves.png``,
+``curves.csv``).
 """
 
 from __future__ import annotations
