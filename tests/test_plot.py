@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from atari_dqn.artifacts import GAMES_HEADER
 from atari_dqn.cli import main
 from atari_dqn.config import Config, to_toml
-from atari_dqn.plot import Group, bootstrap_ci, interquartile_mean, load_run
+from atari_dqn.plot import (
+    TABLE_COLUMNS,
+    Group,
+    PlotError,
+    View,
+    bootstrap_ci,
+    interquartile_mean,
+    load_run,
+    parse_thresholds,
+    plot_runs,
+    threshold_columns,
+    threshold_name,
+)
 
 # Two configurations (uniform vs prioritized replay) x three seeds, of different lengths (and so
 # different total_steps, which does not split a group). Scores are per evaluation, every 1000.
@@ -189,3 +205,236 @@ def test_bad_plot_input(runs: list[Path], tmp_path: Path, capsys) -> None:
     bad(["plot", str(runs[0]), "-o", str(tmp_path / "x.svg")], "must be a .png file", capsys)
     bad(["plot", str(runs[0]), "-o", str(tmp_path / "no" / "x.png")], "does not exist", capsys)
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
+
+
+# ---------------------------------------------------------------------- games.csv: --metric, --x,
+# --threshold. Training games (step, score, train_seconds) and evaluations by hand, window 1000.
+GAMES = {
+    # 1 minute per 1000 steps. Windows (0,1000]: {1,3} -> 2; (1000,2000]: {10,20} -> 15;
+    # (2000,3000]: {30} -> 30. Trailing mean over (step-1000, step] at each game: 1, 2,
+    # {3,10} 6.5, {10,20} 15 -> reaches 15 at step 1900, 114 s = 1.9 min.
+    ("uniform", 1): [(300, 1, 18), (800, 3, 48), (1500, 10, 90), (1900, 20, 114), (2600, 30, 156)],
+    # 2 minutes per 1000 steps. Windows: {0,10} -> 5 at 1000; {20} -> 20 at 2000. Trailing: 0,
+    # {0,10} 5, then (400,1400] = {10,20} 15 (the game at 400 is out: the window is open on the
+    # left) -> 15 at step 1400, 168 s = 2.8 min. Its games.csv also has an unterminated line.
+    ("uniform", 2): [(400, 0, 48), (900, 10, 108), (1400, 20, 168)],
+    # A game ending at 1000 is in (0,1000]: window 15 at 1000, 5 at 3000. Trailing {15} = 15 >= 15
+    # at its first game: step 1000, 30 s = 0.5 min.
+    ("uniform", 3): [(1000, 15, 30), (2500, 5, 75)],
+    # Windows 16, 4; trailing {16} at 600 (36 s = 0.6 min).
+    ("prioritized", 1): [(600, 16, 36), (1700, 4, 102)],
+    # Windows 10, 25; trailing 10, then (200,1200] = {10,25} 17.5 at 1200 (72 s = 1.2 min).
+    ("prioritized", 2): [(500, 10, 30), (1200, 25, 72)],
+    # Windows 2, 14; trailing 2, (600,1600] = {2,14} 8: never reaches 15.
+    ("prioritized", 3): [(800, 2, 48), (1600, 14, 96)],
+}
+# Evaluations at 1000, 2000, ...; first >= 5 (the clock: rows interpolated, (0, 0) first, beyond
+# the last row the run's mean rate):
+EVALS = {
+    ("uniform", 1): [1.0, 6.0, 8.0],  # 2000: 114 + 100 * 42/700 = 120 s = 2.0 min
+    ("uniform", 2): [2.0, 5.0],  # 2000 > 1400: 2000 * 168/1400 = 240 s = 4.0 min
+    ("uniform", 3): [0.0, 0.0, 9.0],  # 3000 > 2500: 3000 * 75/2500 = 90 s = 1.5 min
+    ("prioritized", 1): [0.0],  # never
+    ("prioritized", 2): [7.0],  # 1000: 30 + 500 * 42/700 = 60 s = 1.0 min
+    ("prioritized", 3): [3.0, 6.0],  # 2000 (no clock in the eval test: its games.csv removed)
+}
+
+
+def write_games(run: Path, rows: Sequence[tuple[int, float, float]], tail: str = "") -> None:
+    lines = "".join(f"{step},{score:g},100,{seconds:.3f}\n" for step, score, seconds in rows)
+    (run / "games.csv").write_text(GAMES_HEADER + lines + tail)
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> list[Path]:
+    paths = []
+    for (replay, seed), rows in GAMES.items():
+        run = make_run(tmp_path / "t" / f"{replay}-s{seed}", replay, seed, EVALS[replay, seed])
+        # uniform-s2: a game being written right now; read, it would put 99 in (1000, 2000].
+        write_games(run, rows, tail="1800,99,100,2" if (replay, seed) == ("uniform", 2) else "")
+        paths.append(run)
+    return paths
+
+
+def test_games_csv_is_read_up_to_its_last_whole_line_and_tells_minutes(trained) -> None:
+    games = load_run(trained[1]).games
+    assert games is not None
+    assert games.steps.tolist() == [400, 900, 1400]  # not the unterminated 1800
+    assert games.scores.tolist() == [0.0, 10.0, 20.0]
+    assert games.seconds.tolist() == [48.0, 108.0, 168.0]
+    # (0, 0) first: 200 -> 24 s; 650 -> 48 + 250 * 60/500 = 78 s; 1400 -> 168 s; beyond: the mean
+    # rate 168/1400 s per step: 2100 -> 252 s.
+    minutes = games.minutes(np.array([0, 200, 650, 1400, 2100]))
+    assert minutes == pytest.approx([0.0, 0.4, 1.3, 2.8, 4.2])
+    assert load_run(trained[1], games="no").games is None
+
+
+def test_train_metric_points_are_window_means_at_the_window_ends(trained) -> None:
+    u1, u2, u3 = (load_run(p) for p in trained[:3])
+    view = View("train", "steps", 1000)
+    steps, values = view.values(u1)
+    assert steps.tolist() == [1000, 2000, 3000] and values.tolist() == [2.0, 15.0, 30.0]
+    assert view.values(u3)[0].tolist() == [1000, 3000]  # (2000, 3000] only: no empty window
+    assert view.values(u3)[1].tolist() == [15.0, 5.0]
+    assert View("train", "steps", 2000).values(u1)[1].tolist() == [(1 + 3 + 10 + 20) / 4, 30.0]
+    # x = minutes: 1000 -> 48 + 200 * 42/700 = 60 s; 2000 -> 120 s; 3000 > 2600: 3000 * 0.06 s.
+    x, y = View("train", "minutes", 1000).points(u1)
+    assert x == pytest.approx([1.0, 2.0, 3.0]) and y.tolist() == [2.0, 15.0, 30.0]
+    # The group curve at the shared window ends: 1000: (2+5+15)/3; 2000: (15+20)/2; 3000: (30+5)/2.
+    xs, mean, _, _ = Group("u", (u1, u2, u3)).curve(view)
+    assert xs.tolist() == [1000, 2000, 3000] and mean == pytest.approx([22 / 3, 17.5, 17.5])
+    assert "training-game" in view.ylabel and "1000" in view.ylabel
+    assert "evaluation" in View().ylabel and "minutes" in View(x="minutes").xlabel
+    # First reach of 15 (step, minutes): see GAMES.
+    assert view.first_reach(u1, 15) == (1900, pytest.approx(1.9))
+    assert view.first_reach(u2, 15) == (1400, pytest.approx(2.8))
+    assert view.first_reach(u3, 15) == (1000, pytest.approx(0.5))
+    assert view.first_reach(u3, 15.5) is None
+
+
+def test_plot_train_metric_with_thresholds_end_to_end(trained, tmp_path: Path, capsys) -> None:
+    png = tmp_path / "train.png"
+    args = ["plot", *map(str, trained), "--metric", "train", "--window", "1000"]
+    assert main([*args, "-o", str(png), "--threshold", "15", "--threshold", "100,15"]) == 0
+    assert iio.imread(png).std() > 0
+    with (tmp_path / "train.csv").open() as fh:
+        header = next(csv.reader(fh))
+    assert header == [*TABLE_COLUMNS, *threshold_columns(15), *threshold_columns(100)]
+    assert threshold_columns(15)[:2] == ("reached_15", "steps_to_15_median")
+    table = read_csv(tmp_path / "train.csv")
+    u, p = table["replay=uniform"], table["replay=prioritized"]
+    # Finals: the last window of each run: 30 (3000), 20 (2000), 5 (3000); best 30.
+    assert float(u["final_mean"]) == pytest.approx(55 / 3, abs=1e-4)
+    assert float(u["final_std"]) == pytest.approx(np.std([30.0, 20.0, 5.0]), abs=1e-4)
+    assert (u["final_step_min"], u["final_step_max"], float(u["best"])) == ("2000", "3000", 30.0)
+    assert (
+        float(p["final_mean"]) == pytest.approx((4 + 25 + 14) / 3, abs=1e-4)
+        and float(p["best"]) == 25
+    )
+    # 15 reached by all uniform runs at steps 1900, 1400, 1000 and minutes 1.9, 2.8, 0.5.
+    assert u["reached_15"] == "3/3"
+    assert (u["steps_to_15_median"], u["steps_to_15_min"], u["steps_to_15_max"]) == (
+        "1400", "1000", "1900",
+    )  # fmt: skip
+    minutes = [float(u[f"minutes_to_15_{s}"]) for s in ("median", "min", "max")]
+    assert minutes == pytest.approx([1.9, 0.5, 2.8])
+    # Prioritized: 2 of 3 (steps 600 and 1200, 0.6 and 1.2 min); the median is of those two.
+    assert p["reached_15"] == "2/3"
+    assert (p["steps_to_15_median"], p["steps_to_15_min"], p["steps_to_15_max"]) == (
+        "900", "600", "1200",
+    )  # fmt: skip
+    assert float(p["minutes_to_15_median"]) == pytest.approx(0.9)
+    assert u["reached_100"] == "0/3" and u["steps_to_100_median"] == u["minutes_to_100_max"] == ""
+    out = capsys.readouterr().out
+    assert "1400 [1000-1900]" in out and "1.9 [0.5-2.8]" in out
+    assert "not reached by 1/3; 2 did: 900 [600-1200]" in out
+    assert "not reached by 1/3; 2 did: 0.9 [0.6-1.2]" in out
+    assert "reached 100" in out and "not reached" in out
+    # The table does not depend on the x axis.
+    minutes_png = tmp_path / "train-minutes.png"
+    assert main([*args, "-o", str(minutes_png), "--x", "minutes", "--threshold", "15"]) == 0
+    again = read_csv(tmp_path / "train-minutes.csv")
+    assert [again[g][c] for g in again for c in TABLE_COLUMNS] == [
+        table[g][c] for g in table for c in TABLE_COLUMNS
+    ]
+    assert again["replay=prioritized"]["steps_to_15_median"] == "900"
+
+
+def test_eval_threshold_steps_and_clock_minutes(trained, tmp_path: Path, capsys) -> None:
+    (trained[5] / "games.csv").unlink()  # prioritized-s3: a run from before games.csv
+    png = tmp_path / "eval.png"
+    assert main(["plot", *map(str, trained), "-o", str(png), "--threshold", "5"]) == 0
+    table = read_csv(tmp_path / "eval.csv")
+    u, p = table["replay=uniform"], table["replay=prioritized"]
+    # Uniform: first evaluation >= 5 at 2000, 2000, 3000; minutes 2.0, 4.0, 1.5 (see EVALS).
+    assert (u["reached_5"], u["steps_to_5_median"], u["steps_to_5_min"]) == ("3/3", "2000", "2000")
+    assert u["steps_to_5_max"] == "3000"
+    minutes = [float(u[f"minutes_to_5_{s}"]) for s in ("median", "min", "max")]
+    assert minutes == pytest.approx([2.0, 1.5, 4.0])
+    # Prioritized: s1 never; s2 at 1000, s3 at 2000 but s3 has no clock: no minutes.
+    assert (p["reached_5"], p["steps_to_5_median"]) == ("2/3", "1500")
+    assert p["minutes_to_5_median"] == p["minutes_to_5_min"] == p["minutes_to_5_max"] == ""
+    assert float(p["final_mean"]) == pytest.approx(
+        (0 + 7 + 6) / 3, abs=1e-4
+    )  # eval finals, as before
+    out = capsys.readouterr().out
+    assert "2000 [2000-3000]" in out and "2.0 [1.5-4.0]" in out
+    assert "not reached by 1/3; 2 did: 1500 [1000-2000]" in out
+    prioritized_line = next(line for line in out.splitlines() if "prioritized" in line)
+    assert prioritized_line.rstrip().endswith(" -")
+    # Without --threshold the CSV has exactly the columns it always had.
+    assert main(["plot", *map(str, trained), "-o", str(tmp_path / "plain.png")]) == 0
+    with (tmp_path / "plain.csv").open() as fh:
+        assert next(csv.reader(fh)) == list(TABLE_COLUMNS)
+
+
+def test_minutes_axis_averages_on_a_common_grid(tmp_path: Path) -> None:
+    # a: 1 min per 1000 steps, evaluations 10, 20 at 1.0 and 2.0 min; b: 2 min per 1000 steps,
+    # 30, 50 at 2.0 and 4.0 min. Grid: 0, 0.04, ..., 4.0 (b's last minute). Before 1.0 no run
+    # covers it; [1, 2): a's 10; at 2.0: a's 20 and b's 30; (2, 4): b's 30; at 4.0: b's 50.
+    a = make_run(tmp_path / "a", "uniform", 1, [10.0, 20.0])
+    write_games(a, [(1000, 0, 60), (2000, 0, 120)])
+    b = make_run(tmp_path / "b", "uniform", 2, [30.0, 50.0])
+    write_games(b, [(1000, 0, 120), (2000, 0, 240)])
+    group = Group("g", (load_run(a), load_run(b)))
+    xs, mean, low, high = group.curve(View(x="minutes"))
+    assert len(xs) == 76 and xs == pytest.approx(4 * np.arange(25, 101) / 100)
+    expect = np.where(xs < 2, 10.0, np.where(xs < 4, 30.0, 50.0))
+    expect[xs == 2.0] = 25.0
+    assert mean == pytest.approx(expect)
+    single = xs != 2.0
+    assert np.array_equal(low[single], mean[single]) and np.array_equal(high[single], mean[single])
+    assert (low[xs == 2.0][0], high[xs == 2.0][0]) == pytest.approx((20.0, 30.0))
+    png = tmp_path / "m.png"
+    assert main(["plot", str(a), str(b), "-o", str(png), "--x", "minutes"]) == 0
+    assert iio.imread(png).shape[:2] == (600, 1000)
+
+
+def usage_error(args: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_games_and_flags(trained, runs: list[Path], tmp_path: Path, capsys) -> None:
+    out = ["-o", str(tmp_path / "x.png")]
+    header_only = make_run(tmp_path / "h", "uniform", 1, [1.0])
+    write_games(header_only, [])
+    broken = make_run(tmp_path / "broken", "uniform", 1, [1.0])
+    write_games(broken, [(100, 1, 1)], tail="200;1;100;2\n")
+    backwards = make_run(tmp_path / "backwards", "uniform", 1, [1.0])
+    write_games(backwards, [(100, 1, 1), (50, 1, 2)])
+    one = [str(trained[0])]
+    cases = [
+        ([*one, "--threshold", "abc"], "--threshold 'abc': not a number"),
+        ([*one, "--threshold", "30,"], "--threshold '': not a number"),
+        ([*one, "--threshold", "nan"], "--threshold 'nan': not a finite number"),
+        ([*one, "--window", "0"], "--window 0: expected a positive number"),
+        ([*one, "--window", "-5", "--metric", "train"], "--window -5: expected a positive"),
+        ([str(runs[0]), "--metric", "train"], "has no games.csv"),
+        ([str(runs[0]), "--metric", "train"], "--metric train needs it"),
+        ([str(runs[0]), "--x", "minutes"], "--x minutes needs it"),
+        ([str(header_only), "--metric", "train"], "nothing to plot: no run has a training game"),
+        ([str(broken), "--metric", "train"], "games.csv:3: not a 'step,score,length,train_"),
+        ([str(backwards), "--x", "minutes"], "games.csv:3: step 50 comes before step 100"),
+    ]
+    for args, message in cases:
+        bad(["plot", *args, *out], message, capsys)
+    usage_error(["plot", *one, *out, "--metric", "best"], "invalid choice: 'best'", capsys)
+    usage_error(["plot", *one, *out, "--x", "hours"], "invalid choice: 'hours'", capsys)
+    usage_error(["plot", *one, *out, "--window", "2.5"], "invalid int value: '2.5'", capsys)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
+    # The same checks through the module.
+    flags: list[dict[str, Any]] = [
+        {"metric": "best"}, {"x": "hours"}, {"window": 0}, {"thresholds": [math.inf]},
+    ]  # fmt: skip
+    for kwargs in flags:
+        with pytest.raises(PlotError):
+            plot_runs([Path(one[0])], tmp_path / "x.png", **kwargs)
+    assert parse_thresholds(["30", "12.5,30", " -1 "]) == (30.0, 12.5, -1.0)
+    assert [threshold_name(t) for t in (30.0, 12.5, -1.0)] == ["30", "12.5", "-1"]
+    assert not (tmp_path / "x.png").exists()
+    # A run with games.csv is plotted as before when no flag needs it, even a broken one.
+    assert main(["plot", str(broken), "-o", str(tmp_path / "ok.png")]) == 0

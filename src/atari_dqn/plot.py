@@ -1,11 +1,48 @@
-"""Learning curves across runs and seeds, from each run directory's rewards.txt and config.toml.
+"""Learning curves across runs and seeds, from each run directory's rewards.txt, games.csv and
+config.toml.
 
 Runs whose configurations are equal once the seed and the run-length-like keys are set aside
-(:data:`IGNORED_KEYS`) form a group. A group is drawn as the mean evaluation score across its
-runs at each step, with a 95% bootstrap confidence band (the runs resampled with replacement,
-:data:`BOOTSTRAP_RESAMPLES` times, from a generator with a fixed seed, so a plot is reproducible).
-Runs may have different lengths or still be running: at each step, the runs that have an
-evaluation at that step count. A group's "final" score is each run's last evaluation.
+(:data:`IGNORED_KEYS`) form a group. A group is drawn as the mean score across its runs, with a
+95% bootstrap confidence band (the runs resampled with replacement, :data:`BOOTSTRAP_RESAMPLES`
+times, from a generator with a fixed seed, so a plot is reproducible), and each run as a faint
+line.
+
+What is a point (``--metric``):
+
+* ``eval`` (the default): each evaluation in rewards.txt, at its agent step.
+* ``train``: the mean raw score of the training games (games.csv) that ended in each window of
+  ``--window`` agent steps, (0, W], (W, 2W], ..., at x = k·W for each window that holds at least
+  one game.
+
+A run's "final" score is its last point, its "final step" that point's step (for ``train`` the
+window's end k·W), its "best" its highest point.
+
+Where a point is (``--x``):
+
+* ``steps`` (the default): at its agent step. At each step, the runs that have a point there
+  count (runs may have different lengths or still be training).
+* ``minutes``: at the run's training wall minutes at that step (evaluations excluded), from the
+  games.csv clock: ``train_seconds`` linearly interpolated over the (step, train_seconds) rows,
+  with (0, 0) prepended; beyond the last row, extrapolated at the run's mean rate up to that row
+  (its ``train_seconds / step``), so the last evaluation or window, which ends after the last
+  game, keeps its point. Runs then have different x values, so a group's mean and band are
+  computed on a common grid of :data:`GRID_POINTS` + 1 minutes, 0, L/100, ..., L (L: the last
+  minute of the group's longest run): at each grid minute, each run whose own [first, last]
+  point range holds it contributes its last value at or before it; grid minutes no run covers
+  are left out.
+
+Thresholds (``--threshold T``): for each run, the first point at which it reaches T. For
+``eval``, the first evaluation with score >= T, its minutes from the games.csv clock at that step
+(none for a run without games.csv: a group with such a run among those that reached T reports no
+minutes, ``-``). For ``train``, the first game at whose end the mean score of
+the games that ended in the last ``--window`` agent steps, (step - W, step], is >= T (from the
+first game on: early on the window holds only the games so far); its step is that game's step
+and its minutes its ``train_seconds`` / 60. A group reports how many runs reached T (``k/n``)
+and the median, min and max of the steps and minutes of the runs that reached it. In the printed
+table these read ``median [min-max]`` when all runs reached T, ``not reached by j/n; k did:
+median [min-max]`` when only k did, and ``not reached`` when none did; the CSV's median, min and
+max columns are always over the runs that reached T (empty when none did), to be read with its
+``reached_T`` column.
 """
 
 from __future__ import annotations
@@ -19,11 +56,11 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from atari_dqn.artifacts import ArtifactError, atomic_write_bytes, atomic_write_text
+from atari_dqn.artifacts import GAMES_HEADER, ArtifactError, atomic_write_bytes, atomic_write_text
 from atari_dqn.config import Config
 
 # Keys that do not change what a run is, only how long it ran or where: not used for grouping.
@@ -32,6 +69,10 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
 DEFAULT_SIZE = (1000, 600)  # pixels
+METRICS = ("eval", "train")
+X_AXES = ("steps", "minutes")
+DEFAULT_WINDOW = 25_000  # agent steps
+GRID_POINTS = 100  # intervals of the common minutes grid of --x minutes
 _DPI = 100
 _MIN_SIDE, _MAX_SIDE = 100, 10_000
 
@@ -41,15 +82,136 @@ class PlotError(ArtifactError):
 
 
 @dataclass(frozen=True)
+class Games:
+    """games.csv: one row per finished training game, in the order they ended."""
+
+    steps: np.ndarray  # (m,) int64, agent step at which each game ended, non-decreasing
+    scores: np.ndarray  # (m,) float64, raw full-game score
+    lengths: np.ndarray  # (m,) int64, agent steps
+    seconds: np.ndarray  # (m,) float64, training wall seconds at its end, non-decreasing
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def has_clock(self) -> bool:
+        return len(self.steps) > 0 and int(self.steps[-1]) > 0
+
+    def minutes(self, steps: np.ndarray) -> np.ndarray:
+        """Training minutes at ``steps``: interpolated over the rows with (0, 0) prepended,
+        beyond the last row extrapolated at the mean rate up to it."""
+        if not self.has_clock:
+            raise PlotError("games.csv has no game yet: no clock to tell minutes")
+        xp = np.concatenate([[0], self.steps]).astype(np.float64)
+        fp = np.concatenate([[0.0], self.seconds])
+        last = np.append(xp[1:] != xp[:-1], True)  # one row per step: its last
+        xp, fp = xp[last], fp[last]
+        at = np.asarray(steps, dtype=np.float64)
+        seconds = np.where(at > xp[-1], at * (fp[-1] / xp[-1]), np.interp(at, xp, fp))
+        return np.asarray(seconds / 60.0, dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class Run:
     path: Path
     config: dict[str, Any]  # config.toml as read
     steps: np.ndarray  # (n,) int64, agent steps of each evaluation, increasing
     scores: np.ndarray  # (n,) float64, mean raw score of each evaluation
+    games: Games | None = None  # games.csv, where the run has one (and it was read)
 
     @property
     def seed(self) -> Any:
         return self.config.get("seed", "?")
+
+
+_EMPTY_STEPS = np.zeros(0, dtype=np.int64)
+_EMPTY = np.zeros(0, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class View:
+    """What a point is (``metric``, with ``window`` for ``train``) and where (``x``)."""
+
+    metric: str = "eval"
+    x: str = "steps"
+    window: int = DEFAULT_WINDOW
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise PlotError(f"--metric {self.metric}: expected one of {', '.join(METRICS)}")
+        if self.x not in X_AXES:
+            raise PlotError(f"--x {self.x}: expected one of {', '.join(X_AXES)}")
+        window = self.window
+        if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+            raise PlotError(f"--window {window}: expected a positive number of agent steps")
+
+    @property
+    def needs_games(self) -> str:
+        """The flag that needs games.csv, or ``""``."""
+        if self.metric == "train":
+            return "--metric train"
+        return "--x minutes" if self.x == "minutes" else ""
+
+    def values(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        """The agent steps (int64) and values of the run's points."""
+        if self.metric == "eval":
+            return run.steps, run.scores
+        games = run.games
+        if games is None or not len(games):
+            return _EMPTY_STEPS, _EMPTY
+        k = np.maximum((games.steps + self.window - 1) // self.window, 1)  # (W(k-1), Wk]
+        ks, inverse = np.unique(k, return_inverse=True)
+        means = np.bincount(inverse, weights=games.scores) / np.bincount(inverse)
+        return (ks * self.window).astype(np.int64), means.astype(np.float64)
+
+    def points(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        """The x (steps or minutes) and y of the run's points; none without a clock for
+        minutes."""
+        steps, values = self.values(run)
+        if self.x == "steps":
+            return steps, values
+        if run.games is None or not run.games.has_clock:
+            return _EMPTY, _EMPTY
+        return run.games.minutes(steps), values
+
+    def first_reach(self, run: Run, threshold: float) -> tuple[int, float | None] | None:
+        """``(step, minutes)`` at which the run first reaches ``threshold`` (minutes None
+        without a clock), or None if it never does."""
+        games = run.games
+        clock = games is not None and games.has_clock
+        if self.metric == "eval":
+            hits = np.flatnonzero(run.scores >= threshold)
+            if not len(hits):
+                return None
+            step = int(run.steps[hits[0]])
+            minutes = float(games.minutes(np.array([step]))[0]) if games and clock else None
+            return step, minutes
+        if games is None or not len(games):
+            return None
+        # The games that ended in (step - W, step], at each game's end; compare sums, not means.
+        sums = np.concatenate([[0.0], np.cumsum(games.scores)])
+        hi = np.searchsorted(games.steps, games.steps, side="right")
+        lo = np.searchsorted(games.steps, games.steps - self.window, side="right")
+        hits = np.flatnonzero(sums[hi] - sums[lo] >= threshold * (hi - lo))
+        if not len(hits):
+            return None
+        i = int(hits[0])
+        return int(games.steps[i]), float(games.seconds[i]) / 60.0
+
+    @property
+    def xlabel(self) -> str:
+        if self.x == "minutes":
+            return "training wall minutes (evaluations excluded)"
+        return "env steps (agent steps; 1 step = 4 emulator frames)"
+
+    @property
+    def ylabel(self) -> str:
+        if self.metric == "train":
+            return f"training-game score (mean per {self.window}-step window, full game, raw)"
+        return "evaluation score (full game, raw)"
+
+
+EVAL_STEPS = View()
 
 
 @dataclass(frozen=True)
@@ -57,21 +219,53 @@ class Group:
     label: str
     runs: tuple[Run, ...]
 
-    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``steps, mean, low, high`` at every step any run has, over the runs that have it."""
-        steps = np.unique(np.concatenate([r.steps for r in self.runs]))
+    def curve(
+        self, view: View = EVAL_STEPS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``x, mean, low, high``: for ``--x steps`` at every step any run has, over the runs
+        that have it; for ``--x minutes`` on the common grid (see the module's docstring)."""
+        series = [s for s in (view.points(r) for r in self.runs) if len(s[0])]
+        if not series:
+            return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+        columns: list[np.ndarray] = []
+        if view.x == "steps":
+            xs = np.unique(np.concatenate([x for x, _ in series]))
+            for v in xs:
+                columns.append(np.array([y[x == v][0] for x, y in series if v in x]))
+        else:
+            last = max(float(x[-1]) for x, _ in series)
+            grid = last * np.arange(GRID_POINTS + 1) / GRID_POINTS
+            grid[-1] = last  # exactly, whatever the rounding: the longest run's last point
+            kept = []
+            for g in grid:
+                covering = [
+                    y[np.searchsorted(x, g, side="right") - 1]
+                    for x, y in series
+                    if x[0] <= g <= x[-1]
+                ]
+                if covering:
+                    kept.append(g)
+                    columns.append(np.array(covering, dtype=np.float64))
+            xs = np.array(kept, dtype=np.float64)
         rng = np.random.default_rng(BOOTSTRAP_SEED)
-        mean, low, high = (np.empty(len(steps)) for _ in range(3))
-        for i, step in enumerate(steps):
-            values = np.array([r.scores[r.steps == step][0] for r in self.runs if step in r.steps])
+        mean, low, high = (np.empty(len(xs)) for _ in range(3))
+        bands: dict[tuple[float, ...], tuple[float, float]] = {}
+        for i, values in enumerate(columns):
             mean[i] = values.mean()
-            low[i], high[i] = bootstrap_ci(values, rng)
-        return steps, mean, low, high
+            if view.x == "steps":
+                low[i], high[i] = bootstrap_ci(values, rng)
+            else:  # the same runs' same values at many grid minutes: one band, not a flicker
+                key = tuple(values.tolist())
+                if key not in bands:
+                    bands[key] = bootstrap_ci(values, rng)
+                low[i], high[i] = bands[key]
+        return xs, mean, low, high
 
-    def summary(self) -> dict[str, Any]:
-        final = np.array([r.scores[-1] for r in self.runs])
-        final_steps = [int(r.steps[-1]) for r in self.runs]
-        return {
+    def summary(self, view: View = EVAL_STEPS, thresholds: Sequence[float] = ()) -> dict[str, Any]:
+        points = [view.values(r) for r in self.runs]
+        final = np.array([y[-1] for _, y in points])
+        final_steps = [int(s[-1]) for s, _ in points]
+        row: dict[str, Any] = {
             "group": self.label,
             "runs": len(self.runs),
             "seeds": " ".join(str(r.seed) for r in self.runs),
@@ -79,9 +273,57 @@ class Group:
             "final_step_max": max(final_steps),
             "final_mean": float(final.mean()),
             "final_std": float(final.std()),
-            "best": float(max(r.scores.max() for r in self.runs)),
+            "best": float(max(y.max() for _, y in points)),
             "iqm": interquartile_mean(final),
         }
+        for threshold in thresholds:
+            row.update(
+                reach_summary(threshold, [view.first_reach(r, threshold) for r in self.runs])
+            )
+        return row
+
+
+def reach_summary(
+    threshold: float, reaches: Sequence[tuple[int, float | None] | None]
+) -> dict[str, Any]:
+    """The table's cells for one threshold: ``reached_T`` (``k/n``) and the median, min and max
+    of the steps and of the minutes of the runs that reached it (None when none did, and for
+    minutes when one of them has no clock)."""
+    name = threshold_name(threshold)
+    done = [r for r in reaches if r is not None]
+    row: dict[str, Any] = {f"reached_{name}": f"{len(done)}/{len(reaches)}"}
+    steps = [s for s, _ in done]
+    minutes = [m for _, m in done if m is not None]
+    for kind, values in (("steps", steps), ("minutes", minutes)):
+        have = bool(done) and len(values) == len(done)
+        median = float(np.median(values)) if have else None
+        if kind == "steps" and median is not None and median.is_integer():
+            median = int(median)
+        row[f"{kind}_to_{name}_median"] = median
+        row[f"{kind}_to_{name}_min"] = min(values) if have else None
+        row[f"{kind}_to_{name}_max"] = max(values) if have else None
+    return row
+
+
+def threshold_name(threshold: float) -> str:
+    """``30`` for 30.0, ``12.5`` for 12.5: how a threshold is written in column names."""
+    return str(int(threshold)) if float(threshold).is_integer() else repr(float(threshold))
+
+
+def parse_thresholds(texts: Sequence[str]) -> tuple[float, ...]:
+    """``--threshold T[,T2,...]`` (the flag may be repeated): the numbers, in order, once each."""
+    found: list[float] = []
+    for text in texts:
+        for piece in text.split(","):
+            try:
+                value = float(piece)
+            except ValueError:
+                raise PlotError(f"--threshold {piece.strip()!r}: not a number") from None
+            if not math.isfinite(value):
+                raise PlotError(f"--threshold {piece.strip()!r}: not a finite number")
+            if value not in found:
+                found.append(value)
+    return tuple(found)
 
 
 def bootstrap_ci(
@@ -134,15 +376,64 @@ def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps, dtype=np.int64), np.array(scores, dtype=np.float64)
 
 
-def load_run(path: Path) -> Run:
+def read_games(path: Path) -> Games:
+    """games.csv: its header, then ``step,score,length,train_seconds`` lines. An unterminated
+    last line (being written right now by a running training) is left out."""
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and lines[0].strip() != GAMES_HEADER.strip():
+        raise PlotError(f"{path}:1: expected the header {GAMES_HEADER.strip()!r}")
+    rows: list[tuple[int, float, int, float]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.endswith("\n"):
+            break  # the last line, unterminated: a game being written right now
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        try:
+            if len(parts) != 4:
+                raise ValueError(line)
+            row = (int(parts[0]), float(parts[1]), int(parts[2]), float(parts[3]))
+        except ValueError:
+            raise PlotError(
+                f"{path}:{number}: not a 'step,score,length,train_seconds' line: {line.strip()!r}"
+            ) from None
+        before = rows[-1] if rows else (0, 0.0, 0, 0.0)
+        if row[0] < before[0]:
+            raise PlotError(f"{path}:{number}: step {row[0]} comes before step {before[0]}")
+        if row[3] < before[3]:
+            raise PlotError(f"{path}:{number}: train_seconds {row[3]:g} comes before {before[3]:g}")
+        rows.append(row)
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+    return Games(
+        np.array(columns[0], dtype=np.int64),
+        np.array(columns[1], dtype=np.float64),
+        np.array(columns[2], dtype=np.int64),
+        np.array(columns[3], dtype=np.float64),
+    )
+
+
+GamesNeed = Literal["no", "optional", "required"]
+
+
+def load_run(
+    path: Path, *, rewards: bool = True, games: GamesNeed = "optional", why: str = ""
+) -> Run:
+    """The run directory's config.toml, rewards.txt (unless not ``rewards``: then none is read)
+    and games.csv (read where there is one, unless ``games="no"``; ``"required"``: a run without
+    one is an error, naming ``why``, the flag that needs it)."""
     path = Path(path)
     if not path.is_dir():
         raise PlotError(f"{path} is not a run directory")
     config_path, rewards_path = path / "config.toml", path / "rewards.txt"
+    games_path = path / "games.csv"
     if not config_path.is_file():
         raise PlotError(f"{path} is not a run directory (no config.toml)")
-    if not rewards_path.is_file():
+    if rewards and not rewards_path.is_file():
         raise PlotError(f"{path} has no rewards.txt (no evaluation yet?)")
+    if games == "required" and not games_path.is_file():
+        raise PlotError(
+            f"{path} has no games.csv (a run from before games.csv?); {why or 'this'} needs it"
+        )
     try:
         config = tomllib.loads(config_path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -151,8 +442,9 @@ def load_run(path: Path) -> Run:
     config = {**dataclasses.asdict(Config()), **config}
     if config.get("beta_steps") == config.get("total_steps"):
         config["beta_steps"] = 0  # "anneal over the whole run", however the run saved it
-    steps, scores = read_rewards(rewards_path)
-    return Run(path, config, steps, scores)
+    steps, scores = read_rewards(rewards_path) if rewards else (_EMPTY_STEPS, _EMPTY)
+    played = read_games(games_path) if games != "no" and games_path.is_file() else None
+    return Run(path, config, steps, scores, played)
 
 
 # ---------------------------------------------------------------------- grouping
@@ -232,17 +524,58 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-def table_csv(rows: Sequence[dict[str, Any]]) -> str:
+def threshold_columns(threshold: float) -> tuple[str, ...]:
+    """The CSV columns one ``--threshold`` adds."""
+    name = threshold_name(threshold)
+    return (f"reached_{name}",) + tuple(
+        f"{kind}_to_{name}_{stat}"
+        for kind in ("steps", "minutes")
+        for stat in ("median", "min", "max")
+    )
+
+
+def table_columns(thresholds: Sequence[float] = ()) -> tuple[str, ...]:
+    return TABLE_COLUMNS + tuple(c for t in thresholds for c in threshold_columns(t))
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def table_csv(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ()) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=table_columns(thresholds), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return out.getvalue()
 
 
-def table_text(rows: Sequence[dict[str, Any]]) -> str:
-    header = ("group", "runs", "final step", "final mean ± std", "best", "IQM")
+def reach_text(row: dict[str, Any], threshold: float, kind: str) -> str:
+    """A printed cell for steps or minutes to ``threshold``: ``median [min-max]`` (just the
+    value when min = max), ``not reached by j/n; k did: ...``, ``not reached``, or ``-`` (no
+    clock to tell minutes)."""
+    name = threshold_name(threshold)
+    k, n = (int(v) for v in row[f"reached_{name}"].split("/"))
+    if k == 0:
+        return "not reached"
+    median, low, high = (row[f"{kind}_to_{name}_{s}"] for s in ("median", "min", "max"))
+    if median is None:
+        return "-"
+    fmt = "{:.0f}" if kind == "steps" else "{:.1f}"
+    text = fmt.format(median)
+    if fmt.format(low) != fmt.format(high):
+        text += f" [{fmt.format(low)}-{fmt.format(high)}]"
+    return text if k == n else f"not reached by {n - k}/{n}; {k} did: {text}"
+
+
+def table_text(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ()) -> str:
+    header: tuple[str, ...] = ("group", "runs", "final step", "final mean ± std", "best", "IQM")
+    for t in thresholds:
+        name = threshold_name(t)
+        header += (f"reached {name}", f"steps to {name}", f"minutes to {name}")
     body = [
         (
             r["group"],
@@ -254,6 +587,15 @@ def table_text(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['best']:.1f}",
             f"{r['iqm']:.1f}",
         )
+        + tuple(
+            cell
+            for t in thresholds
+            for cell in (
+                r[f"reached_{threshold_name(t)}"],
+                reach_text(r, t, "steps"),
+                reach_text(r, t, "minutes"),
+            )
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
@@ -263,7 +605,9 @@ def table_text(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def draw(groups: Sequence[Group], size: tuple[int, int], title: str) -> bytes:
+def draw(
+    groups: Sequence[Group], size: tuple[int, int], title: str, view: View = EVAL_STEPS
+) -> bytes:
     """The figure as PNG bytes of exactly ``size`` pixels."""
     import matplotlib
 
@@ -276,14 +620,20 @@ def draw(groups: Sequence[Group], size: tuple[int, int], title: str) -> bytes:
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, group in enumerate(groups):
             color = colors[i % len(colors)]
+            style = "default" if view.x == "steps" else "steps-post"
             for run in group.runs:
-                ax.plot(run.steps, run.scores, color=color, alpha=0.25, linewidth=0.8)
-            steps, mean, low, high = group.curve()
-            ax.plot(steps, mean, color=color, linewidth=2, marker="o", markersize=3,
-                    label=f"{group.label} (n={len(group.runs)})")  # fmt: skip
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-        ax.set_xlabel("env steps (agent steps; 1 step = 4 emulator frames)")
-        ax.set_ylabel("evaluation score (full game, raw)")
+                x, y = view.points(run)
+                ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8, drawstyle=style)
+            xs, mean, low, high = group.curve(view)
+            label = f"{group.label} (n={len(group.runs)})"
+            if view.x == "steps":
+                ax.plot(xs, mean, color=color, linewidth=2, marker="o", markersize=3, label=label)
+                ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0)
+            else:  # the grid: each run's last value carried forward, so drawn as steps
+                ax.plot(xs, mean, color=color, linewidth=2, drawstyle="steps-post", label=label)
+                ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0, step="post")
+        ax.set_xlabel(view.xlabel)
+        ax.set_ylabel(view.ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
@@ -301,22 +651,41 @@ def plot_runs(
     label_by: Sequence[str] = (),
     size: tuple[int, int] = DEFAULT_SIZE,
     force: bool = False,
-) -> tuple[list[Group], str, list[Path]]:
+    metric: str = "eval",
+    x: str = "steps",
+    window: int = DEFAULT_WINDOW,
+    thresholds: Sequence[float] = (),
+) -> tuple[list[Group], str, list[tuple[Path, str]]]:
     """Read the runs, write ``out`` (PNG) and its CSV.
 
-    Returns the groups, the table as text, and the runs left out for having no evaluation yet.
+    Returns the groups, the table as text, and the runs left out for having no point yet, each
+    with why. Every check comes before anything is written.
     """
+    view = View(metric, x, window)
+    thresholds = parse_thresholds([repr(float(t)) for t in thresholds])
     png, csv_path = output_paths(out, force)
     check_size(*size)
-    runs = [load_run(Path(p)) for p in dict.fromkeys(Path(p).resolve() for p in run_dirs)]
-    skipped = [r.path for r in runs if not len(r.steps)]
-    runs = [r for r in runs if len(r.steps)]
+    need = view.needs_games
+    games: GamesNeed = "required" if need else ("optional" if thresholds else "no")
+    unique = dict.fromkeys(Path(p).resolve() for p in run_dirs)
+    runs = [load_run(p, rewards=metric == "eval", games=games, why=need) for p in unique]
+    skipped = [(r.path, _why_empty(r, view)) for r in runs if not len(view.points(r)[0])]
+    runs = [r for r in runs if len(view.points(r)[0])]
     if not runs:
-        raise PlotError("nothing to plot: no run has an evaluation in its rewards.txt yet")
+        what = "a training game in its games.csv" if need else "an evaluation in its rewards.txt"
+        raise PlotError(f"nothing to plot: no run has {what} yet")
     groups = group_runs(runs, label_by)
-    rows = [g.summary() for g in groups]
+    rows = [g.summary(view, thresholds) for g in groups]
     envs = sorted({str(r.config.get("env_id", "?")) for r in runs})
     title = f"{', '.join(envs)}: mean over seeds, {CONFIDENCE:.0%} bootstrap CI"
-    atomic_write_bytes(png, draw(groups, size, title))
-    atomic_write_text(csv_path, table_csv(rows))
-    return groups, table_text(rows), skipped
+    atomic_write_bytes(png, draw(groups, size, title, view))
+    atomic_write_text(csv_path, table_csv(rows, thresholds))
+    return groups, table_text(rows, thresholds), skipped
+
+
+def _why_empty(run: Run, view: View) -> str:
+    if view.metric == "eval" and not len(run.steps):
+        return "no evaluation in its rewards.txt yet"
+    if view.metric == "train":
+        return "no training game in its games.csv yet"
+    return "no training game in its games.csv yet, so no clock for --x minutes"

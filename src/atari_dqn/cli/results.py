@@ -18,11 +18,13 @@ def add_results_parsers(sub: Any) -> None:
     pl = sub.add_parser(
         "plot",
         help="learning curves of runs (mean over seeds, 95%% bootstrap CI) and a table",
-        description="Plot the evaluation scores (rewards.txt) of run directories against agent "
-        "steps. Runs whose config.toml agree except for the seed and the run length are one "
-        "group, drawn as the mean over its runs with a 95%% bootstrap confidence band. Prints a "
-        "table per group (runs, final score mean ± std, best, IQM of the final scores) and "
-        "writes it as CSV next to the PNG. Runs still training are fine.",
+        description="Plot the evaluation scores (rewards.txt) or the training-game scores "
+        "(games.csv) of run directories against agent steps or training minutes. Runs whose "
+        "config.toml agree except for the seed and the run length are one group, drawn as the "
+        "mean over its runs with a 95%% bootstrap confidence band. Prints a table per group "
+        "(runs, final score mean ± std, best, IQM of the final scores, and with --threshold the "
+        "steps and minutes each run took to reach a score) and writes it as CSV next to the "
+        "PNG. Runs still training are fine.",
     )
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     pl.add_argument(
@@ -33,6 +35,27 @@ def add_results_parsers(sub: Any) -> None:
         "--label-by", action="append", default=[], metavar="KEY[,KEY]",
         help="config keys that name each group, e.g. replay or preset [default: the keys "
         "whose values differ between groups]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--metric", choices=("eval", "train"), default="eval",
+        help="eval: each evaluation (rewards.txt); train: the mean score of the training games "
+        "(games.csv) that ended in each --window of agent steps [default: eval]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--x", choices=("steps", "minutes"), default="steps", dest="x_axis",
+        help="x axis: agent steps, or training wall minutes (evaluations excluded) from "
+        "games.csv's clock, groups averaged on a common grid of minutes [default: steps]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--window", type=int, default=25_000, metavar="STEPS",
+        help="agent steps per window of --metric train, and of its --threshold trailing mean "
+        "[default: 25000]",
+    )  # fmt: skip
+    pl.add_argument(
+        "--threshold", action="append", default=[], metavar="T[,T]",
+        help="add to the table the agent steps and minutes at which each run first reaches "
+        "score T (median [min-max] over a group's runs, and how many reached it); with "
+        "--metric train, the mean of the games in the last --window steps",
     )  # fmt: skip
     pl.add_argument(
         "--size", default="1000x600", metavar="WxH", help="image size in pixels [default: 1000x600]"
@@ -56,14 +79,22 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from atari_dqn.plot import parse_size, plot_runs
+    from atari_dqn.plot import parse_size, parse_thresholds, plot_runs
 
     label_by = [k.strip().replace("-", "_") for v in args.label_by for k in v.split(",") if k]
     _, table, skipped = plot_runs(
-        args.runs, args.out, label_by=label_by, size=parse_size(args.size), force=args.force
+        args.runs,
+        args.out,
+        label_by=label_by,
+        size=parse_size(args.size),
+        force=args.force,
+        metric=args.metric,
+        x=args.x_axis,
+        window=args.window,
+        thresholds=parse_thresholds(args.threshold),
     )
-    for path in skipped:
-        print(f"skipped {path}: no evaluation in its rewards.txt yet", file=sys.stderr)
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
     print(table)
     print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0

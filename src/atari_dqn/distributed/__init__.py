@@ -8,6 +8,7 @@ The only package of atari-dqn that imports Ray, and only in the modules that nee
 * ``workers``   the actor (env + policy copy) and the replay service, as plain classes (no Ray)
 * ``apex``      Ray actors around those, and the learner loop that drives them (Ray)
 * ``sweep_spec`` the sweep spec: TOML, grid and random search, validation (no Ray)
-* ``sweep``     the sweep on Ray Tune (Ray)
-* ``bench``     ``atari-dqn bench actors`` (Ray)
+* ``sweep``     the sweep on Ray Tune (Ray); each trial runs its Config through the driver
+
+``atari-dqn bench actors`` lives with the other benchmarks, in :mod:`atari_dqn.bench.actors`.
 """
