@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def test_train_writes_rewards_in_the_seeds_format_and_models(tiny_run: Path) -> 
     for index, (line, step) in enumerate(zip(lines, (120, 240), strict=True), start=1):
         score = float(line.split()[2])
         assert line == f"{index:3d} {step:8d} {score:.1f}\n"
-    assert [p.name for p in sorted(tiny_run.glob("model_*"))] == [
+    assert [p.name for p in sorted(tiny_run.glob("model_[0-9]*"))] == [
         "model_001.safetensors",
         "model_002.safetensors",
     ]
@@ -271,3 +272,103 @@ def test_presets_command_lists_what_each_sets(capsys) -> None:
     for name in ("seed", "nature", "double", "dueling", "rainbow-lite"):
         assert f"{name}:" in out
     assert "--n-step 3" in out and "--replay prioritized" in out
+
+
+def test_run_files_honour_the_umask(tiny_run: Path, tmp_path: Path) -> None:
+    import os
+
+    from atari_dqn.artifacts import atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in tiny_run.iterdir():  # written under the test process's umask
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path.name
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "shared.txt", "x\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_latest_and_best_models(tiny_run: Path, capsys) -> None:
+    from safetensors import safe_open
+
+    def meta(name: str) -> dict[str, str]:
+        with safe_open(str(tiny_run / name), framework="pt") as fh:
+            return fh.metadata()
+
+    # The run ends at 240 with a checkpoint there: latest is the final network.
+    assert meta("model_latest.safetensors")["step"] == "240"
+    assert weights(tiny_run / "model_latest.safetensors") == weights(
+        tiny_run / "model_002.safetensors"
+    )  # (the last evaluation is at the last step)
+    scores = [float(ln.split()[2]) for ln in (tiny_run / "rewards.txt").read_text().splitlines()]
+    best = max(range(2), key=lambda i: (scores[i], -i))  # the first of equal bests
+    assert meta("model_best.safetensors")["step"] == str(120 * (best + 1))
+    assert float(meta("model_best.safetensors")["score"]) == scores[best]
+    assert weights(tiny_run / "model_best.safetensors") == weights(
+        tiny_run / f"model_{best + 1:03d}.safetensors"
+    )
+    # Every model file records the env settings evaluation needs.
+    m = meta("model_001.safetensors")
+    assert (m["noop_max"], m["frame_skip"], m["sticky_actions"]) == ("30", "4", "-1.0")
+    assert m["eval_max_frames"] == "600"
+    for which, name in (("latest", "model_latest"), ("best", "model_best"), ("1", "model_001")):
+        args = ["evaluate", str(tiny_run), "--model", which, "--episodes", "1", "--json"]
+        assert main(args) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["model"].endswith(f"{name}.safetensors")
+        assert out["env"]["eval_max_frames"] == 600  # the run's cap, not 108000
+        assert len(out["scores"]) == 1 and out["mean"] == out["scores"][0]
+    _bad(["evaluate", str(tiny_run), "--model", "7"], "no model of evaluation 7", capsys)
+    _bad(["evaluate", str(tiny_run), "--model", "x"], "expected latest, best or", capsys)
+
+
+def test_evaluate_uses_the_runs_env_and_notes_overrides(tiny_run: Path, capsys) -> None:
+    assert main(["evaluate", str(tiny_run), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "model_002.safetensors" in out  # the newest evaluation's model, said
+    assert "env: noop_max 30, frame_skip 4, sticky_actions -1" in out and "max frames 600" in out
+    assert "note:" not in out
+    args = ["evaluate", str(tiny_run), "--episodes", "1", "--sticky-actions", "0.25"]
+    assert main([*args, "--max-frames", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --sticky-actions 0.25 differs from the run's -1" in out
+    assert "note: --max-frames 400 differs from the run's 600" in out
+    _bad(["evaluate", str(tiny_run), "--sticky-actions", "2"], "--sticky-actions must be", capsys)
+
+
+def test_unknown_flags_and_keys_suggest_the_known_one(tmp_path: Path, capsys) -> None:
+    for args, hint in (
+        (["train", "--totl-steps", "300"], "did you mean --total-steps?"),
+        (["train", "--learning-rate", "1e-4"], "did you mean --lr?"),
+        (["bench", "train", "--stepz", "3"], "did you mean --steps?"),
+        (["evaluate", "x", "--episodez", "3"], "did you mean --episodes?"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "unrecognized arguments" in err and hint in err, err
+        assert len(err.strip().splitlines()) == 1
+    config = tmp_path / "c.toml"
+    config.write_text("learning_rate = 1e-4\n")
+    _bad(["train", "--config", str(config)], "did you mean 'lr'?", capsys)
+
+
+def test_toml_counts_may_be_written_as_floats(tmp_path: Path, capsys) -> None:
+    from atari_dqn.config import load_toml
+
+    config = tmp_path / "c.toml"
+    config.write_text("total_steps = 1e6\nwarmup_steps = 5e4\n")
+    assert load_toml(config) == {"total_steps": 1_000_000, "warmup_steps": 50_000}
+    assert isinstance(load_toml(config)["total_steps"], int)
+    config.write_text("total_steps = 1.5e3\n")  # not a whole number of steps
+    _bad(["train", "--config", str(config)], "must be int", capsys)
+
+
+def test_device_mps_is_known_and_refused_where_absent(tmp_path: Path, capsys) -> None:
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")  # the refusal is what a machine without it shows
+    _bad(["train", "--device", "mps", "--out", str(tmp_path / "r")], "--device mps:", capsys)
+    assert not (tmp_path / "r").exists()

@@ -264,7 +264,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, caps
     assert "training diverged" in err and "Traceback" not in err
     state = read_checkpoint_state(out / CHECKPOINT_NAME)
     assert state["loop"]["step"] == 100  # the checkpoint before the first update
-    assert sorted(p.name for p in out.glob("model_*")) == ["model_001.safetensors"]
+    assert sorted(p.name for p in out.glob("model_[0-9]*")) == ["model_001.safetensors"]
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
+from atari_dqn.config import UsageError
 from atari_dqn.networks import QNetwork
 
 MODEL_FORMAT = "atari-dqn-model"
@@ -23,16 +24,34 @@ MODEL_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
 _MODEL_RE = re.compile(r"^model_(\d{3,})\.safetensors$")
 # Files that mark a directory as holding a run (and that --force replaces).
-RUN_MARKERS = ("config.toml", "rewards.txt", "games.csv")
+LATEST_MODEL = "model_latest.safetensors"  # the online network at the last checkpoint
+BEST_MODEL = "model_best.safetensors"  # the best evaluation so far (step, score in metadata)
+RUN_MARKERS = ("config.toml", "rewards.txt", "games.csv", LATEST_MODEL, BEST_MODEL)
 GAMES_HEADER = "step,score,length,train_seconds\n"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UsageError, ValueError):
     """A user-supplied path is not what it should be; the message is one line."""
 
 
+def file_mode() -> int:
+    """The mode a newly created file gets under the process's umask (0o644 under 022): what
+    ``open()`` gives, so the temporary files of atomic writes (0o600) are set to it too."""
+    try:  # Linux: read it without changing it (os.umask would, for the whole process)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, rename it over ``path``."""
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, rename it over ``path``.
+
+    The file ends with the mode the user's umask gives new files (mkstemp's is 0o600)."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -41,6 +60,7 @@ def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -180,6 +200,14 @@ class RunDir:
     def model_path(self, index: int) -> Path:
         return self.path / f"model_{index:03d}{MODEL_SUFFIX}"
 
+    @property
+    def latest_model_path(self) -> Path:
+        return self.path / LATEST_MODEL
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.path / BEST_MODEL
+
     def models(self) -> list[Path]:
         numbered = [(m, p) for p in self.path.glob("model_*") if (m := _MODEL_RE.match(p.name))]
         return [p for m, p in sorted(numbered, key=lambda mp: int(mp[0].group(1)))]
@@ -193,17 +221,34 @@ def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
     atomic_write_bytes(path, safetensors_save(tensors, metadata=meta))
 
 
-def resolve_model_path(path: Path) -> Path:
-    """A model file, or the newest model file of a run directory."""
+def resolve_model_path(path: Path, which: str | None = None) -> Path:
+    """A model file, or one of a run directory's: ``which`` is ``latest`` (the last
+    checkpoint's), ``best`` (the best evaluation's), an evaluation number ``N``, or None for the
+    newest evaluation's model."""
     path = Path(path)
-    if path.is_dir():
-        models = RunDir(path).models()
-        if not models:
-            raise ArtifactError(f"no model files (model_NNN{MODEL_SUFFIX}) in {path}")
-        return models[-1]
-    if not path.exists():
-        raise ArtifactError(f"no such model file or run directory: {path}")
-    return path
+    if not path.is_dir():
+        if which is not None:
+            raise ArtifactError(f"--model {which} needs a run directory, and {path} is a file")
+        if not path.exists():
+            raise ArtifactError(f"no such model file or run directory: {path}")
+        return path
+    run = RunDir(path)
+    if which in ("latest", "best"):
+        chosen = run.latest_model_path if which == "latest" else run.best_model_path
+        if not chosen.is_file():
+            raise ArtifactError(f"no {chosen.name} in {path} (runs before this version lack it)")
+        return chosen
+    if which is not None:
+        if not which.isdigit() or int(which) < 1:
+            raise ArtifactError(f"--model {which!r}: expected latest, best or an evaluation number")
+        chosen = run.model_path(int(which))
+        if not chosen.is_file():
+            raise ArtifactError(f"no model of evaluation {which} in {path} ({chosen.name})")
+        return chosen
+    models = run.models()
+    if not models:
+        raise ArtifactError(f"no model files (model_NNN{MODEL_SUFFIX}) in {path}")
+    return models[-1]
 
 
 def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:

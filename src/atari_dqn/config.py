@@ -8,8 +8,10 @@ saved ``config.toml`` can never drift apart from the code.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,9 @@ class Config:
     )
     # --- schedule of the run ---
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
-    device: str = _opt("auto", "Torch device: auto (cuda if present), cpu, cuda or cuda:N.")
+    device: str = _opt(
+        "auto", "Torch device: auto (cuda if present, else mps), cpu, cuda, cuda:N or mps."
+    )
     total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.")
     warmup_steps: int = _opt(
         50_000, "Agent steps of random play that fill the replay before learning starts."
@@ -165,8 +169,13 @@ class Config:
                 f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
                 f" with --num-envs {self.num_envs}"
             )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
+            "cuda:"
+        ):
+            raise ConfigError(
+                f"--device must be auto, cpu, cuda or cuda:N (or mps on Apple silicon), "
+                f"got {self.device!r}"
+            )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -222,6 +231,19 @@ PRESET_HELP: dict[str, str] = {
 }
 
 
+# Names users bring from other tools, and the field they mean here.
+ALIASES = {"learning_rate": "lr", "discount": "gamma", "seed_value": "seed"}
+
+
+def did_you_mean(name: str, names: Sequence[str] = FIELD_NAMES) -> str | None:
+    """The known name a mistyped (or another tool's) ``name`` most likely means, if any."""
+    alias = ALIASES.get(name)
+    if alias in names:
+        return alias
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def _flag(name: str) -> str:
     return name.replace("_", "-")
 
@@ -237,6 +259,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind = type(getattr(Config(), name))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # `total_steps = 1e6` means 1,000,000
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"config key {name!r} must be {kind.__name__}, got {value!r}")
     return value
@@ -257,7 +281,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in FIELD_NAMES:
-            raise ConfigError(f"unknown key {key!r} in config file {path}")
+            guess = did_you_mean(name)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise ConfigError(f"unknown key {key!r} in config file {path}{hint}")
         changes[name] = _coerce(name, value)
     return changes
 

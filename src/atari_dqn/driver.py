@@ -77,6 +77,7 @@ class Driven:
     loop: Loop
     replay: RunReplay
     train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
+    best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far (resume)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
 
 
@@ -108,12 +109,22 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
 
     learner, loop = parts.learner, parts.loop
     config, actions, online = learner.config, learner.actions, learner.online
-    model_meta = {"env_id": config.env_id, "actions": ",".join(actions), "seed": str(config.seed)}
+    model_meta = {
+        "env_id": config.env_id,
+        "actions": ",".join(actions),
+        "seed": str(config.seed),
+        # What evaluate needs to rebuild the run's env.
+        "noop_max": str(config.noop_max),
+        "frame_skip": str(config.frame_skip),
+        "sticky_actions": str(config.sticky_actions),
+        "eval_max_frames": str(config.eval_max_frames),
+    }
     console.say(
         f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
         f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
     )
     saved_at: list[int] = []
+    best = parts.best
     clock = TrainClock(parts.train_seconds)
     run.append_games([])  # the header, so a run's games.csv exists from its start
 
@@ -127,8 +138,10 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
             replay=parts.replay,
             loop=loop,
             include_replay=config.checkpoint_replay,
-            extra={"train_seconds": clock.seconds},
+            extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
         )
+        # The online network at this checkpoint, for `evaluate RUN --model latest`.
+        save_model(run.latest_model_path, online, {**model_meta, "step": str(loop.step)})
         console.log(
             f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB in {info.seconds:.2f} s"
         )
@@ -184,6 +197,10 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
                 path = run.model_path(result.index)
                 save_model(path, online, {**model_meta, "step": str(result.step)})
                 postfix["eval"] = f"{result.mean:.1f}"
+                if best is None or result.mean > best[1]:
+                    best = (result.step, result.mean)
+                    meta = {**model_meta, "step": str(result.step), "score": f"{result.mean:g}"}
+                    save_model(run.best_model_path, online, meta)
                 console.log(
                     f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f} ± "
                     f"{result.std:.1f} over {len(result.scores)} games in {result.seconds:.1f} s "
@@ -249,7 +266,7 @@ def _launch(
 
 def start_run(
     config: Config,
-    out: Path | None = None,
+    out: Path | str | None = None,
     *,
     force: bool = False,
     restore: Path | None = None,
@@ -265,7 +282,7 @@ def start_run(
     check_training_input(config)
     if restore is not None:
         load_model(restore)
-    out = out if out is not None else default_out(config)
+    out = Path(out) if out is not None else default_out(config)
     RunDir.check_new(out, force)
 
     def new_run(parts: Driven) -> RunDir:
@@ -288,11 +305,12 @@ class Resumable:
     step: int
 
 
-def check_resume(run_dir: Path, changes: dict[str, Any]) -> Resumable:
+def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> Resumable:
     """Everything ``--resume`` can refuse, before any work: not a run, an unreadable config or
     checkpoint, a setting in ``changes`` that would change what the run is (only
     ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end."""
-    run = RunDir(run_dir)
+    changes = changes or {}
+    run = RunDir(Path(run_dir))
     if not (run.path / "config.toml").is_file():
         raise UsageError(f"--resume {run.path}: not a run directory (no config.toml)")
     try:
@@ -351,7 +369,10 @@ def resume_run(target: Resumable, *, quiet: bool = False, launch: Launch = singl
         # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
         run.truncate_rewards(step)
         run.truncate_games(step)
-        parts.train_seconds = float(target.state.get("extra", {}).get("train_seconds", 0.0))
+        extra = target.state.get("extra", {})
+        parts.train_seconds = float(extra.get("train_seconds", 0.0))
+        if extra.get("best") is not None:
+            parts.best = (int(extra["best"][0]), float(extra["best"][1]))
         run.write_config(to_toml(config))
         console.say(f"resuming {run.path} at step {step}")
         return run

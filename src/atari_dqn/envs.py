@@ -27,6 +27,8 @@ from ale_py.env import AtariEnv
 from gymnasium.spaces import Box, Discrete
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
+from atari_dqn.config import UsageError
+
 gym.register_envs(ale_py)
 # The emulator banner on every ROM load is noise on the terminal and in logs.
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
@@ -59,7 +61,7 @@ _ID_RE = re.compile(r"^(?:[A-Za-z0-9]+NoFrameskip-v4|ALE/[A-Za-z0-9]+-v5)$")
 _ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
 
 
-class EnvError(ValueError):
+class EnvError(UsageError, ValueError):
     """Bad user input about the environment (unknown id, unknown action name, ...)."""
 
 

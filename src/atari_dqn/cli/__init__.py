@@ -4,13 +4,12 @@ in :mod:`atari_dqn.driver`, measuring in :mod:`atari_dqn.bench`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from atari_dqn import __version__
 from atari_dqn.artifacts import ArtifactError
 from atari_dqn.cli.bench import add_bench_parser
-from atari_dqn.cli.common import EXIT_USAGE, Parser
+from atari_dqn.cli.common import EXIT_USAGE, Parser, innermost
 from atari_dqn.cli.evaluate import add_evaluate_parser
 from atari_dqn.cli.results import add_results_parsers
 from atari_dqn.cli.train import add_train_parser
@@ -21,7 +20,7 @@ from atari_dqn.loop import NonFiniteLossError
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(
         prog="atari-dqn",
         description="Train and evaluate Deep Q-Network agents on Atari games (Breakout first). "
@@ -29,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"atari-dqn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parser.commands = sub.choices
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_results_parsers(sub)
@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        innermost(parser, args).unknown_flags(extras)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

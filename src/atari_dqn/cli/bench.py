@@ -27,6 +27,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
         "reported next to a baseline measured in the same run.",
     )
     what = bench.add_subparsers(dest="bench", metavar="WHAT", parser_class=Parser, required=True)
+    if isinstance(bench, Parser):
+        bench.commands = what.choices
     br = what.add_parser(
         "replay",
         help="µs per add / sample / priority update, bytes per transition, vs the seed's Fenwick",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from atari_dqn.config import UsageError
 
@@ -19,7 +17,7 @@ def add_evaluate_parser(sub: Any) -> None:
         description="Play full games (all lives, raw score) with a model file, or with the "
         "newest model of a run directory, and print the mean and standard deviation.",
     )
-    ev.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL")
+    ev.add_argument("model_path", type=Path, metavar="RUN_DIR_OR_MODEL")
     ev.add_argument("--episodes", type=int, default=10, help="games to play [default: 10]")
     ev.add_argument("--epsilon", type=float, default=0.05, help="ε during play [default: 0.05]")
     ev.add_argument("--seed", type=int, default=0, help="seed of the games [default: 0]")
@@ -27,11 +25,26 @@ def add_evaluate_parser(sub: Any) -> None:
         "--env-id", default=None, help="game to play [default: the one the model was trained on]"
     )
     ev.add_argument(
+        "--model",
+        default=None,
+        metavar="latest|best|N",
+        help="which model of a run directory: latest (the last checkpoint's), best (the best "
+        "evaluation's) or evaluation N [default: the newest evaluation's]",
+    )
+    ev.add_argument(
         "--max-frames",
         type=int,
-        default=108_000,
-        help="cap per game, in emulator frames [default: 108000]",
+        default=None,
+        help="cap per game, in emulator frames [default: the run's, else 108000]",
     )
+    ev.add_argument("--noop-max", type=int, default=None, metavar="N",
+                    help="random no-ops at a game start [default: the run's]")  # fmt: skip
+    ev.add_argument("--frame-skip", type=int, default=None, metavar="N",
+                    help="emulator frames per agent step [default: the run's]")  # fmt: skip
+    ev.add_argument("--sticky-actions", type=float, default=None, metavar="X",
+                    help="sticky-action probability, -1 for the env id's default "
+                    "[default: the run's]")  # fmt: skip
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead")
     ev.add_argument("--frames", type=Path, metavar="DIR", help="write every frame as PNG here")
     ev.add_argument(
         "--video",
@@ -44,58 +57,59 @@ def add_evaluate_parser(sub: Any) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from atari_dqn.artifacts import load_model, resolve_model_path
-    from atari_dqn.build import build_policy, resolve_device
-    from atari_dqn.envs import check_env_id, make_env, resolve_actions
-    from atari_dqn.evaluate import play_games, png_writer
+    from atari_dqn.scoring import score_model
 
     if args.episodes <= 0:
         raise UsageError(f"--episodes must be positive, got {args.episodes}")
     if not 0.0 <= args.epsilon <= 1.0:
         raise UsageError(f"--epsilon must be in [0, 1], got {args.epsilon}")
-    if args.max_frames <= 0:
-        raise UsageError(f"--max-frames must be positive, got {args.max_frames}")
+    for flag, value in (("--max-frames", args.max_frames), ("--frame-skip", args.frame_skip)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    if args.noop_max is not None and args.noop_max < 0:
+        raise UsageError(f"--noop-max must be >= 0, got {args.noop_max}")
+    sticky = args.sticky_actions
+    if sticky is not None and sticky != -1.0 and not 0.0 <= sticky <= 1.0:
+        raise UsageError(f"--sticky-actions must be in [0, 1] or -1, got {sticky}")
     if args.frames is not None and args.frames.exists() and any(args.frames.iterdir()):
         raise UsageError(f"--frames {args.frames} is not empty; choose a new directory")
     if args.video is not None:
         from atari_dqn.video import check_video_path
 
         check_video_path(args.video)
-    path = resolve_model_path(args.model)
-    network, meta = load_model(path)
-    env_id = args.env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
-    check_env_id(env_id)
-    if meta.get("actions"):
-        actions = tuple(meta["actions"].split(","))
-    else:
-        actions = resolve_actions(env_id, "minimal")
-    if len(actions) != network.num_actions:
-        raise UsageError(
-            f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
-        )
-    policy = build_policy(network, resolve_device(args.device))
-    env = make_env(env_id, training=False, actions=actions, max_frames=args.max_frames)
-    sink = png_writer(args.frames) if args.frames is not None else None
-    with contextlib.ExitStack() as stack:
-        video = None
-        if args.video is not None:
-            from atari_dqn.video import VideoWriter
-
-            video = stack.enter_context(VideoWriter(args.video))
-        scores = play_games(
-            env,
-            policy.act,
-            games=args.episodes,
-            epsilon=args.epsilon,
-            seed=args.seed,
-            on_frame=sink,
-            on_scored_frame=video,
-        )
-    print(f"model: {path}  ({env_id}, step {meta.get('step', '?')})")
-    print("scores: " + " ".join(f"{s:.0f}" for s in scores))
-    print(f"mean {np.mean(scores):.1f} ± {np.std(scores):.1f} over {len(scores)} games")
+    result = score_model(
+        args.model_path,
+        which=args.model,
+        episodes=args.episodes,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        env_id=args.env_id,
+        overrides={
+            "noop_max": args.noop_max,
+            "frame_skip": args.frame_skip,
+            "sticky_actions": args.sticky_actions,
+            "eval_max_frames": args.max_frames,
+        },
+        device=args.device,
+        frames=args.frames,
+        video=args.video,
+    )
+    if args.json:
+        print(json.dumps(result.to_json(args.epsilon, args.seed)))
+        return 0
+    env = result.env
+    print(f"model: {result.model}  ({result.env_id}, step {result.step or '?'})")
+    print(
+        f"env: noop_max {env['noop_max']:g}, frame_skip {env['frame_skip']:g}, "
+        f"sticky_actions {env['sticky_actions']:g} (-1: the env id's default), "
+        f"max frames {env['eval_max_frames']:g}"
+    )
+    for note in result.notes:
+        print(note)
+    print("scores: " + " ".join(f"{s:.0f}" for s in result.scores))
+    print(f"mean {result.mean:.1f} ± {result.std:.1f} over {len(result.scores)} games")
     if args.frames is not None:
         print(f"frames written to {args.frames}")
-    if video is not None:
-        print(f"video written to {args.video} ({video.frames} frames)")
+    if result.video_frames is not None:
+        print(f"video written to {args.video} ({result.video_frames} frames)")
     return 0
