@@ -363,8 +363,9 @@ def test_toml_counts_may_be_written_as_floats(tmp_path: Path, capsys) -> None:
     config.write_text("total_steps = 1e6\nwarmup_steps = 5e4\n")
     assert load_toml(config) == {"total_steps": 1_000_000, "warmup_steps": 50_000}
     assert isinstance(load_toml(config)["total_steps"], int)
-    config.write_text("total_steps = 1.5e3\n")  # not a whole number of steps
-    _bad(["train", "--config", str(config)], "must be int", capsys)
+    config.write_text("total_steps = 1500.5\n")  # not a whole number of steps
+    _bad(["train", "--config", str(config), "--out", str(tmp_path / "r")], "must be int", capsys)
+    assert not (tmp_path / "r").exists()
 
 
 def test_device_mps_is_known_and_refused_where_absent(tmp_path: Path, capsys) -> None:
