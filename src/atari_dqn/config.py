@@ -97,8 +97,8 @@ class Config:
     bf16: bool = _opt(
         False,
         "Run the update's forward and backward passes in bfloat16 (autocast; weights, Adam,"
-        " targets and loss stay float32). Faster on CPUs with AVX512-BF16/AMX and on GPUs, but"
-        " it changes results beyond float rounding.",
+        " targets and loss stay float32). Faster on CPUs with AVX512-BF16/AMX and on GPUs, about"
+        " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
     )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
