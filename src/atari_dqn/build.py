@@ -32,14 +32,13 @@ from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else MPS, else CPU; a device asked for on a machine
-    without it is bad input (UsageError), not a crash later."""
-    mps = torch.backends.mps.is_available()  # Apple GPUs (most student laptops' GPU)
+    """``auto`` is CUDA when present, else CPU (MPS only when asked: it is not measured here); a
+    device asked for on a machine without it is bad input (UsageError), not a crash later."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    if name == "mps" and not mps:
+    if name == "mps" and not torch.backends.mps.is_available():  # Apple GPUs
         raise UsageError("--device mps: Apple's MPS backend is not available on this machine")
     return torch.device(name)
 
