@@ -218,14 +218,6 @@ class Training:
     replay: Replay
     loop: TrainLoop
 
-    @property
-    def config(self) -> Config:
-        return self.learner.config
-
-    @property
-    def agent(self) -> DQNAgent:
-        return self.learner.agent
-
 
 def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
     """Networks, optimiser, evaluation env, schedules and generators of a run."""

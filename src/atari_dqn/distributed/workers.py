@@ -24,13 +24,7 @@ from atari_dqn.config import Config
 from atari_dqn.distributed.blocks import Block, BlockRecorder, apply_block
 from atari_dqn.replay import Replay
 from atari_dqn.replay.storage import Batch
-from atari_dqn.vector import VecEnv, record
-
-
-def make_actor_env(config: Config, actions: tuple[str, ...], num_envs: int) -> VecEnv:
-    """The training env(s) of one actor, preprocessed as in single-process training (one C++
-    thread: an actor has one CPU)."""
-    return build_env(config, actions, num_envs, num_threads=1)
+from atari_dqn.vector import record
 
 
 @torch.no_grad()
@@ -75,9 +69,10 @@ class ActorWorker:
         self.index = index
         self.epsilons = np.asarray(epsilons, dtype=np.float64)
         self.num_envs = len(self.epsilons)
-        self.env = make_actor_env(config, actions, self.num_envs)
-        # The learner's network layout, NCHW (acting runs no backward pass).
-        network = build_network(config.replace(channels_last=False), len(actions))
+        # Preprocessed as in single-process training; one C++ thread: an actor has one CPU.
+        self.env = build_env(config, actions, self.num_envs, num_threads=1)
+        # The learner's network layout; its weights come from the learner (set_weights).
+        network = build_network(config, len(actions))
         self.network = network
         # ε-greedy acting with one ε per env (the comparison broadcasts); no optimiser.
         self.policy = build_policy(network, torch.device("cpu"))
