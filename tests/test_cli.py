@@ -321,6 +321,7 @@ def test_latest_and_best_models(tiny_run: Path, capsys) -> None:
         assert out["model"].endswith(f"{name}.safetensors")
         assert out["env"]["eval_max_frames"] == 600  # the run's cap, not 108000
         assert len(out["scores"]) == 1 and out["mean"] == out["scores"][0]
+        assert len(out["lengths"]) == 1 and 0 < out["lengths"][0] <= 600 // 4  # agent steps
     _bad(["evaluate", str(tiny_run), "--model", "7"], "no model of evaluation 7", capsys)
     _bad(["evaluate", str(tiny_run), "--model", "x"], "expected latest, best or", capsys)
 

@@ -56,7 +56,8 @@ class Config:
     # --- schedule of the run ---
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
     device: str = _opt(
-        "auto", "Torch device: auto (cuda if present), cpu, cuda, cuda:N or mps (Apple GPUs)."
+        "auto",
+        "Torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps (Apple).",
     )
     total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.")
     warmup_steps: int = _opt(

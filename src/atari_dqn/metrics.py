@@ -17,6 +17,9 @@ Tags:
 * ``eval/episodic_return``  mean raw score of an evaluation
 * prioritized replay: ``replay/beta`` and what the replay's ``stats()`` returns
   (``replay/max_priority``)
+
+and the resolved config as a text panel, ``hyperparameters`` (a markdown table, as CleanRL
+writes it), at the start of a new run.
 """
 
 from __future__ import annotations
@@ -89,6 +92,11 @@ class MetricsWriter:
         self._clock, self._clock_step = now, step
         if progress.evaluation is not None:
             self.flush()  # an evaluation is rare and worth seeing at once
+
+    def hyperparameters(self, config: Mapping[str, object]) -> None:
+        """The run's settings as TensorBoard's text panel ``hyperparameters``."""
+        rows = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+        self._writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step=0)
 
     def flush(self) -> None:
         self._writer.flush()
