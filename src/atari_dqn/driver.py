@@ -118,12 +118,12 @@ def drive(
     tracker: Tracker | None = None,
 ) -> int:
     """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals;
-    evaluation videos and the W&B run (``tracker``, ended here) as ``reporting`` asks.
+    evaluation videos as ``reporting`` asks, also sent to the W&B run ``tracker`` if any.
 
     Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint."""
-    reporting = reporting or Reporting()
     from tqdm import tqdm
 
+    reporting = reporting or Reporting()
     learner, loop = parts.learner, parts.loop
     config, actions, online = learner.config, learner.actions, learner.online
     model_meta = {
@@ -191,7 +191,6 @@ def drive(
     if loop.step == 0:
         metrics.hyperparameters(dataclasses.asdict(config))
     postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
-    status = 1  # until the loop ends or stops cleanly
     try:
         for progress in loop.run():
             result = progress.evaluation
@@ -245,17 +244,13 @@ def drive(
                     f"stopped by {name} at step {loop.step}; continue with: "
                     f"atari-dqn train --resume {run.path}"
                 )
-                status = 0 if stop[0] == signal.SIGTERM else 130
-                return status
+                return 0 if stop[0] == signal.SIGTERM else 130
         if not saved_at or saved_at[-1] != loop.step:
             checkpoint()
-        status = 0
     finally:
         bar.close()
         console.bar = None
         metrics.close()
-        if tracker is not None:
-            tracker.close(status)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     console.say(f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
@@ -305,17 +300,18 @@ def _launch(
     (which may load a checkpoint into the parts), drive it; whatever ``launch`` started is
     stopped after."""
     tracker = start_tracking(reporting, config, run_dir.name, tracking_id)
+    status = 1  # an exception: the W&B run ends as failed
     try:
         with launch(config, restore) as parts:
             run = open_run(parts)
             save_tracking_id(run.path, tracker)
             if parts.banner:
                 console.say(parts.banner)
-            driving, tracker = tracker, None  # drive() ends the W&B run from here on
-            return Finished(run.path, drive(parts, run, console, reporting, driving))
+            status = drive(parts, run, console, reporting, tracker)
+            return Finished(run.path, status)
     finally:
-        if tracker is not None:  # the run never started
-            tracker.close(1)
+        if tracker is not None:
+            tracker.close(status)
 
 
 def start_run(
