@@ -23,6 +23,7 @@ from atari_dqn.agent import DQNAgent
 from atari_dqn.bench.timing import Result, check_positive
 from atari_dqn.build import build_agent, build_online, resolve_device
 from atari_dqn.config import Config, preset_config
+from atari_dqn.networks import QNetwork
 from atari_dqn.replay.storage import Batch
 
 
@@ -67,8 +68,8 @@ def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.de
     online = build_online(config, num_actions, device, generator=torch.Generator().manual_seed(0))
     agent = build_agent(config, num_actions, device, online=online)
     if v.compile:  # torch.compile of a Module is a Module (OptimizedModule)
-        agent.online = cast(torch.nn.Module, torch.compile(agent.online))
-        agent.target = cast(torch.nn.Module, torch.compile(agent.target))
+        agent.online = cast(QNetwork, torch.compile(agent.online))
+        agent.target = cast(QNetwork, torch.compile(agent.target))
     return agent
 
 
