@@ -63,9 +63,10 @@ def categorical_projection(
     (K,) evenly spaced. Returns (B, K) rows that sum to 1.
     """
     k = support.shape[0]
-    v_min, v_max = float(support[0]), float(support[-1])
+    v_min, v_max = support[0], support[-1]  # tensors: no device sync
     delta = (v_max - v_min) / (k - 1)
-    tz = (returns.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clamp(v_min, v_max)
+    tz = returns.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)
+    tz = torch.minimum(torch.maximum(tz, v_min), v_max)
     b = ((tz - v_min) / delta).clamp(0, k - 1)  # clamp: float rounding must stay on the grid
     lower, upper = b.floor(), b.ceil()
     on_atom = (lower == upper).to(next_probs.dtype)
