@@ -26,6 +26,17 @@ def test_toml_round_trip(tmp_path) -> None:
     assert Config(**load_toml(path)) == c
 
 
+def test_toml_round_trip_of_the_rainbow_head(tmp_path) -> None:
+    c = preset_config("rainbow").replace(atoms=21, v_min=-5.0, v_max=7.5, noisy_sigma0=0.25)
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(c))
+    text = path.read_text()
+    assert "distributional = true" in text and "noisy_sigma0 = 0.25" in text
+    assert Config(**load_toml(path)) == c
+    path.write_text("distributional = true\natoms = 11\nv-min = -1\nnoisy = true\n")
+    assert load_toml(path) == {"distributional": True, "atoms": 11, "v_min": -1.0, "noisy": True}
+
+
 def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("total-steps = 1000\nlr = 1\n")
