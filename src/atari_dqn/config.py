@@ -126,7 +126,11 @@ class Config:
     # --- evaluation ---
     eval_every: int = _opt(100_000, "Evaluate (and save a model) every N agent steps.")
     eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
-    eval_epsilon: float = _opt(0.05, "Epsilon during evaluation (0 = greedy, as the seed).")
+    eval_epsilon: float = _opt(
+        0.05,
+        "Epsilon during evaluation (0 = greedy, as the seed); noisy layers evaluate with their"
+        " mean weights.",
+    )
     eval_max_frames: int = _opt(
         108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
     )
@@ -267,9 +271,10 @@ PRESET_HELP: dict[str, str] = {
     "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
     "rainbow": "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
     " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
-    " beta 0.4->1 over the run, priorities from the distributional loss as the paper's KL-based"
-    " ones), 3-step returns, Adam lr 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k"
-    " frames), target sync every 8k agent steps (32k frames), 1M replay (nature's); plus C51's"
+    " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
+    " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
+    " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
+    " agent steps (32k frames), 1M replay (nature's); plus C51's"
     " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
     " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
     " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
