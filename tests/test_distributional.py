@@ -196,3 +196,37 @@ def test_distributional_q_is_the_mean_of_the_distribution() -> None:
     meta = network.architecture()
     assert (meta["distributional"], meta["atoms"], meta["v_min"], meta["v_max"]) == (
         "true", "5", "-2.0", "2.0")  # fmt: skip
+
+
+def test_the_loop_gives_prioritized_replay_the_per_sample_cross_entropy() -> None:
+    from atari_dqn.build import build_training
+    from atari_dqn.config import preset_config
+
+    config = preset_config("rainbow").replace(
+        total_steps=80, warmup_steps=40, buffer_size=500, batch_size=8, eval_every=1000,
+        target_update=50,
+    )  # fmt: skip
+    training = build_training(config)
+    agent, replay = training.learner.agent, training.replay
+    assert replay.uses_priorities
+    results, given = [], []
+    update, update_priorities = agent.update, replay.update_priorities
+
+    def recording_update(batch: Batch):
+        result = update(batch)
+        results.append(result.td_abs.clone())  # the per-sample CE (test above)
+        return result
+
+    def recording_priorities(indices: np.ndarray, td_errors: np.ndarray) -> None:
+        given.append(np.array(td_errors))
+        update_priorities(indices, td_errors)
+
+    agent.update = recording_update  # type: ignore[method-assign]
+    replay.update_priorities = recording_priorities  # type: ignore[method-assign]
+    for _ in training.loop.run():
+        pass
+    assert len(results) == len(given) == training.loop.updates >= 5
+    for result, priorities in zip(results, given, strict=True):
+        np.testing.assert_array_equal(priorities, result.numpy())
+        assert np.all(priorities > 0)  # a cross-entropy, here near ln 51 at the start
+        assert abs(float(np.mean(priorities)) - math.log(51)) < 0.5
