@@ -309,6 +309,22 @@ PRESET_HELP: dict[str, str] = {
 
 # Where each of a preset's values comes from (printed by `atari-dqn presets` beside the value).
 PRESET_SOURCES: dict[str, dict[str, str]] = {
+    "laptop": {
+        "actions": "the minimal action set (Breakout's 4), as every preset but seed",
+        "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
+        "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the seed's)",
+        "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
+        "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
+        "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 (docs/results/adam-eps)",
+        "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
+        "double": "Double DQN targets (van Hasselt et al. 2016)",
+        "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
+        "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
+        "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
+        "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
+        "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+        "eval_games": "10 full games per evaluation (the learning-results protocol)",
+    },
     "rainbow": {
         "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
         "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
