@@ -107,3 +107,10 @@ def test_rainbow_preset_has_all_six_parts_with_the_papers_settings() -> None:
 
     eps = LinearSchedule(c.eps_start, c.eps_end, c.eps_decay, begin=c.warmup_steps)
     assert [eps(s) for s in (0, 20_000, 20_001, 1_000_000)] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_every_value_of_a_sourced_preset_says_where_it_comes_from() -> None:
+    from atari_dqn.config import PRESET_SOURCES, PRESETS
+
+    for name, sources in PRESET_SOURCES.items():
+        assert set(sources) == set(PRESETS[name]), name
