@@ -27,9 +27,12 @@ from atari_dqn.artifacts import RunDir, load_model, save_model
 from atari_dqn.build import Learner, build_training, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
-    Stateful,
+    ReplayOnDisk,
+    StatefulReplay,
     load_checkpoint,
     read_checkpoint_state,
+    remove_leftovers,
+    replay_on_disk,
     save_checkpoint,
 )
 from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 # Settings that may differ on --resume without changing what the run is.
-RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay")
+RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay", "checkpoint_chunk")
 
 
 class Console:
@@ -62,7 +65,7 @@ class Console:
             self.bar.write(msg)
 
 
-class RunReplay(Stateful, Protocol):
+class RunReplay(StatefulReplay, Protocol):
     """The replay as the driver sees it: saved in checkpoints, and whether it has priorities
     (the replay itself, or the Ape-X replay server's proxy)."""
 
@@ -79,6 +82,7 @@ class Driven:
     train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
     best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far (resume)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
+    replay_on_disk: ReplayOnDisk | None = None  # what the checkpoint holds of the replay (resume)
 
 
 class TrainClock:
@@ -124,11 +128,13 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
         f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
     )
     saved_at: list[int] = []
+    on_disk = parts.replay_on_disk  # the replay chunks the next checkpoint may keep
     best = parts.best
     clock = TrainClock(parts.train_seconds)
     run.append_games([])  # the header, so a run's games.csv exists from its start
 
     def checkpoint() -> None:
+        nonlocal on_disk
         saved_at.append(loop.step)
         run.sync_games()
         info = save_checkpoint(
@@ -139,11 +145,20 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
             loop=loop,
             include_replay=config.checkpoint_replay,
             extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
+            previous=on_disk,
+            chunk_slots=config.checkpoint_chunk,
         )
+        on_disk = info.replay
         # The online network at this checkpoint, for `evaluate RUN --model latest`.
         save_model(run.latest_model_path, online, {**model_meta, "step": str(loop.step)})
+        chunks = (
+            f" ({info.chunks_written} replay chunks written, {info.chunks_kept} kept)"
+            if info.replay is not None
+            else ""
+        )
         console.log(
-            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB in {info.seconds:.2f} s"
+            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB written in "
+            f"{info.seconds:.2f} s{chunks}"
         )
 
     stop: list[int] = []
@@ -288,6 +303,7 @@ def start_run(
     def new_run(parts: Driven) -> RunDir:
         del parts
         run = RunDir.create(out, force)
+        remove_leftovers(run.path)  # of a killed save in the run --force replaces
         run.write_config(to_toml(config))
         return run
 
@@ -359,12 +375,14 @@ def resume_run(target: Resumable, *, quiet: bool = False, launch: Launch = singl
     console = Console(quiet)
 
     def resume(parts: Driven) -> RunDir:
-        load_checkpoint(
+        state = load_checkpoint(
             run.path / CHECKPOINT_NAME,
             agent=parts.learner.agent,
             replay=parts.replay,
             loop=parts.loop,
         )
+        parts.replay_on_disk = replay_on_disk(state) if state["replay"] is not None else None
+        remove_leftovers(run.path, parts.replay_on_disk)  # what a killed save left behind
         # Anything written after the checkpoint (a kill between an evaluation and its
         # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
         run.truncate_rewards(step)

@@ -91,6 +91,7 @@ _GROUPS = {
         "update_every",
         "target_update",
         "checkpoint_replay",
+        "checkpoint_chunk",
     ),
     "replay": (
         "buffer_size",
