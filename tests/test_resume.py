@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from atari_dqn.artifacts import atomic_write_text
-from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
+from atari_dqn.checkpoint import CHECKPOINT_NAME, REPLAY_DIR, read_checkpoint_state
 from atari_dqn.cli import main
 
 TINY = [
@@ -227,6 +227,35 @@ def test_truncated_checkpoint_is_refused(short_run: Path, capsys) -> None:
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
     _bad(["train", "--resume", str(short_run), "--total-steps", "200"], "not a valid", capsys)
+
+
+def test_a_missing_or_truncated_replay_chunk_is_refused(short_run: Path, capsys) -> None:
+    (chunk,) = (short_run / REPLAY_DIR).glob("frames_*.safetensors")  # 400 slots: one chunk
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])
+    args = ["train", "--resume", str(short_run), "--total-steps", "200"]
+    _bad(args, f"replay chunk {chunk} of the checkpoint is missing or truncated", capsys)
+    chunk.unlink()
+    _bad(args, f"replay chunk {chunk} of the checkpoint is missing or truncated", capsys)
+
+
+def test_resume_removes_what_a_killed_save_left(short_run: Path) -> None:
+    (chunk,) = (short_run / REPLAY_DIR).glob("frames_*.safetensors")
+    stale = [
+        short_run / REPLAY_DIR / "frames_00000.g000099.safetensors",  # named by no checkpoint
+        short_run / REPLAY_DIR / ".frames_00000.g000002.safetensors.a1b2c3d4.tmp",
+        short_run / ".checkpoint.safetensors.e5f6g7h8.tmp",
+        short_run / ".model_002.safetensors.i9j0k1l2.tmp",
+    ]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    assert main(["train", "--resume", str(short_run), "--total-steps", "200", "--quiet"]) == 0
+    assert not any(p.exists() for p in stale)
+    # The save at step 200 wrote the chunk anew (new frames) and deleted the one of step 100.
+    assert [p.name for p in (short_run / REPLAY_DIR).iterdir()] == [
+        "frames_00000.g000002.safetensors"
+    ]
+    assert not chunk.exists()
 
 
 def test_checkpoint_from_another_game_is_refused(short_run: Path, tmp_path: Path, capsys) -> None:
