@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from atari_dqn.artifacts import RunDir, load_model, save_model
-from atari_dqn.build import Learner, build_training, check_training_input
+from atari_dqn.build import Learner, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -287,14 +287,18 @@ def start_run(
     restore: Path | None = None,
     quiet: bool = False,
     launch: Launch = single_process,
+    force_memory: bool = False,
 ) -> int:
     """Train a new run of ``config`` into ``out`` (default ``runs/<game>-<preset>-s<seed>-<time>``).
 
-    Refuses, before any work, a bad config, an unknown game, a missing model to restore and a
-    directory that already holds a run (unless ``force``, which replaces only its run files)."""
+    Refuses, before any work, a bad config, an unknown game, a replay and networks larger than
+    the available memory (unless ``force_memory``), a missing model to restore and a directory
+    that already holds a run (unless ``force``, which replaces only its run files)."""
     if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
         config = config.replace(beta_steps=config.total_steps)
-    check_training_input(config)
+    actions, _ = check_training_input(config)
+    if not force_memory:
+        check_memory(config, actions)
     if restore is not None:
         load_model(restore)
     out = Path(out) if out is not None else default_out(config)
@@ -321,10 +325,13 @@ class Resumable:
     step: int
 
 
-def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> Resumable:
+def check_resume(
+    run_dir: Path | str, changes: dict[str, Any] | None = None, *, force_memory: bool = False
+) -> Resumable:
     """Everything ``--resume`` can refuse, before any work: not a run, an unreadable config or
     checkpoint, a setting in ``changes`` that would change what the run is (only
-    ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end."""
+    ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end, a
+    replay larger than the available memory (unless ``force_memory``)."""
     changes = changes or {}
     run = RunDir(Path(run_dir))
     if not (run.path / "config.toml").is_file():
@@ -346,7 +353,7 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
                 + " may change"
             )
         config = config.replace(**{f.name: value})
-    check_training_input(config)
+    actions, _ = check_training_input(config)
     ckpt = run.path / CHECKPOINT_NAME
     state = read_checkpoint_state(ckpt)
     theirs = state["config"]
@@ -366,6 +373,8 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
             f"the run is already at step {step} of --total-steps {config.total_steps}; "
             "pass a larger --total-steps to continue it"
         )
+    if not force_memory:
+        check_memory(config, actions)
     return Resumable(run, config, state, step)
 
 

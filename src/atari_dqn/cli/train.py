@@ -49,6 +49,12 @@ def add_train_parser(sub: Any) -> None:
         "--device and --checkpoint-replay may change)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="start even if the replay and networks need more memory than is available "
+        "(on a machine with swap)",
+    )
     add_config_flags(train)
     add_apex_flags(train)
     train.set_defaults(handler=cmd_train)
@@ -154,6 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         restore=args.restore,
         quiet=args.quiet,
         launch=_launcher(apex, args.ray_address),
+        force_memory=args.force_memory,
     )
 
 
@@ -178,7 +185,7 @@ def _resume(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{flag} cannot be combined with --resume (the run keeps its own)")
     changes = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
-    target = driver.check_resume(args.resume, changes)
+    target = driver.check_resume(args.resume, changes, force_memory=args.force_memory)
     apex = _resumed_apex_settings(args, target.state, target.config)
     return driver.resume_run(target, quiet=args.quiet, launch=_launcher(apex, args.ray_address))
 

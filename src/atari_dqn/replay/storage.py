@@ -95,6 +95,20 @@ class FrameStorage:
         self._pending = [NStepAccumulator(n_step, gamma) for _ in range(num_streams)]
 
     # ------------------------------------------------------------------ sizes
+    # actions, boot, terminal, pos and ready (uint8 / bool), returns (float32)
+    SLOT_BYTES_BESIDES_FRAME = 5 * 1 + 4
+
+    @staticmethod
+    def nbytes_for(capacity: int, frame_shape: tuple[int, int] = (84, 84)) -> int:
+        """Bytes of the per-slot arrays of a storage of ``capacity`` (before allocating it)."""
+        return capacity * (frame_shape[0] * frame_shape[1] + FrameStorage.SLOT_BYTES_BESIDES_FRAME)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the per-slot arrays, as allocated (what :meth:`nbytes_for` predicts)."""
+        arrays = (self.frames, self.actions, self.returns, self.boot, self.terminal, self.pos)
+        return sum(a.nbytes for a in arrays) + self.ready.nbytes
+
     @property
     def bytes_per_transition(self) -> float:
         """Bytes of all per-slot arrays divided by the capacity (measured, not assumed)."""
