@@ -402,3 +402,16 @@ def test_a_missing_or_truncated_chunk_is_refused(tmp_path: Path) -> None:
     chunk.unlink()
     with pytest.raises(ArtifactError, match="is missing or truncated"):
         load(tmp_path, replay_of())
+
+
+def test_a_version_1_checkpoint_still_loads(tmp_path: Path) -> None:
+    """Runs checkpointed before chunks (the whole replay in one file) resume as they were."""
+    from atari_dqn.bench.checkpoint import save_whole_array
+
+    replay = replay_of("prioritized", alpha=0.6)
+    Writer(replay).steps(30)
+    save_whole_array(tmp_path / CHECKPOINT_NAME, agent=Agent(), replay=replay, loop=Loop())
+    assert ckpt.read_checkpoint_state(tmp_path / CHECKPOINT_NAME)["version"] == 1
+    fresh = replay_of("prioritized", alpha=0.6)
+    assert load(tmp_path, fresh) is None  # no chunks on disk: the next save writes them all
+    assert_same(replay, fresh)

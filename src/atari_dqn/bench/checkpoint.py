@@ -5,13 +5,16 @@ and 100%, then run 100k steps further (the ring wraps); at each point a checkpoi
 the current layout (:func:`atari_dqn.checkpoint.save_checkpoint`: the filled chunks, or only
 those written since the previous save) and in the baseline, the layout before it (one file
 holding the replay's arrays at full capacity, :func:`save_whole_array`), in the same run, into
-a temporary directory that is deleted afterwards. The agent is a real one (one update made, so
+a temporary directory that is deleted afterwards; which of the two goes first alternates, and
+each starts after ``sync``. Seconds are the disk's: on a shared disk they vary from run to run
+far more than bytes do. The agent is a real one (one update made, so
 its Adam moments exist) and goes into both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -29,7 +32,9 @@ from atari_dqn.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     ReplayOnDisk,
+    SaveInfo,
     StatefulAgent,
+    StatefulLoop,
     save_checkpoint,
 )
 from atari_dqn.config import Config, ConfigError
@@ -82,7 +87,7 @@ class _Filler:
 
 
 def save_whole_array(
-    path: Path, *, agent: StatefulAgent, replay: Replay, loop: _Position
+    path: Path, *, agent: StatefulAgent, replay: Replay, loop: StatefulLoop
 ) -> tuple[int, float]:
     """The baseline: the layout before chunks (checkpoint version 1), every array of the
     replay at full capacity in one file, written atomically. Returns (bytes, seconds)."""
@@ -160,24 +165,39 @@ def _measure(capacity: int, more: int, chunk_slots: int, kind: str, work: Path) 
 
     def measure(label: str, keep_previous: bool) -> None:
         nonlocal previous
-        old_bytes, old_seconds = save_whole_array(
-            work / "old" / CHECKPOINT_NAME, agent=agent, replay=replay, loop=position
-        )
-        (work / "old" / CHECKPOINT_NAME).unlink()  # room for the new layout's files
         if not keep_previous:  # a first save: nothing of this replay on disk yet
             shutil.rmtree(work / "new")
             (work / "new").mkdir()
             previous = None
-        info = save_checkpoint(
-            work / "new" / CHECKPOINT_NAME,
-            config={},
-            agent=agent,
-            replay=replay,
-            loop=position,
-            include_replay=True,
-            previous=previous,
-            chunk_slots=chunk_slots,
-        )
+
+        def old() -> tuple[int, float]:
+            os.sync()  # each save starts with nothing of the other's waiting to be written
+            saved = save_whole_array(
+                work / "old" / CHECKPOINT_NAME, agent=agent, replay=replay, loop=position
+            )
+            (work / "old" / CHECKPOINT_NAME).unlink()  # room for the new layout's files
+            return saved
+
+        def new() -> SaveInfo:
+            os.sync()
+            return save_checkpoint(
+                work / "new" / CHECKPOINT_NAME,
+                config={},
+                agent=agent,
+                replay=replay,
+                loop=position,
+                include_replay=True,
+                previous=previous,
+                chunk_slots=chunk_slots,
+            )
+
+        # Alternate which goes first, so that neither always follows the other's deletes.
+        if len(rows) % 2 == 0:
+            old_bytes, old_seconds = old()
+            info = new()
+        else:
+            info = new()
+            old_bytes, old_seconds = old()
         previous = info.replay
         filled = sum(b - a for a, b in replay.frame_ranges())
         rows.append(
