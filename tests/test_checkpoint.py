@@ -15,6 +15,7 @@ from atari_dqn.build import make_replay
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     REPLAY_DIR,
+    StatefulReplay,
     load_checkpoint,
     remove_leftovers,
     replay_on_disk,
@@ -77,7 +78,9 @@ class Writer:
                     self.replay.begin(s, self.frame())
 
 
-def save(run: Path, replay: Replay, previous: ckpt.ReplayOnDisk | None = None, chunk: int = 8):
+def save(
+    run: Path, replay: StatefulReplay, previous: ckpt.ReplayOnDisk | None = None, chunk: int = 8
+):
     return save_checkpoint(
         run / CHECKPOINT_NAME,
         config={},
@@ -90,7 +93,7 @@ def save(run: Path, replay: Replay, previous: ckpt.ReplayOnDisk | None = None, c
     )
 
 
-def load(run: Path, replay: Replay) -> ckpt.ReplayOnDisk | None:
+def load(run: Path, replay: StatefulReplay) -> ckpt.ReplayOnDisk | None:
     state = load_checkpoint(run / CHECKPOINT_NAME, agent=Agent(), replay=replay, loop=Loop())
     return replay_on_disk(state)
 
@@ -325,7 +328,7 @@ def kill_at(monkeypatch: pytest.MonkeyPatch, name: str, nth: int) -> None:
     ("point", "nth", "survives", "stale"),
     [
         ("checkpoint.chunk", 1, "old", 0),  # inside the first new chunk: nothing new is left
-        ("checkpoint.chunk", 2, "old", 1),  # inside the second: the first is left, unnamed
+        ("checkpoint.chunk", 2, "old", 0),  # inside the second (a real kill: test_resume.py)
         ("checkpoint.manifest", 1, "old", 2),  # both new chunks are left, unnamed
         ("checkpoint.cleanup", 1, "new", 1),  # the new checkpoint; the old chunk 2 is left
     ],
@@ -415,3 +418,18 @@ def test_a_version_1_checkpoint_still_loads(tmp_path: Path) -> None:
     fresh = replay_of("prioritized", alpha=0.6)
     assert load(tmp_path, fresh) is None  # no chunks on disk: the next save writes them all
     assert_same(replay, fresh)
+
+
+def test_the_apex_replay_server_saves_and_loads_the_same_way(tmp_path: Path) -> None:
+    from atari_dqn.distributed.workers import ReplayService  # a plain class: no Ray here
+
+    server = ReplayService(replay_of)
+    w = Writer(server.replay)
+    w.steps(15)
+    first = save(tmp_path, server)
+    w.steps(3)
+    second = save(tmp_path, server, first.replay)
+    assert second.chunks_written == 1
+    fresh = ReplayService(replay_of)
+    load(tmp_path, fresh)
+    assert_same(server.replay, fresh.replay)

@@ -29,7 +29,9 @@ the next start or resume. Safetensors throughout: loading never unpickles anythi
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from atari_dqn.artifacts import ArtifactError, atomic_replace, fsync_dir, remove_interrupted_writes
+from atari_dqn.artifacts import (
+    ArtifactError,
+    atomic_replace,
+    file_mode,
+    fsync_dir,
+    remove_interrupted_writes,
+)
 from atari_dqn.killpoints import kill_point
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -178,7 +186,7 @@ def _save_frames(
     directory = run_dir / REPLAY_DIR
     directory.mkdir(exist_ok=True)
     chunks: list[Chunk] = []
-    written_bytes = written_files = 0
+    new: list[Chunk] = []  # the chunks to write
     indices = sorted({i for a, b in filled for i in range(a // chunk_slots, -(-b // chunk_slots))})
     for index in indices:
         lo, hi = index * chunk_slots, (index + 1) * chunk_slots
@@ -188,19 +196,48 @@ def _save_frames(
             chunks.append(old)
             continue
         name = f"{REPLAY_DIR}/frames_{index:05d}.g{generation:06d}.safetensors"
-        tensors = {str(a): replay.get_frames(a, b) for a, b in pieces}
-        meta = {"format": CHUNK_FORMAT, "chunk": str(index), "generation": str(generation)}
-
-        def write(tmp: Path, tensors: dict[str, np.ndarray] = tensors, meta: Any = meta) -> None:
-            save_file(tensors, str(tmp), metadata=meta)
-            kill_point("checkpoint.chunk")
-
-        atomic_replace(run_dir / name, write)
-        written_bytes += (run_dir / name).stat().st_size
-        written_files += 1
         chunks.append(Chunk(index, name, pieces))
+        new.append(chunks[-1])
+    written_bytes = _write_chunks(run_dir, replay, new, generation)
     on_disk = ReplayOnDisk(chunk_slots, generation, tuple(int(m) for m in mark), tuple(chunks))
-    return on_disk, written_bytes, written_files
+    return on_disk, written_bytes, len(new)
+
+
+def _write_chunks(run_dir: Path, replay: StatefulReplay, new: list[Chunk], generation: int) -> int:
+    """Write the chunk files ``new``, each to a temporary name; then fsync and rename them all.
+
+    One fsync per file after all are written (not after each) lets the kernel write one back
+    while the next is filled, as with one big file. Returns the bytes written."""
+    temporaries: list[Path] = []
+    try:
+        for chunk in new:
+            final = run_dir / chunk.file
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+            os.close(fd)
+            temporaries.append(Path(name))
+            tensors = {str(a): replay.get_frames(a, b) for a, b in chunk.ranges}
+            meta = {
+                "format": CHUNK_FORMAT,
+                "chunk": str(chunk.index),
+                "generation": str(generation),
+            }
+            save_file(tensors, name, metadata=meta)
+            kill_point("checkpoint.chunk")
+        total = 0
+        for chunk, tmp in zip(new, list(temporaries), strict=True):
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, file_mode())
+            total += tmp.stat().st_size
+            os.replace(tmp, run_dir / chunk.file)
+            temporaries.remove(tmp)
+    except BaseException:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        raise
+    if new:
+        fsync_dir(run_dir / REPLAY_DIR)
+    return total
 
 
 def _generation_on_disk(path: Path) -> int:
