@@ -63,7 +63,7 @@ def test_a_replay_larger_than_memory_is_refused_before_anything(
     assert len(err.strip().splitlines()) == 1, err
     m = re.search(f"--buffer-size 10000000 needs {GB} of memory .* but {GB} is available", err)
     assert m is not None, err
-    assert m.groups() == ("70.7", "24.0")  # 10^7 slots x 7065 bytes, plus 0.03 GB of networks
+    assert m.groups() == ("70.7", "24.0")  # 10^7 slots x 7065 bytes, plus 34 MB of networks
     assert "--force-memory" in err
     assert not out.exists()
 
@@ -93,7 +93,7 @@ def test_oversized_replay_in_a_real_process_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert re.fullmatch(
         f"atari-dqn: error: --buffer-size 1000000000 needs 7065.0 GB of memory \\(replay "
-        f"7065.0 GB, networks 0.03 GB\\) but {GB} is available; .*--force-memory.*\n",
+        f"7065.0 GB, networks 33.7 MB\\) but {GB} is available; .*--force-memory.*\n",
         proc.stderr,
     ), proc.stderr
     assert not out.exists()

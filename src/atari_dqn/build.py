@@ -96,11 +96,18 @@ def check_memory(config: Config, actions: tuple[str, ...]) -> None:
     need = memory_need(config, len(actions))
     if need.total > available:
         raise UsageError(
-            f"--buffer-size {config.buffer_size} needs {need.total / 1e9:.1f} GB of memory "
-            f"(replay {need.replay / 1e9:.1f} GB, networks {need.networks / 1e9:.2f} GB) but "
-            f"{available / 1e9:.1f} GB is available; use a smaller --buffer-size, or "
+            f"--buffer-size {config.buffer_size} needs {_size(need.total)} of memory "
+            f"(replay {_size(need.replay)}, networks {_size(need.networks)}) but "
+            f"{_size(available)} is available; use a smaller --buffer-size, or "
             "--force-memory to start anyway (with swap)"
         )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
 
 
 # ---------------------------------------------------------------------- parts
