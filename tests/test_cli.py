@@ -182,9 +182,12 @@ def test_argparse_errors_are_one_line_exit_2(capsys) -> None:
 
 
 def test_existing_run_is_refused_and_untouched(tiny_run: Path, capsys) -> None:
-    before = {p.name: p.read_bytes() for p in tiny_run.iterdir()}
+    def files() -> dict[Path, bytes]:  # (the replay's checkpoint chunks are in a subdirectory)
+        return {p.relative_to(tiny_run): p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()}
+
+    before = files()
     _bad(["train", *TINY, "--out", str(tiny_run)], "already holds a run", capsys)
-    assert {p.name: p.read_bytes() for p in tiny_run.iterdir()} == before
+    assert files() == before
 
 
 def test_force_replaces_only_run_files(tmp_path: Path) -> None:
@@ -311,7 +314,9 @@ def test_run_files_honour_the_umask(tiny_run: Path, tmp_path: Path) -> None:
 
     mask = os.umask(0o022)
     os.umask(mask)
-    for path in tiny_run.iterdir():  # written under the test process's umask
+    files = [p for p in tiny_run.rglob("*") if p.is_file()]  # the replay's chunks too
+    assert any(p.parent.name == "checkpoint_replay" for p in files)
+    for path in files:  # written under the test process's umask
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path.name
     old = os.umask(0o027)
     try:

@@ -241,6 +241,8 @@ def resume(first: Rig, settings: LoopSettings, *, replay_restored: bool, **kw: A
         second.replay.load_state(
             {k: v.copy() for k, v in r_arrays.items()}, json.loads(json.dumps(r_meta))
         )
+        for a, b in first.replay.frame_ranges():  # the frames go by slot range
+            second.replay.put_frames(a, first.replay.get_frames(a, b).copy())
     arrays, meta = first.loop.state()
     second.loop.load_state(
         {k: v.copy() for k, v in arrays.items()},

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from atari_dqn.artifacts import atomic_write_text
-from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
+from atari_dqn.checkpoint import CHECKPOINT_NAME, REPLAY_DIR, read_checkpoint_state
 from atari_dqn.cli import main
 
 TINY = [
@@ -118,12 +118,13 @@ def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
     same_run(reference, out)
 
 
-def _spawn(*args: str) -> subprocess.Popen:
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "atari_dqn", "train", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -154,36 +155,71 @@ def test_sigterm_mid_run_checkpoints_exits_0_and_resumes_exactly(
     same_games(reference, out)
 
 
+# Where each process of the kill test dies (ATARI_DQN_KILL_AT, see atari_dqn/killpoints.py),
+# one after another, each resuming from the checkpoint the one before left, and the step of the
+# checkpoint it leaves. With warm-up up to step 150, evaluations at 100, 200, 300 and 400, and
+# chunks of 128 slots (of 400).
+# The last number: the files the kill leaves for the next start to remove (temporary files
+# of writes, chunks the checkpoint does not name).
+KILLS = [
+    ("train.warmup:120", "warm-up", 100, 0),  # step 120, after the checkpoint at 100
+    ("eval.step:10", "evaluation", 100, 0),  # inside the evaluation at 200
+    ("train.learning:60", "learning", 200, 0),  # the 60th step with updates: about step 213
+    ("write.rewards:1", "rewards.txt", 200, 1),  # the line of the evaluation at 300
+    ("write.model:1", "model file", 200, 1),  # model_003, after its rewards.txt line
+    ("checkpoint.chunk:2", "checkpoint chunk", 200, 2),  # the 2nd of chunks 1 and 2 at 300
+    ("checkpoint.manifest:1", "checkpoint manifest", 200, 3),  # both new chunks written
+    ("checkpoint.cleanup:1", "checkpoint cleanup", 300, 1),  # the old chunk 1 (2 is new)
+]
+KILL_FLAGS = [*TINY, "--warmup-steps", "150", "--checkpoint-chunk", "128", "--seed", "3"]
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Temporary files of writes, and replay chunks the checkpoint does not name."""
+    doc = read_checkpoint_state(out / CHECKPOINT_NAME)["replay_frames"]
+    named = {out / c["file"] for c in doc["chunks"]}
+    chunks = (out / REPLAY_DIR).glob("frames_*")
+    return sorted([*out.rglob(".*.tmp"), *(p for p in chunks if p not in named)])
+
+
+def _check_artifacts(out: Path) -> int:
+    """Everything in the run directory parses after a kill; returns the checkpoint's step."""
+    step = read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"]
+    lines = (out / "rewards.txt").read_text().splitlines(keepends=True)
+    assert all(ln.endswith("\n") and len(ln.split()) == 3 for ln in lines)
+    for model in out.glob("model_*"):
+        load_file(model)
+    return step
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(reference: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    moments = np.random.default_rng(2024).uniform(0.0, 1.5, size=4)
-    kills = 0
-    proc = _spawn(*TINY, "--total-steps", "400", "--seed", "3", "--out", str(out))
-    for delay in moments:
-        _wait_for(out / CHECKPOINT_NAME, proc)
-        time.sleep(float(delay))
-        if proc.poll() is not None:
-            break
-        proc.kill()
-        proc.wait()
-        kills += 1
-        # Every artifact parses after the kill.
-        assert read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"] % 100 in (0,)
-        lines = (out / "rewards.txt").read_text().splitlines(keepends=True)
-        assert all(ln.endswith("\n") and len(ln.split()) == 3 for ln in lines)
-        for model in out.glob("model_*"):
-            load_file(model)
-        proc = _spawn("--resume", str(out), "--quiet")
-    stdout, stderr = proc.communicate(timeout=300)
+def test_sigkill_at_each_kind_of_moment_then_resume(tmp_path: Path) -> None:
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *KILL_FLAGS, "--total-steps", "400", "--out", str(ref)]) == 0
+    first = ["--total-steps", "400", "--out", str(out), "--quiet", *KILL_FLAGS]
+    kills: dict[str, int] = {}
+    for spec, kind, left, junk in KILLS:
+        args = first if not kills else ["--resume", str(out), "--quiet"]
+        proc = _spawn(*args, env={**os.environ, "ATARI_DQN_KILL_AT": spec})
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (spec, proc.returncode, stderr)
+        kills[kind] = kills.get(kind, 0) + 1
+        # The checkpoint left is the last one before the kill, whole; every file parses.
+        assert _check_artifacts(out) == left, spec
+        assert len(_leftovers(out)) == junk, (spec, _leftovers(out))
+    proc = _spawn("--resume", str(out), "--quiet")
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    print(f"kills survived: {kills}")
-    assert kills >= 2
-    # Steps continued with no gap and no duplicate, and the result is the uninterrupted one.
+    print("kills by kind: " + ", ".join(f"{k} {n}" for k, n in kills.items()))
+    assert list(kills) == [kind for _, kind, _, _ in KILLS] and set(kills.values()) == {1}
+    # No gap, no duplicate, the uninterrupted run's results, and nothing left behind.
     steps = [int(ln.split()[1]) for ln in (out / "rewards.txt").read_text().splitlines()]
     assert steps == [100, 200, 300, 400]
-    same_run(reference, out)
-    same_games(reference, out)
+    same_run(ref, out)
+    same_games(ref, out)
+    assert _leftovers(out) == []  # each start removed what the kill before it left
+    named = read_checkpoint_state(out / CHECKPOINT_NAME)["replay_frames"]["chunks"]
+    assert len(named) == len(list((out / REPLAY_DIR).iterdir())) == 4  # 0-127, ..., 384-399
 
 
 def test_games_csv_records_every_training_game_once(reference: Path) -> None:
@@ -256,6 +292,35 @@ def test_truncated_checkpoint_is_refused(short_run: Path, capsys) -> None:
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
     _bad(["train", "--resume", str(short_run), "--total-steps", "200"], "not a valid", capsys)
+
+
+def test_a_missing_or_truncated_replay_chunk_is_refused(short_run: Path, capsys) -> None:
+    (chunk,) = (short_run / REPLAY_DIR).glob("frames_*.safetensors")  # 400 slots: one chunk
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])
+    args = ["train", "--resume", str(short_run), "--total-steps", "200"]
+    _bad(args, f"replay chunk {chunk} of the checkpoint is missing or truncated", capsys)
+    chunk.unlink()
+    _bad(args, f"replay chunk {chunk} of the checkpoint is missing or truncated", capsys)
+
+
+def test_resume_removes_what_a_killed_save_left(short_run: Path) -> None:
+    (chunk,) = (short_run / REPLAY_DIR).glob("frames_*.safetensors")
+    stale = [
+        short_run / REPLAY_DIR / "frames_00000.g000099.safetensors",  # named by no checkpoint
+        short_run / REPLAY_DIR / ".frames_00000.g000002.safetensors.a1b2c3d4.tmp",
+        short_run / ".checkpoint.safetensors.e5f6g7h8.tmp",
+        short_run / ".model_002.safetensors.i9j0k1l2.tmp",
+    ]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    assert main(["train", "--resume", str(short_run), "--total-steps", "200", "--quiet"]) == 0
+    assert not any(p.exists() for p in stale)
+    # The save at step 200 wrote the chunk anew (new frames) and deleted the one of step 100.
+    assert [p.name for p in (short_run / REPLAY_DIR).iterdir()] == [
+        "frames_00000.g000002.safetensors"
+    ]
+    assert not chunk.exists()
 
 
 def test_checkpoint_from_another_game_is_refused(short_run: Path, tmp_path: Path, capsys) -> None:

@@ -17,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
 from atari_dqn.config import UsageError
+from atari_dqn.killpoints import kill_point
 from atari_dqn.networks import QNetwork
 
 MODEL_FORMAT = "atari-dqn-model"
@@ -68,15 +69,44 @@ def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, point: str | None = None) -> None:
+    """``data`` into ``path`` atomically; ``point``: a kill point (killpoints.py) reached when
+    the temporary file is written and not yet renamed."""
+
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
+        if point is not None:
+            kill_point(point)
 
     atomic_replace(path, write)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: Path, text: str, *, point: str | None = None) -> None:
+    atomic_write_bytes(path, text.encode(), point=point)
+
+
+_INTERRUPTED_RE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]+\.tmp$")  # atomic_replace's temporaries
+
+
+def remove_interrupted_writes(directory: Path) -> list[Path]:
+    """Delete the temporary files that killed atomic writes of run files left in ``directory``
+    (``.NAME.XXXXXXXX.tmp`` for a run file NAME); nothing else. Returns what was deleted."""
+    gone = []
+    for p in Path(directory).glob(".*.tmp"):
+        m = _INTERRUPTED_RE.match(p.name)
+        if m and _is_run_file(m.group(1)) and p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def _is_run_file(name: str) -> bool:
+    return (
+        name in RUN_MARKERS
+        or name == "checkpoint.safetensors"
+        or _MODEL_RE.match(name) is not None
+        or re.fullmatch(r"frames_\d+\.g\d+\.safetensors", name) is not None
+    )
 
 
 def fsync_dir(directory: Path) -> None:
@@ -148,7 +178,8 @@ class RunDir:
     def append_reward(self, index: int, step: int, score: float) -> None:
         """Add one line to rewards.txt by rewriting it atomically (it is small)."""
         old = self.rewards_path.read_text() if self.rewards_path.exists() else ""
-        atomic_write_text(self.rewards_path, old + format_reward_line(index, step, score))
+        line = format_reward_line(index, step, score)
+        atomic_write_text(self.rewards_path, old + line, point="write.rewards")
 
     def truncate_rewards(self, last_step: int) -> None:
         """Keep only the lines of rewards.txt at or before ``last_step``."""
@@ -219,7 +250,7 @@ def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **network.architecture()}
     meta.update({k: str(v) for k, v in metadata.items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    atomic_write_bytes(path, safetensors_save(tensors, metadata=meta))
+    atomic_write_bytes(path, safetensors_save(tensors, metadata=meta), point="write.model")
 
 
 def resolve_model_path(path: Path, which: str | None = None) -> Path:

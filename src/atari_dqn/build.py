@@ -27,6 +27,7 @@ from atari_dqn.networks import QNetwork
 from atari_dqn.replay import Replay
 from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import FrameStorage
+from atari_dqn.replay.sum_tree import SumTree
 from atari_dqn.replay.uniform import UniformReplay
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
@@ -52,6 +53,65 @@ def check_training_input(config: Config) -> tuple[tuple[str, ...], torch.device]
     config.validate()
     check_env_id(config.env_id)
     return resolve_actions(config.env_id, config.actions), resolve_device(config.device)
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """Host memory a run's config asks for, estimated before anything is allocated."""
+
+    replay: int  # frames and per-slot arrays at full capacity, plus the sum tree if prioritized
+    networks: int  # online and target weights, their gradients, Adam's two moments
+
+    @property
+    def total(self) -> int:
+        return self.replay + self.networks
+
+
+def memory_need(config: Config, num_actions: int) -> MemoryNeed:
+    """What :func:`build_training` will allocate for the replay and the networks (the same
+    capacity as :func:`build_replay`; the kind mirrors :func:`make_replay`'s one look at it)."""
+    capacity = config.buffer_size // config.num_envs * config.num_envs
+    replay = FrameStorage.nbytes_for(capacity)
+    if config.replay == "prioritized":
+        replay += SumTree.nbytes_for(capacity)
+    weights = sum(
+        p.numel() * p.element_size() for p in build_network(config, num_actions).parameters()
+    )
+    return MemoryNeed(replay=replay, networks=5 * weights)
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (``MemAvailable``), or None
+    where /proc/meminfo does not say (not Linux): then nothing is refused."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(config: Config, actions: tuple[str, ...]) -> None:
+    """Refuse (UsageError) a run whose replay and networks cannot fit in available memory."""
+    available = available_memory()
+    if available is None:
+        return
+    need = memory_need(config, len(actions))
+    if need.total > available:
+        raise UsageError(
+            f"--buffer-size {config.buffer_size} needs {_size(need.total)} of memory "
+            f"(replay {_size(need.replay)}, networks {_size(need.networks)}) but "
+            f"{_size(available)} is available; use a smaller --buffer-size, or "
+            "--force-memory to start anyway (with swap)"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
 
 
 # ---------------------------------------------------------------------- parts

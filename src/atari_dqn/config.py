@@ -138,6 +138,11 @@ class Config:
     checkpoint_replay: bool = _opt(
         True, "Save the replay memory in checkpoints, for exact resume (big: ~7 KB a slot)."
     )
+    checkpoint_chunk: int = _opt(
+        16_384,
+        "Replay slots per checkpoint file of frames (16384: 116 MB); a checkpoint writes only"
+        " the filled ones holding frames written since the previous checkpoint.",
+    )
     # --- bookkeeping ---
     preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
 
@@ -146,6 +151,7 @@ class Config:
         positive = [
             "total_steps", "update_every", "target_update", "buffer_size", "batch_size",
             "eval_every", "eval_games", "eval_max_frames", "frame_skip", "eps_decay",
+            "checkpoint_chunk",
         ]  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

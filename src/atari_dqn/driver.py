@@ -24,12 +24,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from atari_dqn.artifacts import RunDir, load_model, save_model
-from atari_dqn.build import Learner, build_training, check_training_input
+from atari_dqn.build import Learner, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
-    Stateful,
+    ReplayOnDisk,
+    StatefulReplay,
     load_checkpoint,
     read_checkpoint_state,
+    remove_leftovers,
+    replay_on_disk,
     save_checkpoint,
 )
 from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 # Settings that may differ on --resume without changing what the run is.
-RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay")
+RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay", "checkpoint_chunk")
 
 
 class Console:
@@ -71,7 +74,7 @@ class Console:
             self.bar.write(msg)
 
 
-class RunReplay(Stateful, Protocol):
+class RunReplay(StatefulReplay, Protocol):
     """The replay as the driver sees it: saved in checkpoints, and whether it has priorities
     (the replay itself, or the Ape-X replay server's proxy)."""
 
@@ -88,6 +91,7 @@ class Driven:
     train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
     best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far (resume)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
+    replay_on_disk: ReplayOnDisk | None = None  # what the checkpoint holds of the replay (resume)
 
 
 class TrainClock:
@@ -141,11 +145,13 @@ def drive(
         f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
     )
     saved_at: list[int] = []
+    on_disk = parts.replay_on_disk  # the replay chunks the next checkpoint may keep
     best = parts.best
     clock = TrainClock(parts.train_seconds)
     run.append_games([])  # the header, so a run's games.csv exists from its start
 
     def checkpoint() -> None:
+        nonlocal on_disk
         saved_at.append(loop.step)
         run.sync_games()
         info = save_checkpoint(
@@ -156,11 +162,20 @@ def drive(
             loop=loop,
             include_replay=config.checkpoint_replay,
             extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
+            previous=on_disk,
+            chunk_slots=config.checkpoint_chunk,
         )
+        on_disk = info.replay
         # The online network at this checkpoint, for `evaluate RUN --model latest`.
         save_model(run.latest_model_path, online, {**model_meta, "step": str(loop.step)})
+        chunks = (
+            f" ({info.chunks_written} replay chunks written, {info.chunks_kept} kept)"
+            if info.replay is not None
+            else ""
+        )
         console.log(
-            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB in {info.seconds:.2f} s"
+            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB written in "
+            f"{info.seconds:.2f} s{chunks}"
         )
 
     stop: list[int] = []
@@ -323,16 +338,20 @@ def start_run(
     quiet: bool = False,
     launch: Launch = single_process,
     reporting: Reporting | None = None,
+    force_memory: bool = False,
 ) -> Finished:
     """Train a new run of ``config`` into ``out`` (default ``runs/<game>-<preset>-s<seed>-<time>``).
 
-    Refuses, before any work, a bad config, an unknown game, a missing model to restore and a
-    directory that already holds a run (unless ``force``, which replaces only its run files)."""
+    Refuses, before any work, a bad config, an unknown game, a replay and networks larger than
+    the available memory (unless ``force_memory``), a missing model to restore and a directory
+    that already holds a run (unless ``force``, which replaces only its run files)."""
     reporting = reporting or Reporting()
     reporting.check()
     if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
         config = config.replace(beta_steps=config.total_steps)
-    check_training_input(config)
+    actions, _ = check_training_input(config)
+    if not force_memory:
+        check_memory(config, actions)
     if restore is not None:
         load_model(restore)
     out = Path(out) if out is not None else default_out(config)
@@ -341,6 +360,7 @@ def start_run(
     def new_run(parts: Driven) -> RunDir:
         del parts
         run = RunDir.create(out, force)
+        remove_leftovers(run.path)  # of a killed save in the run --force replaces
         run.write_config(to_toml(config))
         return run
 
@@ -380,10 +400,13 @@ class Resumable:
     step: int
 
 
-def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> Resumable:
+def check_resume(
+    run_dir: Path | str, changes: dict[str, Any] | None = None, *, force_memory: bool = False
+) -> Resumable:
     """Everything ``--resume`` can refuse, before any work: not a run, an unreadable config or
     checkpoint, a setting in ``changes`` that would change what the run is (only
-    ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end."""
+    ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end, a
+    replay larger than the available memory (unless ``force_memory``)."""
     changes = changes or {}
     run = RunDir(Path(run_dir))
     if not (run.path / "config.toml").is_file():
@@ -405,7 +428,7 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
                 + " may change"
             )
         config = config.replace(**{f.name: value})
-    check_training_input(config)
+    actions, _ = check_training_input(config)
     ckpt = run.path / CHECKPOINT_NAME
     state = read_checkpoint_state(ckpt)
     theirs = state["config"]
@@ -428,6 +451,8 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
             f"the run is already at step {step} of --total-steps {config.total_steps}; "
             "pass a larger --total-steps to continue it"
         )
+    if not force_memory:
+        check_memory(config, actions)
     return Resumable(run, config, state, step)
 
 
@@ -446,12 +471,14 @@ def resume_run(
     console = Console(quiet)
 
     def resume(parts: Driven) -> RunDir:
-        load_checkpoint(
+        state = load_checkpoint(
             run.path / CHECKPOINT_NAME,
             agent=parts.learner.agent,
             replay=parts.replay,
             loop=parts.loop,
         )
+        parts.replay_on_disk = replay_on_disk(state) if state["replay"] is not None else None
+        remove_leftovers(run.path, parts.replay_on_disk)  # what a killed save left behind
         # Anything written after the checkpoint (a kill between an evaluation and its
         # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
         run.truncate_rewards(step)

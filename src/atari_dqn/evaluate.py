@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from atari_dqn.envs import ale_of
+from atari_dqn.killpoints import kill_point
 
 # (states (N, 4, 84, 84) uint8, epsilon, rng) -> actions (N,)
 ActFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
@@ -76,6 +77,7 @@ def play(
             obs, _, terminated, truncated, info = env.step(action)
             score += float(info["raw_reward"])
             frame += 1
+            kill_point("eval.step")
             _show(env, game, frame, score, on_frame, on_scored_frame)
             if terminated or truncated:
                 break

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from atari_dqn import killpoints
 from atari_dqn.agent import UpdateResult
 from atari_dqn.evaluate import ActFn, EvalResult, scheduled_evaluation
 from atari_dqn.replay import Batch, Replay
@@ -256,6 +257,8 @@ class TrainLoop:
             record(self.replay, actions, vs)
             self._obs = obs = vs.obs
             self.step += int(vs.transition.sum())
+            if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
+                killpoints.kill_point("train.learning" if self.updates else "train.warmup")
             report.game_returns += vs.game_returns
             report.game_lengths += vs.game_lengths
             report.game_steps += [self.step] * len(vs.game_returns)

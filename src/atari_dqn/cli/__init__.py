@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             f"atari-dqn: error: {exc}; the last saved model is the last good one", file=sys.stderr
         )
         return 1
+    except MemoryError as exc:  # allocating past what the machine has (after --force-memory)
+        print(f"atari-dqn: error: out of memory: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("atari-dqn: interrupted", file=sys.stderr)
         return 130

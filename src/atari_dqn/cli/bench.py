@@ -8,6 +8,7 @@ its command runs.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atari_dqn.bench.envs import DEFAULT_ENV  # numpy only: no torch to parse
@@ -93,9 +94,34 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
     bm.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     bm.add_argument("--json", action="store_true", help="print one JSON object instead")
     bm.set_defaults(handler=cmd_bench_memory)
+    _add_checkpoint_parser(what)
     _add_actors_parser(what)
     _add_envs_parser(what)
     _add_update_parser(what)
+
+
+def _add_checkpoint_parser(what: Subparsers) -> None:
+    bc = what.add_parser(
+        "checkpoint",
+        help="bytes and seconds per checkpoint: replay chunks vs the whole array (the old layout)",
+        description="Fill a replay of --capacity 84x84 frames to 10%%, 50%% and 100%%, then "
+        "--more steps further; at each point save a checkpoint as chunk files (only the filled "
+        "ones; after --more steps only those written since) and, as the baseline, as the old "
+        "whole-array file; prints bytes, seconds and old/new ratios. Writes into a temporary "
+        "directory under --dir, deleted at the end (needs twice the replay's size free).",
+    )
+    bc.add_argument("--capacity", type=int, default=1_000_000, metavar="N",
+                    help="replay capacity, in slots [default: 1000000]")  # fmt: skip
+    bc.add_argument("--more", type=int, default=100_000, metavar="N",
+                    help="steps between the last two saves [default: 100000]")  # fmt: skip
+    bc.add_argument("--chunk", type=int, default=16_384, metavar="N",
+                    help="slots per chunk file [default: 16384]")  # fmt: skip
+    bc.add_argument("--replay", default="uniform", choices=("uniform", "prioritized"),
+                    help="replay kind [default: uniform]")  # fmt: skip
+    bc.add_argument("--dir", type=Path, default=None, metavar="DIR",
+                    help="where to write [default: the system's temporary directory]")  # fmt: skip
+    bc.add_argument("--json", action="store_true", help="print one JSON object instead")
+    bc.set_defaults(handler=cmd_bench_checkpoint)
 
 
 def _add_actors_parser(what: Subparsers) -> None:
@@ -265,6 +291,17 @@ def cmd_bench_memory(args: argparse.Namespace) -> int:
         args.preset, steps=args.steps, buffer_size=args.buffer_size, device=args.device
     )
     print_result(memory_soak(config), memory_table, args.json)
+    return 0
+
+
+def cmd_bench_checkpoint(args: argparse.Namespace) -> int:
+    from atari_dqn.bench.checkpoint import checkpoint_benchmark, checkpoint_table
+    from atari_dqn.bench.timing import print_result
+
+    result = checkpoint_benchmark(
+        args.capacity, more=args.more, chunk_slots=args.chunk, kind=args.replay, directory=args.dir
+    )
+    print_result(result, checkpoint_table, args.json)
     return 0
 
 

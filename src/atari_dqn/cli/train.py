@@ -50,6 +50,12 @@ def add_train_parser(sub: Any) -> None:
         "--device and --checkpoint-replay may change)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="start even if the replay and networks need more memory than is available "
+        "(on a machine with swap)",
+    )
     add_config_flags(train)
     add_reporting_flags(train)
     add_apex_flags(train)
@@ -93,6 +99,7 @@ _GROUPS = {
         "update_every",
         "target_update",
         "checkpoint_replay",
+        "checkpoint_chunk",
     ),
     "replay": (
         "buffer_size",
@@ -205,6 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         launch=_launcher(apex, args.ray_address),
         reporting=reporting,
+        force_memory=args.force_memory,
     ).status
 
 
@@ -230,7 +238,7 @@ def _resume(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} cannot be combined with --resume (the run keeps its own)")
     changes = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     reporting = reporting_of(args)
-    target = driver.check_resume(args.resume, changes)
+    target = driver.check_resume(args.resume, changes, force_memory=args.force_memory)
     apex = _resumed_apex_settings(args, target.state, target.config)
     return driver.resume_run(
         target, quiet=args.quiet, launch=_launcher(apex, args.ray_address), reporting=reporting

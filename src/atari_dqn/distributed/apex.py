@@ -101,6 +101,18 @@ class RemoteReplay:
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         ray.get(self.server.load_state.remote(arrays, meta))
 
+    def frame_mark(self) -> np.ndarray:
+        return ray.get(self.server.frame_mark.remote())
+
+    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
+        return ray.get(self.server.frame_ranges.remote(since))
+
+    def get_frames(self, start: int, stop: int) -> np.ndarray:
+        return ray.get(self.server.get_frames.remote(start, stop))
+
+    def put_frames(self, start: int, frames: np.ndarray) -> None:
+        ray.get(self.server.put_frames.remote(start, frames))
+
 
 @dataclass
 class _Slot:

@@ -194,3 +194,16 @@ class ReplayService:
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.replay.load_state(arrays, meta)
+
+    # The frames, by slot range, for checkpoints (see FrameStorage).
+    def frame_mark(self) -> np.ndarray:
+        return self.replay.frame_mark()
+
+    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
+        return self.replay.frame_ranges(since)
+
+    def get_frames(self, start: int, stop: int) -> np.ndarray:
+        return self.replay.get_frames(start, stop).copy()  # a copy: it leaves the process
+
+    def put_frames(self, start: int, frames: np.ndarray) -> None:
+        self.replay.put_frames(start, frames)

@@ -90,10 +90,25 @@ class FrameStorage:
         # Per-stream write state.
         self.cursor = np.zeros(num_streams, dtype=np.int64)  # next local slot to write
         self.filled = np.zeros(num_streams, dtype=np.int64)  # local slots ever written (<= per)
+        self.written = np.zeros(num_streams, dtype=np.int64)  # frames ever written (no wrap)
         self._current = np.full(num_streams, -1, dtype=np.int64)  # global slot of s_t, -1: none
         self._pending = [NStepAccumulator(n_step, gamma) for _ in range(num_streams)]
 
     # ------------------------------------------------------------------ sizes
+    # actions, boot, terminal, pos and ready (uint8 / bool), returns (float32)
+    SLOT_BYTES_BESIDES_FRAME = 5 * 1 + 4
+
+    @staticmethod
+    def nbytes_for(capacity: int, frame_shape: tuple[int, int] = (84, 84)) -> int:
+        """Bytes of the per-slot arrays of a storage of ``capacity`` (before allocating it)."""
+        return capacity * (frame_shape[0] * frame_shape[1] + FrameStorage.SLOT_BYTES_BESIDES_FRAME)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the per-slot arrays, as allocated (what :meth:`nbytes_for` predicts)."""
+        arrays = (self.frames, self.actions, self.returns, self.boot, self.terminal, self.pos)
+        return sum(a.nbytes for a in arrays) + self.ready.nbytes
+
     @property
     def bytes_per_transition(self) -> float:
         """Bytes of all per-slot arrays divided by the capacity (measured, not assumed)."""
@@ -181,6 +196,7 @@ class FrameStorage:
         self.pos[g] = pos
         self.cursor[stream] = (local + 1) % self.per_stream
         self.filled[stream] = min(self.filled[stream] + 1, self.per_stream)
+        self.written[stream] += 1
         return g
 
     def _unready(self, g: int, out: list[int]) -> None:
@@ -190,12 +206,22 @@ class FrameStorage:
             out.append(g)
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("frames", "actions", "returns", "boot", "terminal", "pos", "ready")
+    # Per-slot data other than the frames: 9 bytes a slot, saved whole with each checkpoint.
+    _ARRAYS = ("actions", "returns", "boot", "terminal", "pos", "ready")
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """Arrays and JSON-able metadata that :meth:`load_state` restores exactly."""
+        """Everything but the frames, as arrays and JSON-able metadata, for :meth:`load_state`.
+
+        The frames (7 KB a slot, the bulk) go separately, by slot range: :meth:`frame_ranges`
+        says which slots hold frames (or which were written since a :meth:`frame_mark`),
+        :meth:`get_frames` reads them and :meth:`put_frames` restores them."""
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
-        arrays |= {"cursor": self.cursor, "filled": self.filled, "current": self._current}
+        arrays |= {
+            "cursor": self.cursor,
+            "filled": self.filled,
+            "written": self.written,
+            "current": self._current,
+        }
         meta = {
             "capacity": self.capacity,
             "num_streams": self.num_streams,
@@ -207,6 +233,8 @@ class FrameStorage:
         return arrays, meta
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore what :meth:`state` saved; the frames follow with :meth:`put_frames` (slots
+        outside :meth:`frame_ranges` are never read, and are zero as in a new storage)."""
         mine = {
             "capacity": self.capacity,
             "num_streams": self.num_streams,
@@ -217,14 +245,65 @@ class FrameStorage:
         theirs = {k: meta.get(k) for k in mine}
         if theirs != mine:
             raise ValueError(f"replay state is for {theirs}, not {mine}")
+        if self.written.any():  # a used storage: clear it (a new one's pages stay untouched)
+            self.frames[...] = 0
         for name in self._ARRAYS:
             getattr(self, name)[...] = arrays[name]
         self.cursor[...] = arrays["cursor"]
         self.filled[...] = arrays["filled"]
+        self.written[...] = arrays["written"]
         self._current[...] = arrays["current"]
         for acc, (slots, rewards) in zip(self._pending, meta["pending"], strict=True):
             acc.load(slots, rewards)
         self.num_ready = int(self.ready.sum())
+
+    def frame_mark(self) -> np.ndarray:
+        """Frames written so far, per stream: what :meth:`frame_ranges` counts changes from."""
+        return self.written.copy()
+
+    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Global ``[start, stop)`` slot ranges that hold frames (the filled part of each ring),
+        in order; given ``since`` (an earlier :meth:`frame_mark`), only the slots written after
+        it. Each stream's newest slots end at its cursor, so they are one range or two (when
+        they wrap around the end of the ring)."""
+        if since is not None:
+            since = np.asarray(since, dtype=np.int64)
+            if since.shape != self.written.shape or (since > self.written).any():
+                raise ValueError("frame mark is not an earlier mark of this replay")
+        out: list[tuple[int, int]] = []
+        per = self.per_stream
+        for s in range(self.num_streams):
+            base, filled, cursor = s * per, int(self.filled[s]), int(self.cursor[s])
+            n = filled if since is None else min(filled, int(self.written[s] - since[s]))
+            if n == 0:
+                continue
+            if n == filled < per:  # not yet wrapped: the filled part starts at 0
+                pieces = [(0, filled)]
+            elif n == per:
+                pieces = [(0, per)]
+            else:  # the n slots before the cursor, maybe across the end of the ring
+                start = (cursor - n) % per
+                pieces = [(start, start + n)] if start < cursor else [(start, per), (0, cursor)]
+            for a, b in sorted(pieces):
+                if b > a:
+                    if out and out[-1][1] == base + a:  # adjacent (to the previous stream's)
+                        out[-1] = (out[-1][0], base + b)
+                    else:
+                        out.append((base + a, base + b))
+        return out
+
+    def get_frames(self, start: int, stop: int) -> np.ndarray:
+        """The frames of slots ``[start, stop)`` (a view: copy it to keep it)."""
+        return self.frames[start:stop]
+
+    def put_frames(self, start: int, frames: np.ndarray) -> None:
+        """Restore the frames of slots ``start ...`` (after :meth:`load_state`)."""
+        stop = start + len(frames)
+        if not 0 <= start <= stop <= self.capacity or frames.shape[1:] != self.frames.shape[1:]:
+            raise ValueError(
+                f"frames {frames.shape} at slot {start} do not fit a replay of {self.frames.shape}"
+            )
+        self.frames[start:stop] = frames
 
     # ------------------------------------------------------------------ reading
     def _stack_slots(self, idx: np.ndarray) -> np.ndarray:

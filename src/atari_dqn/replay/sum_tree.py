@@ -214,6 +214,11 @@ class SumTree:
     def __repr__(self) -> str:
         return f"SumTree(capacity={self.capacity}, total={self.total!r}, backend={self.backend!r})"
 
+    @staticmethod
+    def nbytes_for(capacity: int) -> int:
+        """:attr:`nbytes` of a tree of ``capacity`` leaves, before allocating it."""
+        return 2 * (1 << (int(capacity) - 1).bit_length()) * 8
+
     @property
     def nbytes(self) -> int:
         """Memory of the tree array: ``2 · P`` float64 nodes, P = capacity rounded up to 2^k."""

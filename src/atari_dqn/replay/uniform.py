@@ -47,6 +47,19 @@ class UniformReplay:
     def stats(self) -> dict[str, float]:
         return {}
 
+    # The frames, by slot range, for checkpoints (see FrameStorage).
+    def frame_mark(self) -> np.ndarray:
+        return self.storage.frame_mark()
+
+    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
+        return self.storage.frame_ranges(since)
+
+    def get_frames(self, start: int, stop: int) -> np.ndarray:
+        return self.storage.get_frames(start, stop)
+
+    def put_frames(self, start: int, frames: np.ndarray) -> None:
+        self.storage.put_frames(start, frames)
+
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform over ready slots: draw among written slots, redraw the few not ready.
 
