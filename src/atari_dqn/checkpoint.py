@@ -145,3 +145,21 @@ def load_checkpoint(
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path} does not fit this run: {exc}") from None
     return state
+
+
+def load_checkpoint_replay(path: Path, replay: Stateful) -> int | None:
+    """Restore only the replay of the checkpoint at ``path`` (a new Ape-X replay server, while
+    the run goes on); returns the checkpoint's step, or None when it saved no replay."""
+    state = read_checkpoint_state(path)
+    if state["replay"] is None:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            for key in fh.keys():
+                if key.startswith("replay/"):
+                    arrays[key.removeprefix("replay/")] = fh.get_tensor(key)
+        replay.load_state(arrays, state["replay"])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{path}: its replay cannot be restored: {exc}") from None
+    return int(state["loop"]["step"])
