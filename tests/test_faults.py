@@ -201,23 +201,31 @@ def test_a_failed_checkpoint_write(first_part: Path, reference: Path, tmp_path: 
 
 
 @pytest.fixture()
-def small_tmpfs(tmp_path: Path):
+def tmpfs(tmp_path: Path):
+    """``tmpfs(size)``: a tmpfs of ``size`` ("12m") mounted for the test (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (the RLIMIT_FSIZE tests cover the rest)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)])
-    if done.returncode != 0:
-        pytest.skip("mount -t tmpfs refused here (a container without CAP_SYS_ADMIN?)")
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        path = tmp_path / f"tmpfs{len(mounted)}"
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
+        if done.returncode != 0:
+            pytest.skip("mount -t tmpfs refused here (a container without CAP_SYS_ADMIN?)")
+        mounted.append(path)
+        return path
+
     yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.slow
-def test_a_full_disk(first_part: Path, small_tmpfs: Path, capsys) -> None:
+def test_a_full_disk(first_part: Path, tmpfs, capsys) -> None:
     """A real ENOSPC: a run on a 12 MB tmpfs fills it with its first models; the message gives
     the free space, and the run directory keeps only whole files."""
-    run = small_tmpfs / "run"
+    run = tmpfs("12m") / "run"
     code = main(["train", *TINY, "--total-steps", "120", "--out", str(run)])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -229,6 +237,25 @@ def test_a_full_disk(first_part: Path, small_tmpfs: Path, capsys) -> None:
     for name in ("model_001.safetensors", "model_best.safetensors"):
         if (run / name).exists():  # whole, or absent (safetensors orders metadata at random)
             assert weights(run / name) == weights(first_part / name), name
+    print(err.strip())
+
+
+def test_a_read_only_filesystem(first_part: Path, tmpfs, capsys) -> None:
+    """EROFS: a run on a filesystem remounted read-only cannot resume (its first write is its
+    lock's pid); exit 1, one line, every file as it was."""
+    mount = tmpfs("128m")
+    run = mount / "run"
+    shutil.copytree(first_part, run)
+    before = snapshot(run)
+    if subprocess.run(["mount", "-o", "remount,ro", str(mount)]).returncode != 0:
+        pytest.skip("remounting the tmpfs read-only was refused")
+    code = main(["train", "--resume", str(run), "--total-steps", "240", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"cannot write {run / LOCK_NAME}: Read-only file system (" in err, err
+    assert "the checkpoint at step 120 are intact; make the filesystem writable, then" in err
+    assert snapshot(run) == before
     print(err.strip())
 
 
@@ -348,3 +375,18 @@ def test_the_python_api_takes_the_lock_too(first_part: Path, tmp_path: Path) -> 
         holder.kill()
         holder.wait()
     assert snapshot(run) == {**before, LOCK_NAME: f"{holder.pid}\n".encode()}
+
+
+def test_a_sweep_in_progress_is_refused(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ray")
+    spec = tmp_path / "s.toml"
+    spec.write_text("seeds = [1]\n[train]\ntotal_steps = 100\n[grid]\nlr = [1e-4]\n")
+    out = tmp_path / "sweep"
+    out.mkdir()
+    holder = hold_lock(out)
+    try:
+        refused(["sweep", str(spec), "--out", str(out)], holder.pid, capsys)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no sweep.toml yet
+    finally:
+        holder.kill()
+        holder.wait()

@@ -403,7 +403,7 @@ def _holder(lock_path: Path) -> str:
 
 def _refuse(directory: Path) -> RunInUseError:
     return RunInUseError(
-        f"run directory {directory} is in use by {_holder(directory / LOCK_NAME)} "
+        f"{directory} is in use by {_holder(directory / LOCK_NAME)} "
         f"(it holds {directory / LOCK_NAME}); wait for it to end or stop it first"
     )
 
