@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from atari_dqn.cli import main
+from atari_dqn.config import PRESETS
 from tiny import TINY_RUN
 
 TINY = [*TINY_RUN, "--quiet"]
@@ -238,7 +239,7 @@ def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
     _bad(["evaluate", str(tmp_path), "--episodes", "0"], "--episodes must be positive", capsys)
 
 
-@pytest.mark.parametrize("preset", ["nature", "double", "dueling", "rainbow-lite"])
+@pytest.mark.parametrize("preset", [name for name in PRESETS if name != "seed"])
 def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     out = tmp_path / preset
     # TINY overrides the run's length and sizes; the preset keeps its learning settings.
@@ -269,7 +270,7 @@ def test_dueling_model_evaluates_without_flags(tmp_path: Path, capsys) -> None:
 def test_presets_command_lists_what_each_sets(capsys) -> None:
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name in ("seed", "nature", "double", "dueling", "rainbow-lite"):
+    for name in PRESETS:
         assert f"{name}:" in out
     assert "--n-step 3" in out and "--replay prioritized" in out
 
@@ -321,6 +322,7 @@ def test_latest_and_best_models(tiny_run: Path, capsys) -> None:
         assert out["model"].endswith(f"{name}.safetensors")
         assert out["env"]["eval_max_frames"] == 600  # the run's cap, not 108000
         assert len(out["scores"]) == 1 and out["mean"] == out["scores"][0]
+        assert len(out["lengths"]) == 1 and 0 < out["lengths"][0] <= 600 // 4  # agent steps
     _bad(["evaluate", str(tiny_run), "--model", "7"], "no model of evaluation 7", capsys)
     _bad(["evaluate", str(tiny_run), "--model", "x"], "expected latest, best or", capsys)
 

@@ -101,3 +101,18 @@ def test_bad_video_paths(model: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "no" / "v.mp4"
     bad(["evaluate", str(model), "--video", str(missing)], "does not exist", capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mp4"]
+    bad(["evaluate", str(model), *SHORT, "--force"], "there is no --video", capsys)
+    (tmp_path / "dir.mp4").mkdir()
+    bad(
+        ["evaluate", str(model), "--video", str(tmp_path / "dir.mp4"), "--force"],
+        "is a directory",
+        capsys,
+    )
+
+
+def test_force_replaces_an_existing_video_in_one_rename(model: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "old.mp4"
+    existing.write_bytes(b"replace me")
+    assert main(["evaluate", str(model), *SHORT, "--video", str(existing), "--force"]) == 0
+    assert len(frames_of(existing)) > 2  # a real video now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mp4"]  # no partial file left

@@ -5,10 +5,11 @@ cheap)::
 
     import atari_dqn
     config = atari_dqn.preset_config("double").replace(total_steps=300_000, seed=1)
-    atari_dqn.start_run(config, "runs/double-s1")          # what `atari-dqn train` does
-    atari_dqn.resume_run(atari_dqn.check_resume("runs/double-s1", {"total_steps": 600_000}))
-    score = atari_dqn.score_model("runs/double-s1", which="best", episodes=10)
-    print(score.mean, score.scores)
+    run_dir = atari_dqn.train(config, "runs/double-s1")    # what `atari-dqn train` does
+    atari_dqn.resume_run(atari_dqn.check_resume(run_dir, {"total_steps": 600_000}))
+    policy = atari_dqn.load_policy(run_dir, which="best")  # a player: .act(frames), .play()
+    print([game.score for game in policy.play(games=3)])
+    score = atari_dqn.score_model(run_dir, which="best", episodes=10)  # `atari-dqn evaluate`
     training = atari_dqn.build_training(config)            # the parts, to drive yourself
 """
 
@@ -26,11 +27,14 @@ _API = {
     "UsageError": "atari_dqn.config",
     "preset_config": "atari_dqn.config",
     "load_toml": "atari_dqn.config",
+    "train": "atari_dqn.driver",
     "start_run": "atari_dqn.driver",
     "check_resume": "atari_dqn.driver",
     "resume_run": "atari_dqn.driver",
     "build_training": "atari_dqn.build",
     "score_model": "atari_dqn.scoring",
+    "load_policy": "atari_dqn.scoring",
+    "Reporting": "atari_dqn.reporting",
     "load_model": "atari_dqn.artifacts",
 }
 __all__ = ["__version__", *_API]

@@ -32,10 +32,13 @@ from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU (MPS only when asked: it is not measured here); a
-    device asked for on a machine without it is bad input (UsageError), not a crash later."""
+    """``auto`` is CUDA when present, else Apple's MPS, else the CPU; a device asked for on a
+    machine without it is bad input (UsageError), not a crash later. (Every tensor the update
+    moves to the device is float32, int64 or uint8: MPS has no float64.)"""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
     if name == "mps" and not torch.backends.mps.is_available():  # Apple GPUs

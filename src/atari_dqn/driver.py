@@ -46,6 +46,15 @@ from atari_dqn.checkpoint import (
 from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
 from atari_dqn.loop import Loop
 from atari_dqn.metrics import MetricsWriter
+from atari_dqn.reporting import (
+    Reporting,
+    Tracker,
+    film_evaluation,
+    save_tracking_id,
+    saved_tracking_id,
+    start_tracking,
+    video_path,
+)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -115,12 +124,20 @@ class TrainClock:
         self._mark = time.perf_counter()
 
 
-def drive(parts: Driven, run: RunDir, console: Console) -> int:
-    """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals.
+def drive(
+    parts: Driven,
+    run: RunDir,
+    console: Console,
+    reporting: Reporting | None = None,
+    tracker: Tracker | None = None,
+) -> int:
+    """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals;
+    evaluation videos as ``reporting`` asks, also sent to the W&B run ``tracker`` if any.
 
     Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint."""
     from tqdm import tqdm
 
+    reporting = reporting or Reporting()
     learner, loop = parts.learner, parts.loop
     config, actions, online = learner.config, learner.actions, learner.online
     model_meta = {
@@ -191,6 +208,8 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
     postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
     failing = False
     try:
+        if loop.step == 0:
+            metrics.hyperparameters(dataclasses.asdict(config))
         for progress in loop.run():
             result = progress.evaluation
             seconds = clock.lap(excluded=result.seconds if result is not None else 0.0)
@@ -224,6 +243,15 @@ def drive(parts: Driven, run: RunDir, console: Console) -> int:
                     f"{result.std:.1f} over {len(result.scores)} games in {result.seconds:.1f} s "
                     f"-> {path.name}"
                 )
+                if reporting.films(result.index):
+                    video = video_path(run.path, result.index)
+                    game = film_evaluation(learner, result, video)
+                    console.log(
+                        f"video of evaluation {result.index}'s first game (score "
+                        f"{game.score:g}, {game.length} steps) -> {video.relative_to(run.path)}"
+                    )
+                    if tracker is not None:
+                        tracker.video(video, result.step)
             bar.set_postfix(postfix, refresh=False)
             if result is not None or stop:
                 checkpoint()
@@ -273,20 +301,42 @@ def single_process(config: Config, restore: Path | None) -> Iterator[Driven]:
     yield Driven(training.learner, training.loop, training.replay)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """How a training process ended: its run directory and exit status (0, or 130 after
+    SIGINT, with a checkpoint either way)."""
+
+    run_dir: Path
+    status: int
+
+
 def _launch(
     config: Config,
     open_run: OpenRun,
     console: Console,
     launch: Launch,
+    *,
+    run_dir: Path,
+    reporting: Reporting,
+    tracking_id: str | None = None,
     restore: Path | None = None,
-) -> int:
-    """Build the run, open its run directory with ``open_run`` (which may load a checkpoint
-    into the parts), drive it; whatever ``launch`` started is stopped after."""
-    with launch(config, restore) as parts:
-        run = open_run(parts)
-        if parts.banner:
-            console.say(parts.banner)
-        return drive(parts, run, console)
+) -> Finished:
+    """Start the W&B run if asked, build the run, open its run directory with ``open_run``
+    (which may load a checkpoint into the parts), drive it; whatever ``launch`` started is
+    stopped after."""
+    tracker = start_tracking(reporting, config, run_dir.name, tracking_id)
+    status = 1  # an exception: the W&B run ends as failed
+    try:
+        with launch(config, restore) as parts:
+            run = open_run(parts)
+            save_tracking_id(run.path, tracker)
+            if parts.banner:
+                console.say(parts.banner)
+            status = drive(parts, run, console, reporting, tracker)
+            return Finished(run.path, status)
+    finally:
+        if tracker is not None:
+            tracker.close(status)
 
 
 def start_run(
@@ -297,11 +347,14 @@ def start_run(
     restore: Path | None = None,
     quiet: bool = False,
     launch: Launch = single_process,
-) -> int:
+    reporting: Reporting | None = None,
+) -> Finished:
     """Train a new run of ``config`` into ``out`` (default ``runs/<game>-<preset>-s<seed>-<time>``).
 
     Refuses, before any work, a bad config, an unknown game, a missing model to restore and a
     directory that already holds a run (unless ``force``, which replaces only its run files)."""
+    reporting = reporting or Reporting()
+    reporting.check()
     if config.beta_steps == 0:  # "the whole run", fixed now so a resume that extends it keeps β
         config = config.replace(beta_steps=config.total_steps)
     check_training_input(config)
@@ -319,7 +372,15 @@ def start_run(
 
     with after_write_errors(out), RunLock.acquire(out):
         RunDir.check_new(out, force)  # again, now that no other process can start one here
-        return _launch(config, new_run, Console(quiet), launch, restore=restore)
+        return _launch(
+            config,
+            new_run,
+            Console(quiet),
+            launch,
+            run_dir=out,
+            reporting=reporting,
+            restore=restore,
+        )
 
 
 @contextmanager
@@ -339,6 +400,26 @@ def after_write_errors(run_dir: Path) -> Iterator[None]:
             f"the files written before it and the checkpoint at step {step} are intact; "
             f"{exc.advice}, then continue with: atari-dqn train --resume {run_dir}"
         ) from None
+
+
+def train(
+    config: Config | None = None,
+    out: Path | str | None = None,
+    *,
+    force: bool = False,
+    restore: Path | None = None,
+    quiet: bool = True,
+    reporting: Reporting | None = None,
+) -> Path:
+    """Train a new run (``atari_dqn.train``): what ``atari-dqn train`` does, from Python; returns
+    the run directory. The seed preset when ``config`` is None. Ctrl-C checkpoints the run and
+    raises KeyboardInterrupt (continue it with :func:`resume_run`)."""
+    finished = start_run(
+        config or Config(), out, force=force, restore=restore, quiet=quiet, reporting=reporting
+    )
+    if finished.status == 130:
+        raise KeyboardInterrupt(f"training stopped; its checkpoint is in {finished.run_dir}")
+    return finished.run_dir
 
 
 @dataclass(frozen=True)
@@ -401,9 +482,18 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
     return Resumable(run, config, state, step)
 
 
-def resume_run(target: Resumable, *, quiet: bool = False, launch: Launch = single_process) -> int:
-    """Continue a checked run from its checkpoint (``launch``: as the run was started)."""
+def resume_run(
+    target: Resumable,
+    *,
+    quiet: bool = False,
+    launch: Launch = single_process,
+    reporting: Reporting | None = None,
+) -> Finished:
+    """Continue a checked run from its checkpoint (``launch``: as the run was started); with
+    ``--track``, the same W&B run as before when it had one."""
     run, config, step = target.run, target.config, target.step
+    reporting = reporting or Reporting()
+    reporting.check()
     console = Console(quiet)
 
     def resume(parts: Driven) -> RunDir:
@@ -430,4 +520,12 @@ def resume_run(target: Resumable, *, quiet: bool = False, launch: Launch = singl
     with after_write_errors(run.path), RunLock.acquire(run.path):
         if read_checkpoint_state(run.path / CHECKPOINT_NAME)["loop"]["step"] != step:
             raise ArtifactError(f"{run.path} was trained on since it was checked; check it again")
-        return _launch(config, resume, console, launch)
+        return _launch(
+            config,
+            resume,
+            console,
+            launch,
+            run_dir=run.path,
+            reporting=reporting,
+            tracking_id=saved_tracking_id(run.path),
+        )

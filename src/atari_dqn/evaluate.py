@@ -40,7 +40,13 @@ class EvalResult:
         return float(np.std(self.scores))
 
 
-def play_games(
+@dataclass(frozen=True)
+class Game:
+    score: float  # raw full-game score (all lives)
+    length: int  # agent steps
+
+
+def play(
     env: gym.Env,
     act: ActFn,
     *,
@@ -49,14 +55,17 @@ def play_games(
     seed: int,
     on_frame: FrameSink | None = None,
     on_scored_frame: ScoredFrameSink | None = None,
-) -> list[float]:
-    """Play ``games`` full games; return each game's raw, unclipped score.
+    first_game: int = 0,
+) -> list[Game]:
+    """Play ``games`` full games; return each game's raw, unclipped score and its length.
 
     Game ``g`` starts from ``reset(seed=seed + g)`` and acts with ε-noise drawn from a generator
-    seeded the same way, so the result is a pure function of the weights and ``seed``.
+    seeded the same way, so the result is a pure function of the weights and ``seed``; games
+    ``first_game`` to ``first_game + games - 1`` of a set are played (a video of one game of an
+    evaluation replays exactly that game).
     """
-    scores: list[float] = []
-    for game in range(games):
+    played: list[Game] = []
+    for game in range(first_game, first_game + games):
         rng = np.random.default_rng([seed, game])
         obs, _ = env.reset(seed=seed + game)
         frame = 0
@@ -70,8 +79,33 @@ def play_games(
             _show(env, game, frame, score, on_frame, on_scored_frame)
             if terminated or truncated:
                 break
-        scores.append(float(info.get("game_return", score)))
-    return scores
+        played.append(Game(float(info.get("game_return", score)), frame))
+    return played
+
+
+def play_games(
+    env: gym.Env,
+    act: ActFn,
+    *,
+    games: int,
+    epsilon: float,
+    seed: int,
+    on_frame: FrameSink | None = None,
+    on_scored_frame: ScoredFrameSink | None = None,
+) -> list[float]:
+    """The scores of :func:`play`."""
+    return [
+        g.score
+        for g in play(
+            env,
+            act,
+            games=games,
+            epsilon=epsilon,
+            seed=seed,
+            on_frame=on_frame,
+            on_scored_frame=on_scored_frame,
+        )
+    ]
 
 
 def _show(
@@ -103,8 +137,15 @@ def scheduled_evaluation(
     seed_base: int,
 ) -> EvalResult:
     """Evaluation number ``index`` of a training run, seeded from the run and the index."""
-    scores = play_games(env, act, games=games, epsilon=epsilon, seed=seed_base + 1000 * index)
+    scores = play_games(
+        env, act, games=games, epsilon=epsilon, seed=evaluation_seed(seed_base, index)
+    )
     return EvalResult(index=index, step=step, scores=tuple(scores))
+
+
+def evaluation_seed(seed_base: int, index: int) -> int:
+    """The seed of evaluation number ``index`` of a run (its games are seed, seed + 1, ...)."""
+    return seed_base + 1000 * index
 
 
 def png_writer(directory: Path) -> FrameSink:

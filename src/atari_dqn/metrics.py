@@ -18,6 +18,9 @@ Tags:
 * prioritized replay: ``replay/beta`` and what the replay's ``stats()`` returns
   (``replay/max_priority``)
 
+and the resolved config as a text panel, ``hyperparameters`` (a markdown table, as CleanRL
+writes it), at the start of a new run.
+
 A failed write of the event file (disk full, ...) raises :class:`~atari_dqn.artifacts.WriteError`
 from the next call, like every other file of the run. TensorBoard writes from a thread of its
 own, whose exceptions Python would print as a traceback: this module keeps them (they are
@@ -135,6 +138,12 @@ class MetricsWriter:
         self._clock, self._clock_step = now, step
         if progress.evaluation is not None:
             self.flush()  # an evaluation is rare and worth seeing at once
+
+    def hyperparameters(self, config: Mapping[str, object]) -> None:
+        """The run's settings as TensorBoard's text panel ``hyperparameters``."""
+        rows = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+        with self._writing():
+            self._writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step=0)
 
     def _writing(self) -> Any:
         self._raise_failed()

@@ -1,5 +1,5 @@
-"""Score a trained model: the evaluation protocol on a model file or a run's model, as
-``atari-dqn evaluate`` and Python callers use it.
+"""A trained model as a player (:func:`load_policy`) and its score under the evaluation
+protocol (:func:`score_model`), as ``atari-dqn evaluate`` and Python callers use them.
 
 The env is rebuilt as the run trained it (env id, action set, no-ops, frame skip, sticky
 actions, frame cap, all recorded in the model file); each setting may be overridden, and every
@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
+from atari_dqn.agent import EpsilonGreedyPolicy
 from atari_dqn.artifacts import load_model, resolve_model_path
 from atari_dqn.build import build_policy, resolve_device
 from atari_dqn.config import UsageError
 from atari_dqn.envs import check_env_id, make_env, resolve_actions
-from atari_dqn.evaluate import play_games, png_writer
+from atari_dqn.evaluate import FrameSink, Game, ScoredFrameSink, play, png_writer
 
 # Env settings a model file records, the flag that overrides each, and the value for model
 # files that predate them (make_env's defaults, which those runs trained with).
@@ -40,6 +42,7 @@ class ModelScore:
     env: dict[str, float]  # the ENV_SETTINGS used
     notes: list[str]  # overrides that differ from the run's settings
     scores: list[float]  # raw full-game scores
+    lengths: list[int]  # agent steps per game
     video_frames: int | None = None
 
     @property
@@ -54,7 +57,8 @@ class ModelScore:
         return {
             "model": str(self.model), "env_id": self.env_id, "step": self.step,
             "actions": list(self.actions), "epsilon": epsilon, "seed": seed, "env": self.env,
-            "notes": self.notes, "scores": self.scores, "mean": self.mean, "std": self.std,
+            "notes": self.notes, "scores": self.scores, "lengths": self.lengths,
+            "mean": self.mean, "std": self.std,
         }  # fmt: skip
 
 
@@ -77,23 +81,94 @@ def env_settings(
     return settings, notes
 
 
-def score_model(
-    path: Path,
+class Policy:
+    """A trained model as a player: acts on frame stacks and plays full games in the env it
+    was trained in (``atari_dqn.load_policy``; ``atari-dqn evaluate`` plays through it)."""
+
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, str],
+        act: EpsilonGreedyPolicy,
+        env_id: str,
+        actions: tuple[str, ...],
+        env: dict[str, float],
+        notes: list[str],
+    ) -> None:
+        self.path = path  # the model file
+        self.meta = meta  # its metadata
+        self.env_id = env_id
+        self.actions = actions  # action names, in the network's output order
+        self.env = env  # the ENV_SETTINGS it plays with
+        self.notes = notes  # overrides that differ from the run's settings
+        self._policy = act
+
+    @property
+    def step(self) -> str | None:
+        """The training step of the weights (from the model file)."""
+        return self.meta.get("step")
+
+    def act(
+        self,
+        frames: np.ndarray,
+        epsilon: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Actions (indices into ``actions``) for frame stacks, uint8 (N, 4, 84, 84); for one
+        stack (4, 84, 84), its action; ε-greedy with ``epsilon`` (greedy by default)."""
+        frames = np.asarray(frames, dtype=np.uint8)
+        if frames.ndim not in (3, 4) or frames.shape[-2:] != (84, 84):
+            raise ValueError(f"expected frame stacks (N, 4, 84, 84), got shape {frames.shape}")
+        batch = frames[None] if frames.ndim == 3 else frames
+        chosen = self._policy.act(batch, epsilon, rng or np.random.default_rng())
+        return chosen[0] if frames.ndim == 3 else chosen
+
+    def make_env(self) -> gym.Env:
+        """The evaluation env: the game as the run trained it (full games, raw scores)."""
+        sticky = self.env["sticky_actions"]
+        return make_env(
+            self.env_id,
+            training=False,
+            actions=self.actions,
+            noop_max=int(self.env["noop_max"]),
+            frame_skip=int(self.env["frame_skip"]),
+            max_frames=int(self.env["eval_max_frames"]),
+            repeat_action_probability=None if sticky < 0 else sticky,
+        )
+
+    def play(
+        self,
+        games: int = 1,
+        *,
+        epsilon: float = 0.05,
+        seed: int = 0,
+        env: gym.Env | None = None,
+        on_frame: FrameSink | None = None,
+        on_scored_frame: ScoredFrameSink | None = None,
+    ) -> list[Game]:
+        """Play full games, as the evaluation protocol does: each game's raw score and length."""
+        return play(
+            env if env is not None else self.make_env(),
+            self._policy.act,
+            games=games,
+            epsilon=epsilon,
+            seed=seed,
+            on_frame=on_frame,
+            on_scored_frame=on_scored_frame,
+        )
+
+
+def load_policy(
+    path: Path | str,
     *,
     which: str | None = None,
-    episodes: int = 10,
-    epsilon: float = 0.05,
-    seed: int = 0,
     env_id: str | None = None,
     overrides: dict[str, float | None] | None = None,
     device: str = "auto",
-    frames: Path | None = None,
-    video: Path | None = None,
-) -> ModelScore:
-    """Play ``episodes`` full games with a model file, or with a run directory's model
-    (``which``: latest, best, N, or the newest evaluation's); ``frames``: a PNG per frame
-    there; ``video``: an MP4 or GIF of the games."""
-    path = resolve_model_path(path, which)
+) -> Policy:
+    """A model file, or a run directory's model (``which``: latest, best, N; default the newest
+    evaluation's), ready to play in its run's env (each ENV_SETTINGS key may be overridden)."""
+    path = resolve_model_path(Path(path), which)
     network, meta = load_model(path)
     env_id = env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
     check_env_id(env_id)
@@ -106,40 +181,46 @@ def score_model(
             f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
         )
     settings, notes = env_settings(meta, overrides or {})
-    policy = build_policy(network, resolve_device(device))
-    sticky = settings["sticky_actions"]
-    env = make_env(
-        env_id,
-        training=False,
-        actions=actions,
-        noop_max=int(settings["noop_max"]),
-        frame_skip=int(settings["frame_skip"]),
-        max_frames=int(settings["eval_max_frames"]),
-        repeat_action_probability=None if sticky < 0 else sticky,
-    )
+    act = build_policy(network, resolve_device(device))
+    return Policy(path, meta, act, env_id, actions, settings, notes)
+
+
+def score_model(
+    path: Path,
+    *,
+    which: str | None = None,
+    episodes: int = 10,
+    epsilon: float = 0.05,
+    seed: int = 0,
+    env_id: str | None = None,
+    overrides: dict[str, float | None] | None = None,
+    device: str = "auto",
+    frames: Path | None = None,
+    video: Path | None = None,
+    overwrite_video: bool = False,
+) -> ModelScore:
+    """Play ``episodes`` full games with a model file, or with a run directory's model
+    (``which``: latest, best, N, or the newest evaluation's); ``frames``: a PNG per frame
+    there; ``video``: an MP4 or GIF of the games (replacing one only if ``overwrite_video``)."""
+    policy = load_policy(path, which=which, env_id=env_id, overrides=overrides, device=device)
     sink = png_writer(frames) if frames is not None else None
     with contextlib.ExitStack() as stack:
         writer = None
         if video is not None:
             from atari_dqn.video import VideoWriter
 
-            writer = stack.enter_context(VideoWriter(video))
-        scores = play_games(
-            env,
-            policy.act,
-            games=episodes,
-            epsilon=epsilon,
-            seed=seed,
-            on_frame=sink,
-            on_scored_frame=writer,
+            writer = stack.enter_context(VideoWriter(video, overwrite=overwrite_video))
+        games = policy.play(
+            episodes, epsilon=epsilon, seed=seed, on_frame=sink, on_scored_frame=writer
         )
     return ModelScore(
-        path,
-        env_id,
-        meta.get("step"),
-        actions,
-        settings,
-        notes,
-        scores,
+        policy.path,
+        policy.env_id,
+        policy.step,
+        policy.actions,
+        policy.env,
+        policy.notes,
+        [g.score for g in games],
+        [g.length for g in games],
         video_frames=writer.frames if writer is not None else None,
     )

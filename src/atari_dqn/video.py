@@ -6,7 +6,8 @@ time. ``.mp4`` (H.264 through the ffmpeg binary that imageio-ffmpeg ships) strea
 ``.gif`` (Pillow) keeps the palette-reduced frames in memory until the end, so suits short clips;
 its delays count in 10 ms, so a frame lasts 70 ms, and a run of identical frames is stored once.
 The file is written under a temporary name and renamed when complete: an interrupted evaluation
-leaves no half-written video behind, and an existing file is never overwritten.
+leaves no half-written video behind, and an existing file is replaced only when asked
+(``overwrite``: ``evaluate --video FILE --force``), in one rename.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ class VideoError(ArtifactError):
     """A video path a user gave is not usable; the message is one line."""
 
 
-def check_video_path(path: Path) -> Path:
-    """Refuse (VideoError) an unknown format, an existing file, or a missing directory."""
+def check_video_path(path: Path, *, overwrite: bool = False) -> Path:
+    """Refuse (VideoError) an unknown format, an existing file (unless ``overwrite``; never a
+    directory), or a missing directory."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"--video {path}: the name must end in .mp4 or .gif")
-    if path.exists() or path.is_symlink():
-        raise VideoError(f"--video {path} already exists; choose a new file name")
+    if path.is_dir():
+        raise VideoError(f"--video {path} is a directory")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise VideoError(f"--video {path} already exists; choose a new file name or pass --force")
     if not path.parent.is_dir():
         raise VideoError(f"--video {path}: directory {path.parent} does not exist")
     return path
@@ -76,8 +80,9 @@ class VideoWriter:
     does.
     """
 
-    def __init__(self, path: Path, *, fps: int = FPS) -> None:
-        self.path = check_video_path(path)
+    def __init__(self, path: Path, *, fps: int = FPS, overwrite: bool = False) -> None:
+        self.path = check_video_path(path, overwrite=overwrite)
+        self.overwrite = overwrite
         self.fps = fps
         self.frames = 0
         # Same directory (an atomic rename), same suffix (it picks the format), default mode.
@@ -131,7 +136,7 @@ class VideoWriter:
                     loop=0,
                 )
                 self._gif = []
-            if self.path.exists():
+            if self.path.exists() and not self.overwrite:
                 raise VideoError(f"--video {self.path} appeared while playing; not overwritten")
             os.replace(self._tmp, self.path)
         finally:

@@ -450,7 +450,7 @@ def test_a_dead_replay_server_is_restored_from_the_checkpoint(ray_session, tmp_p
             yield dataclasses.replace(parts, loop=loop)
 
     out = tmp_path / "run"
-    assert driver.start_run(TINY_CONFIG, out, quiet=True, launch=launch) == 0
+    assert driver.start_run(TINY_CONFIG, out, quiet=True, launch=launch).status == 0
     ((loop, replay),) = seen
     assert loop.killed and replay.replacements == 1
     lines = [r.getMessage() for r in caplog.records if "replay server died" in r.getMessage()]

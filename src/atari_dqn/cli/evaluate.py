@@ -52,6 +52,7 @@ def add_evaluate_parser(sub: Any) -> None:
         metavar="FILE",
         help="record the games, in colour at 210x160 with the score, as FILE.mp4 or FILE.gif",
     )
+    ev.add_argument("--force", action="store_true", help="replace the --video FILE if it exists")
     ev.add_argument("--device", default="auto", help="torch device [default: auto]")
     ev.set_defaults(handler=cmd_evaluate)
 
@@ -76,7 +77,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.video is not None:
         from atari_dqn.video import check_video_path
 
-        check_video_path(args.video)
+        check_video_path(args.video, overwrite=args.force)
+    elif args.force:
+        raise UsageError("--force replaces a --video file; there is no --video")
     result = score_model(
         args.model_path,
         which=args.model,
@@ -93,6 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         frames=args.frames,
         video=args.video,
+        overwrite_video=args.force,
     )
     if args.json:
         print(json.dumps(result.to_json(args.epsilon, args.seed)))

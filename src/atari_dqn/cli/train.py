@@ -13,6 +13,7 @@ from atari_dqn import driver
 from atari_dqn.cli.common import need_ray
 from atari_dqn.config import PRESETS, Config, UsageError, load_toml, preset_config
 from atari_dqn.distributed.settings import ApexSettings
+from atari_dqn.reporting import Reporting
 
 
 def add_train_parser(sub: Any) -> None:
@@ -50,6 +51,7 @@ def add_train_parser(sub: Any) -> None:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(train)
+    add_reporting_flags(train)
     add_apex_flags(train)
     train.set_defaults(handler=cmd_train)
 
@@ -118,6 +120,48 @@ _GROUPS = {
 }
 
 
+def add_reporting_flags(parser: argparse.ArgumentParser) -> None:
+    """How the run reports beyond its directory; not part of its config (may differ on
+    --resume)."""
+    group = parser.add_argument_group("tracking and videos")
+    group.add_argument(
+        "--track", action="store_true",
+        help="log to Weights & Biases (pip install 'atari-dqn[wandb]'): the TensorBoard "
+        "scalars, the config and the videos; `wandb login` first, or WANDB_MODE=offline",
+    )  # fmt: skip
+    group.add_argument("--wandb-project", default=None, metavar="NAME",
+                       help="W&B project [default: atari-dqn]")  # fmt: skip
+    group.add_argument("--wandb-entity", default=None, metavar="NAME",
+                       help="W&B team or user [default: yours]")  # fmt: skip
+    group.add_argument(
+        "--capture-video", action="store_true",
+        help="film the first game of every --video-every'th evaluation into "
+        "RUN/videos/eval_NNN.mp4",
+    )  # fmt: skip
+    group.add_argument("--video-every", type=int, default=None, metavar="K",
+                       help="with --capture-video: every K-th evaluation [default: 1]")  # fmt: skip
+
+
+def reporting_of(args: argparse.Namespace) -> Reporting:
+    """The Reporting the flags ask for; a flag that needs another is bad input."""
+    for flag, value, needs, given in (
+        ("--wandb-project", args.wandb_project, "--track", args.track),
+        ("--wandb-entity", args.wandb_entity, "--track", args.track),
+        ("--video-every", args.video_every, "--capture-video", args.capture_video),
+    ):
+        if value is not None and not given:
+            raise UsageError(f"{flag} needs {needs}")
+    reporting = Reporting(
+        track=args.track,
+        wandb_project=args.wandb_project if args.wandb_project is not None else "atari-dqn",
+        wandb_entity=args.wandb_entity,
+        capture_video=args.capture_video,
+        video_every=args.video_every if args.video_every is not None else 1,
+    )
+    reporting.check()
+    return reporting
+
+
 def _group_of(name: str) -> str:
     for group, names in _GROUPS.items():
         if name in names:
@@ -146,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _resume(args)
     config = resolve_config(args)  # ---- everything a user can get wrong, before any work
     apex = _apex_settings(args, config)
+    reporting = reporting_of(args)
     return driver.start_run(
         config,
         args.out,
@@ -153,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         restore=args.restore,
         quiet=args.quiet,
         launch=_launcher(apex, args.ray_address),
-    )
+        reporting=reporting,
+    ).status
 
 
 def _launcher(apex: ApexSettings | None, address: str | None) -> driver.Launch:
@@ -177,9 +223,12 @@ def _resume(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{flag} cannot be combined with --resume (the run keeps its own)")
     changes = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    reporting = reporting_of(args)
     target = driver.check_resume(args.resume, changes)
     apex = _resumed_apex_settings(args, target.state, target.config)
-    return driver.resume_run(target, quiet=args.quiet, launch=_launcher(apex, args.ray_address))
+    return driver.resume_run(
+        target, quiet=args.quiet, launch=_launcher(apex, args.ray_address), reporting=reporting
+    ).status
 
 
 # ---------------------------------------------------------------------- distributed (Ray)

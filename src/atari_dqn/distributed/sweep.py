@@ -60,8 +60,8 @@ def run_trial(trial: Trial, run_dir: Path) -> int:
 
     state, _ = trial_state(trial, run_dir)
     if state == "partial":
-        return driver.resume_run(driver.check_resume(run_dir, {}), quiet=True)
-    return driver.start_run(trial.config, run_dir, force=run_dir.exists(), quiet=True)
+        return driver.resume_run(driver.check_resume(run_dir, {}), quiet=True).status
+    return driver.start_run(trial.config, run_dir, force=run_dir.exists(), quiet=True).status
 
 
 def _run_trial(config: dict[str, Any], *, trials: dict[int, Trial], out: str, threads: int) -> None:
