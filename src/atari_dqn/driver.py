@@ -245,7 +245,8 @@ def drive(
                 )
                 if reporting.films(result.index):
                     video = video_path(run.path, result.index)
-                    game = film_evaluation(learner, result, video)
+                    with writing(video):
+                        game = film_evaluation(learner, result, video)
                     console.log(
                         f"video of evaluation {result.index}'s first game (score "
                         f"{game.score:g}, {game.length} steps) -> {video.relative_to(run.path)}"
