@@ -159,6 +159,12 @@ def _bad(args: list[str], message: str, capsys) -> None:
         (["--restore", "/nonexistent/model.safetensors"], "no such model file"),
         (["--actions", "NOOP,JUMP"], "JUMP"),
         (["--config", "/nonexistent.toml"], "config file not found"),
+        (["--distributional", "--atoms", "1"], "--atoms must be between 2 and 1001, got 1"),
+        (["--v-min", "2", "--v-max", "2"], "--v-min must be smaller than --v-max"),
+        (["--v-min", "3", "--v-max", "-3"], "--v-min must be smaller than --v-max"),
+        (["--noisy", "--noisy-sigma0", "0"], "--noisy-sigma0 must be a positive number"),
+        (["--noisy-sigma0", "-0.5"], "--noisy-sigma0 must be a positive number"),
+        (["--preset", "rainbow", "--actors", "2"], "--distributional is not supported with"),
     ],
 )
 def test_bad_train_input(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
@@ -273,6 +279,29 @@ def test_presets_command_lists_what_each_sets(capsys) -> None:
     for name in PRESETS:
         assert f"{name}:" in out
     assert "--n-step 3" in out and "--replay prioritized" in out
+    # rainbow: every value with its source beside it.
+    rainbow = out.split("rainbow: ", 1)[1].splitlines()[1:]
+    assert len(rainbow) == len(PRESETS["rainbow"])
+    assert all("# " in line for line in rainbow), rainbow
+    for text in ("--atoms 51", "--v-min -10.0", "--noisy-sigma0 0.5", "--eps-end 0.0"):
+        assert any(line.strip().startswith(text) for line in rainbow), text
+
+
+def test_rainbow_model_evaluates_without_flags_with_its_head(tmp_path: Path, capsys) -> None:
+    from atari_dqn.artifacts import load_model
+
+    out = tmp_path / "rainbow"
+    assert train(out, "--preset", "rainbow", "--atoms", "11", "--total-steps", "120") == 0
+    network, meta = load_model(out / "model_001.safetensors")
+    assert (network.distributional, network.atoms, network.noisy, network.dueling) == (
+        True, 11, True, True)  # fmt: skip
+    assert (meta["v_min"], meta["v_max"], meta["noisy_sigma0"]) == ("-10.0", "10.0", "0.5")
+    capsys.readouterr()
+    args = ["evaluate", str(out), "--episodes", "1", "--max-frames", "200", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0  # mean weights: the same games again, not new noise
+    assert json.loads(capsys.readouterr().out)["scores"] == first["scores"]
 
 
 def test_run_files_honour_the_umask(tiny_run: Path, tmp_path: Path) -> None:

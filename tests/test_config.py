@@ -26,6 +26,17 @@ def test_toml_round_trip(tmp_path) -> None:
     assert Config(**load_toml(path)) == c
 
 
+def test_toml_round_trip_of_the_rainbow_head(tmp_path) -> None:
+    c = preset_config("rainbow").replace(atoms=21, v_min=-5.0, v_max=7.5, noisy_sigma0=0.25)
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(c))
+    text = path.read_text()
+    assert "distributional = true" in text and "noisy_sigma0 = 0.25" in text
+    assert Config(**load_toml(path)) == c
+    path.write_text("distributional = true\natoms = 11\nv-min = -1\nnoisy = true\n")
+    assert load_toml(path) == {"distributional": True, "atoms": 11, "v_min": -1.0, "noisy": True}
+
+
 def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("total-steps = 1000\nlr = 1\n")
@@ -64,6 +75,11 @@ def test_missing_toml() -> None:
         ({"warmup_steps": -5}, "--warmup-steps must be >= 0"),
         ({"lr": 0.0}, "--lr must be a positive number"),
         ({"device": "tpu"}, "--device must be"),
+        ({"atoms": 1}, "--atoms must be between 2 and 1001"),
+        ({"v_min": 0.0, "v_max": 0.0}, "--v-min must be smaller than --v-max"),
+        ({"v_max": float("inf")}, "--v-min and --v-max must be finite"),
+        ({"noisy_sigma0": 0.0}, "--noisy-sigma0 must be a positive number"),
+        ({"noisy_sigma0": float("nan")}, "--noisy-sigma0 must be a positive number"),
     ],
 )
 def test_validation(changes: dict, message: str) -> None:
@@ -74,3 +90,27 @@ def test_validation(changes: dict, message: str) -> None:
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         preset_config("nope")
+
+
+def test_rainbow_preset_has_all_six_parts_with_the_papers_settings() -> None:
+    c = preset_config("rainbow")
+    c.validate()
+    assert (c.double, c.dueling, c.replay, c.n_step, c.distributional, c.noisy) == (
+        True, True, "prioritized", 3, True, True)  # fmt: skip
+    assert (c.atoms, c.v_min, c.v_max, c.noisy_sigma0) == (51, -10.0, 10.0, 0.5)
+    assert (c.lr, c.adam_eps, c.target_update, c.warmup_steps) == (6.25e-5, 1.5e-4, 8000, 20_000)
+    assert (c.alpha, c.beta0, c.beta_steps) == (0.5, 0.4, 0)
+    assert c.eval_epsilon == 0.05  # evaluation keeps its epsilon
+    # epsilon, as build.build_learner schedules it: 1 (random play) through warm-up, 0 from
+    # the first step after it.
+    from atari_dqn.schedules import LinearSchedule
+
+    eps = LinearSchedule(c.eps_start, c.eps_end, c.eps_decay, begin=c.warmup_steps)
+    assert [eps(s) for s in (0, 20_000, 20_001, 1_000_000)] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_every_value_of_a_sourced_preset_says_where_it_comes_from() -> None:
+    from atari_dqn.config import PRESET_SOURCES, PRESETS
+
+    for name, sources in PRESET_SOURCES.items():
+        assert set(sources) == set(PRESETS[name]), name

@@ -175,6 +175,8 @@ class FakeAgent:
     ) -> np.ndarray:
         return rng.integers(0, NUM_ACTIONS, size=obs.shape[0])
 
+    act_eval = act  # evaluation acts as training does (a fake agent has no noisy layers)
+
     def update(self, batch: Batch) -> UpdateResult:
         b = self.batch_size
         assert batch.obs.shape == (b, 4, *FRAME) and batch.next_obs.shape == (b, 4, *FRAME)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,7 +79,7 @@ def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> No
     assert "total_steps = 400" in (out / "config.toml").read_text()
 
 
-@pytest.mark.parametrize("preset", ["rainbow-lite"])
+@pytest.mark.parametrize("preset", ["rainbow-lite", "rainbow"])
 def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, preset) -> None:
     # β anneals over a fixed horizon: the run's length when it started, or this flag.
     flags = [*TINY, "--preset", preset, "--beta-steps", "300", "--seed", "5"]
@@ -87,6 +88,34 @@ def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, p
     assert main(["train", *flags, "--total-steps", "100", "--out", str(out)]) == 0
     assert main(["train", "--resume", str(out), "--total-steps", "300", "--quiet"]) == 0
     same_run(ref, out)
+
+
+NEW_HEAD_KEYS = ("distributional", "atoms", "v_min", "v_max", "noisy", "noisy_sigma0")
+
+
+def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
+    reference: Path, tmp_path: Path
+) -> None:
+    # A run started before --distributional/--noisy existed: neither its config.toml nor its
+    # checkpoint's config has those keys. It resumes, exactly, as a run without them.
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--total-steps", "200", "--seed", "3", "--out", str(out)]) == 0
+    toml = out / "config.toml"
+    lines = toml.read_text().splitlines(keepends=True)
+    toml.write_text("".join(ln for ln in lines if ln.split(" = ")[0] not in NEW_HEAD_KEYS))
+    ckpt = out / CHECKPOINT_NAME
+    with safe_open(str(ckpt), framework="np") as fh:
+        meta = dict(fh.metadata())
+        arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+    state = json.loads(meta["state"])
+    for key in NEW_HEAD_KEYS:
+        del state["config"][key]
+    save_file(arrays, str(ckpt), metadata={**meta, "state": json.dumps(state)})
+    assert main(["train", "--resume", str(out), "--total-steps", "400", "--quiet"]) == 0
+    same_run(reference, out)
 
 
 def _spawn(*args: str) -> subprocess.Popen:

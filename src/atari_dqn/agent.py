@@ -1,4 +1,10 @@
-"""DQNAgent: acting (ε-greedy) and learning (one TD update) around an online and a target net."""
+"""DQNAgent: acting (ε-greedy) and learning (one TD update) around an online and a target net.
+
+With a distributional network the update is C51's (projected target distribution, cross-entropy);
+with noisy networks the agent owns the noise generator and draws fresh noise before every network
+pass that uses it: once per acting step, and per update once for the online net (Q(s) and the
+Double-DQN argmax at s') and once for the target net.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import torch
 from torch import nn
 
 from atari_dqn import losses
+from atari_dqn.networks import QNetwork, mean_weights
 from atari_dqn.replay.storage import Batch
 
 
@@ -20,24 +27,41 @@ class UpdateResult:
 
     loss: torch.Tensor  # scalar
     q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
-    td_abs: torch.Tensor  # (B,) |δ| for priority updates, on the update's device (no sync)
+    # (B,) what new priorities are made from, on the update's device (no sync): |δ|, or with a
+    # distributional head the per-sample cross-entropy (as Rainbow)
+    td_abs: torch.Tensor
 
 
 class EpsilonGreedyPolicy:
     """Act-only: ε-greedy actions from a Q-network (evaluation, Ape-X actors, the learner).
 
     ``epsilon`` may be one value or one per state (an Ape-X actor's envs each have their own).
+    ``noise``: a noisy network's generator; fresh noise is drawn from it before each greedy pass
+    (training). Without one, noisy layers use their mean weights (evaluation, as Dopamine).
     """
 
-    def __init__(self, network: nn.Module, num_actions: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        network: QNetwork,
+        num_actions: int,
+        device: torch.device,
+        noise: torch.Generator | None = None,
+    ) -> None:
         self.network = network
         self.num_actions = num_actions
         self.device = device
+        self.noise = noise
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
-        q = self.network(torch.from_numpy(obs).to(self.device))
+        states = torch.from_numpy(obs).to(self.device)
+        if self.noise is not None:
+            self.network.resample_noise(self.noise)
+            q = self.network(states)
+        else:
+            with mean_weights(self.network):
+                q = self.network(states)
         return q.argmax(dim=1).cpu().numpy()
 
     def act(
@@ -55,16 +79,19 @@ class EpsilonGreedyPolicy:
 class DQNAgent:
     """Owns the networks and the optimiser; takes batches, returns what it learned.
 
-    ``double`` selects the Double-DQN target. Gradients are clamped element-wise to
-    ``[-grad_clip, grad_clip]`` as the seed's ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs
-    the update's network passes under bf16 autocast: faster where the hardware has bf16 units,
-    but it changes results beyond float rounding. Acting always runs in float32.
+    ``double`` selects the Double-DQN target. A distributional ``online``/``target`` pair
+    learns C51's way; ``noise`` (noisy networks) is the generator of all their noise, seeded
+    from the run seed and saved in checkpoints, so runs and resumes are exact. Gradients are
+    clamped element-wise to ``[-grad_clip, grad_clip]`` as the seed's
+    ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
+    autocast: faster where the hardware has bf16 units, but it changes results beyond float
+    rounding. Acting always runs in float32.
     """
 
     def __init__(
         self,
-        online: nn.Module,
-        target: nn.Module,
+        online: QNetwork,
+        target: QNetwork,
         optimizer: torch.optim.Optimizer,
         *,
         num_actions: int,
@@ -72,6 +99,7 @@ class DQNAgent:
         double: bool = False,
         grad_clip: float = 1.0,
         bf16: bool = False,
+        noise: torch.Generator | None = None,
     ) -> None:
         self.online = online
         self.target = target
@@ -81,9 +109,13 @@ class DQNAgent:
         self.double = double
         self.grad_clip = grad_clip
         self.bf16 = bf16
+        if online.noisy and noise is None:
+            raise ValueError("a noisy network needs a noise generator")
+        self.noise = noise if online.noisy else None
         self.target.requires_grad_(False)
         self.sync_target()
-        self.policy = EpsilonGreedyPolicy(online, num_actions, device)
+        self.policy = EpsilonGreedyPolicy(online, num_actions, device, noise=self.noise)
+        self.eval_policy = EpsilonGreedyPolicy(online, num_actions, device)
 
     # ------------------------------------------------------------------ acting
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -94,18 +126,30 @@ class DQNAgent:
     ) -> np.ndarray:
         return self.policy.act(obs, epsilon, rng)
 
+    def act_eval(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """ε-greedy as evaluation plays: noisy layers with their mean weights (as Dopamine)."""
+        return self.eval_policy.act(obs, epsilon, rng)
+
     # ------------------------------------------------------------------ learning
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
 
     def update(self, batch: Batch) -> UpdateResult:
-        """One gradient step on the weighted Huber TD loss of ``batch``."""
+        """One gradient step on the weighted loss of ``batch``: Huber TD, or C51's
+        cross-entropy with a distributional network."""
         obs = self._to_device(batch.obs)
         next_obs = self._to_device(batch.next_obs)
         actions = self._to_device(batch.actions)
         returns = self._to_device(batch.returns)
         discounts = self._to_device(batch.discounts)
         weights = self._to_device(batch.weights)
+        if self.noise is not None:  # fresh noise for this update: online, then target
+            self.online.resample_noise(self.noise)
+            self.target.resample_noise(self.noise)
+        if self.online.distributional:
+            return self._categorical_update(obs, actions, returns, discounts, next_obs, weights)
 
         with self._autocast():
             q = self.online(obs)
@@ -121,13 +165,49 @@ class DQNAgent:
                 y = losses.q_learning_target(returns, discounts, next_q_target)
         td = losses.td_errors(q, actions, y)
         loss = losses.weighted_huber(td, weights)
+        self._step(loss)
+        q_taken = (y - td).detach()
+        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
 
+    def _categorical_update(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        discounts: torch.Tensor,
+        next_obs: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> UpdateResult:
+        """C51: ``m = Φ(R + d·z, p_target(s', a*))`` with ``a* = argmax_a Σ z p(s', a)`` of the
+        online net (Double) or the target net; loss ``w_i · CE(m, p(s, a))``; priorities CE."""
+        support = self.online.support
+        assert support is not None
+        with self._autocast():
+            logits = self.online.logits(obs)
+            with torch.no_grad():
+                next_logits = self.target.logits(next_obs)
+                next_online = self.online.logits(next_obs) if self.double else None
+        logits = logits.float()
+        with torch.no_grad():
+            next_probs = next_logits.float().softmax(dim=-1)  # (B, A, K)
+            chooser = next_probs if next_online is None else next_online.float().softmax(dim=-1)
+            best = (chooser * support).sum(dim=-1).argmax(dim=1)
+            rows = torch.arange(len(best), device=best.device)
+            target = losses.categorical_projection(
+                returns, discounts, next_probs[rows, best], support
+            )
+        per_sample = losses.categorical_cross_entropy(logits, actions, target)
+        loss = losses.weighted_mean(per_sample, weights)
+        self._step(loss)
+        with torch.no_grad():
+            q_taken = self.online.q_values(logits)[rows, actions]
+        return UpdateResult(loss.detach(), q_taken.mean(), per_sample.detach())
+
+    def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clamp_gradients(self.online, self.grad_clip)
         self.optimizer.step()
-        q_taken = (y - td).detach()
-        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16 autocast for the update's network passes (weights and Adam stay float32)."""
@@ -143,6 +223,8 @@ class DQNAgent:
         """Networks and optimiser as flat tensors plus JSON-able metadata (no pickle)."""
         tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
+        if self.noise is not None:  # where the noise stream stands (resume draws what's next)
+            tensors["noise_generator"] = self.noise.get_state()
         opt = self.optimizer.state_dict()
         scalars: dict[str, dict[str, float]] = {}
         for pid, entries in opt["state"].items():
@@ -160,6 +242,8 @@ class DQNAgent:
 
         self.online.load_state_dict(section("online."))
         self.target.load_state_dict(section("target."))
+        if self.noise is not None:
+            self.noise.set_state(tensors["noise_generator"])
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in section("optim.").items():
             pid, name = key.split(".", 1)

@@ -312,7 +312,8 @@ class RunDir:
 
 
 def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
-    """Weights plus what is needed to rebuild the network and its action set."""
+    """Weights plus what is needed to rebuild the network and its action set. A noisy layer's
+    weights are its means μ (and σ): never a noise sample."""
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **network.architecture()}
     meta.update({k: str(v) for k, v in metadata.items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
@@ -362,10 +363,19 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(invalid)
     try:
+        # Files from before the distributional and noisy heads lack those keys: plain heads.
+        distributional = meta.get("distributional", "false") == "true"
+        noisy = meta.get("noisy", "false") == "true"
         network = QNetwork(
             int(meta["num_actions"]),
             dueling=meta["dueling"] == "true",
             in_frames=int(meta["in_frames"]),
+            distributional=distributional,
+            atoms=int(meta["atoms"]) if distributional else 51,
+            v_min=float(meta["v_min"]) if distributional else -10.0,
+            v_max=float(meta["v_max"]) if distributional else 10.0,
+            noisy=noisy,
+            sigma0=float(meta["noisy_sigma0"]) if noisy else 0.5,
         )
         network.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError):
@@ -376,10 +386,15 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
 def load_weights_into(network: QNetwork, path: Path) -> dict[str, str]:
     """Copy a model file's weights into ``network`` (for --restore); shapes must match."""
     loaded, meta = load_model(path)
-    if loaded.architecture() != network.architecture():
+    theirs, ours = loaded.architecture(), network.architecture()
+    if theirs != ours:
+        keys = ["dueling"] + [k for k in (ours | theirs) if theirs.get(k) != ours.get(k)]
+        keys = list(dict.fromkeys(k for k in keys if k != "num_actions"))
+        have = ", ".join(f"{k}={theirs.get(k, '-')}" for k in keys)
+        need = ", ".join(f"{k}={ours.get(k, '-')}" for k in keys)
         raise ArtifactError(
-            f"model {path} has {meta['num_actions']} actions (dueling={meta['dueling']}),"
-            f" but this run needs {network.num_actions} (dueling={str(network.dueling).lower()})"
+            f"model {path} has {meta['num_actions']} actions ({have}),"
+            f" but this run needs {network.num_actions} ({need})"
         )
     network.load_state_dict(loaded.state_dict())
     return meta

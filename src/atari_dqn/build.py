@@ -5,7 +5,8 @@ the Ape-X actors, and every benchmark. Nothing else constructs envs, replays, ne
 optimisers or loops from a config, so a new setting is wired in exactly one place.
 
 One run seed is split (``SeedSequence.spawn``) into independent streams for the training env,
-the evaluation env, the network's initial weights, the replay's sampler and the loop's ε draws;
+the evaluation env, the network's initial weights, the replay's sampler, the loop's ε draws and
+the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets);
 the order of the streams is part of the reproducibility contract (same seed, same weights).
 """
 
@@ -142,6 +143,12 @@ def build_network(
         generator=generator,
         dueling=config.dueling,
         channels_last=config.channels_last,
+        distributional=config.distributional,
+        atoms=config.atoms,
+        v_min=config.v_min,
+        v_max=config.v_max,
+        noisy=config.noisy,
+        sigma0=config.noisy_sigma0,
     )
 
 
@@ -168,8 +175,10 @@ def build_agent(
     device: torch.device,
     *,
     online: QNetwork | None = None,
+    noise: torch.Generator | None = None,
 ) -> DQNAgent:
-    """The learner around ``online`` (default: a fresh network): a target network, Adam."""
+    """The learner around ``online`` (default: a fresh network): a target network, Adam; with
+    noisy nets, ``noise`` is the generator of their noise (default: seeded from 0)."""
     if online is None:
         online = build_online(config, num_actions, device)
     target = build_network(config, num_actions).to(device)
@@ -185,11 +194,13 @@ def build_agent(
         double=config.double,
         grad_clip=config.grad_clip,
         bf16=config.bf16,
+        noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,
     )
 
 
 def build_policy(network: QNetwork, device: torch.device) -> EpsilonGreedyPolicy:
-    """An act-only ε-greedy policy over a network (evaluation, Ape-X actors): no optimiser."""
+    """An act-only ε-greedy policy over a network (evaluation, Ape-X actors): no optimiser;
+    noisy layers act with their mean weights (as Dopamine evaluates)."""
     return EpsilonGreedyPolicy(network.to(device).eval(), network.num_actions, device)
 
 
@@ -227,12 +238,13 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
     from atari_dqn.perf import tune_allocator
 
     actions, device = check_training_input(config)
-    seeds = np.random.SeedSequence(config.seed).spawn(5)
+    seeds = np.random.SeedSequence(config.seed).spawn(6)  # child i is the same for any count
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
+    noise_gen = torch.Generator().manual_seed(int(seeds[5].generate_state(1)[0]))
     tune_allocator()
     online = build_online(config, len(actions), device, generator=torch_gen, restore=restore)
-    agent = build_agent(config, len(actions), device, online=online)
+    agent = build_agent(config, len(actions), device, online=online, noise=noise_gen)
     settings = LoopSettings(
         total_steps=config.total_steps,
         warmup_steps=config.warmup_steps,

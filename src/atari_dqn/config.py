@@ -103,6 +103,21 @@ class Config:
     )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
+    distributional: bool = _opt(
+        False,
+        "Distributional (C51) head: a categorical distribution over --atoms values on"
+        " [--v-min, --v-max] per action, Q = sum z p, projected n-step targets, cross-entropy"
+        " loss whose per-sample value is also the new priority (Bellemare et al. 2017).",
+    )
+    atoms: int = _opt(51, "Distributional head: atoms of the support (at least 2).")
+    v_min: float = _opt(-10.0, "Distributional head: smallest value of the support (returns).")
+    v_max: float = _opt(10.0, "Distributional head: largest value of the support (returns).")
+    noisy: bool = _opt(
+        False,
+        "NoisyNet head: factorised-Gaussian noisy linear layers, fresh noise at every acting step"
+        " and update (Fortunato et al. 2018); evaluation uses their mean weights, as Dopamine.",
+    )
+    noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
     # --- exploration ---
     eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
     eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
@@ -112,7 +127,11 @@ class Config:
     # --- evaluation ---
     eval_every: int = _opt(100_000, "Evaluate (and save a model) every N agent steps.")
     eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
-    eval_epsilon: float = _opt(0.05, "Epsilon during evaluation (0 = greedy, as the seed).")
+    eval_epsilon: float = _opt(
+        0.05,
+        "Epsilon during evaluation (0 = greedy, as the seed); noisy layers evaluate with their"
+        " mean weights.",
+    )
     eval_max_frames: int = _opt(
         108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
     )
@@ -161,6 +180,16 @@ class Config:
             raise ConfigError(f"--beta-steps must be >= 0, got {self.beta_steps}")
         if not self.priority_eps > 0:
             raise ConfigError(f"--priority-eps must be positive, got {self.priority_eps}")
+        if not 2 <= self.atoms <= 1001:
+            raise ConfigError(f"--atoms must be between 2 and 1001, got {self.atoms}")
+        if not (math.isfinite(self.v_min) and math.isfinite(self.v_max)):
+            raise ConfigError(f"--v-min and --v-max must be finite, got {self.v_min}, {self.v_max}")
+        if not self.v_min < self.v_max:
+            raise ConfigError(
+                f"--v-min must be smaller than --v-max, got {self.v_min} and {self.v_max}"
+            )
+        if not (self.noisy_sigma0 > 0 and math.isfinite(self.noisy_sigma0)):
+            raise ConfigError(f"--noisy-sigma0 must be a positive number, got {self.noisy_sigma0}")
         if not 1 <= self.n_step <= 100:
             raise ConfigError(f"--n-step must be between 1 and 100, got {self.n_step}")
         if not 1 <= self.num_envs <= 1024:
@@ -234,6 +263,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_games": 10,
     },
 }
+PRESETS["rainbow"] = {
+    **PRESETS["rainbow-lite"],
+    "distributional": True,
+    "atoms": 51,
+    "v_min": -10.0,
+    "v_max": 10.0,
+    "noisy": True,
+    "noisy_sigma0": 0.5,
+    "eps_start": 1.0,  # random play fills the replay during warm-up
+    "eps_end": 0.0,  # then exploration is the noise alone
+    "eps_decay": 1,
+}
 
 PRESET_HELP: dict[str, str] = {
     "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
@@ -252,6 +293,61 @@ PRESET_HELP: dict[str, str] = {
     "SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
     "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
     "games every 50k.",
+    "rainbow": "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
+    " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
+    " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
+    " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
+    " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
+    " agent steps (32k frames), 1M replay (nature's); plus C51's"
+    " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
+    " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
+    " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
+    " (--eps-decay 1), as Rainbow's epsilon 0; evaluation keeps --eval-epsilon 0.05 and the"
+    " noisy layers' mean weights (Dopamine's eval_mode). Not the paper's: gradients are clamped"
+    " element-wise to 1 (the seed's), not clipped by norm 10.",
+}
+
+# Where each of a preset's values comes from (printed by `atari-dqn presets` beside the value).
+PRESET_SOURCES: dict[str, dict[str, str]] = {
+    "laptop": {
+        "actions": "the minimal action set (Breakout's 4), as every preset but seed",
+        "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
+        "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the seed's)",
+        "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
+        "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
+        "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 (docs/results/adam-eps)",
+        "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
+        "double": "Double DQN targets (van Hasselt et al. 2016)",
+        "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
+        "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
+        "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
+        "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
+        "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+        "eval_games": "10 full games per evaluation (the learning-results protocol)",
+    },
+    "rainbow": {
+        "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
+        "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
+        "lr": "Adam step size 6.25e-5, Hessel et al. 2018 Table 1",
+        "adam_eps": "Adam epsilon 1.5e-4, Hessel et al. 2018 Table 1",
+        "warmup_steps": "min history 80k frames = 20k agent steps, Hessel et al. 2018 Table 1",
+        "eps_end": "epsilon 0 once learning starts: noisy nets explore, Hessel et al. 2018",
+        "eps_decay": "1 step: epsilon falls from 1 to 0 right after warm-up (see eps_end)",
+        "target_update": "target period 32k frames = 8k agent steps, Hessel et al. 2018 Table 1",
+        "double": "Double DQN (van Hasselt et al. 2016), one of Rainbow's six parts",
+        "dueling": "dueling streams over atoms (Wang et al. 2016), as Rainbow's network",
+        "replay": "proportional prioritized replay (Schaul et al. 2016), as Rainbow",
+        "alpha": "priority exponent 0.5, Hessel et al. 2018 Table 1",
+        "beta0": "IS exponent 0.4 annealed to 1 over the run, Hessel et al. 2018 Table 1",
+        "n_step": "multi-step returns n = 3, Hessel et al. 2018 Table 1",
+        "distributional": "C51 (Bellemare et al. 2017), one of Rainbow's six parts",
+        "atoms": "51 atoms, Bellemare et al. 2017, kept by Hessel et al. 2018 Table 1",
+        "v_min": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+        "v_max": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+        "noisy": "factorised NoisyNet (Fortunato et al. 2018), one of Rainbow's six parts",
+        "noisy_sigma0": "sigma0 0.5, Fortunato et al. 2018 factorised, Hessel et al. 2018 Table 1",
+        "eps_start": "random play (epsilon 1) fills the replay during warm-up",
+    },
 }
 
 

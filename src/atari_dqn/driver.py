@@ -468,8 +468,11 @@ def check_resume(run_dir: Path | str, changes: dict[str, Any] | None = None) -> 
         raise UsageError(
             f"checkpoint {ckpt} is from {theirs.get('env_id')}, but this run is {config.env_id}"
         )
+    # A setting newer than the checkpoint (e.g. --distributional) has its default there: the
+    # defaults of new settings are what runs did before they existed.
+    defaults = dataclasses.asdict(Config())
     for key, value in dataclasses.asdict(config).items():
-        if key not in RESUME_MAY_CHANGE and theirs.get(key) != value:
+        if key not in RESUME_MAY_CHANGE and theirs.get(key, defaults[key]) != value:
             raise UsageError(
                 f"checkpoint {ckpt} does not match the run's config.toml "
                 f"({key}: {theirs.get(key)!r} vs {value!r})"

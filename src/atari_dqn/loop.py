@@ -68,6 +68,10 @@ class Agent(Protocol):
         self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
     ) -> np.ndarray: ...
 
+    def act_eval(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
     def update(self, batch: Batch) -> UpdateResult: ...
 
     def sync_target(self) -> None: ...
@@ -216,7 +220,7 @@ class TrainLoop:
         self._obs = vs.obs
 
     def evaluate(self, index: int) -> EvalResult:
-        return evaluate_at(self.eval_env, self.agent.act, self.s, index=index, step=self.step)
+        return evaluate_at(self.eval_env, self.agent.act_eval, self.s, index=index, step=self.step)
 
     def _learn(self) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""

@@ -43,3 +43,50 @@ def weighted_huber(td: torch.Tensor, weights: torch.Tensor | None = None) -> tor
     if weights is not None:
         per_sample = per_sample * weights
     return per_sample.mean()
+
+
+def categorical_projection(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_probs: torch.Tensor,
+    support: torch.Tensor,
+) -> torch.Tensor:
+    """The C51 target (Bellemare et al. 2017, algorithm 1): the distribution of
+    ``T z_j = R + d · z_j`` with mass ``p_j(s', a*)``, clipped to ``[v_min, v_max]`` and projected
+    onto the support ``z``.
+
+    Each ``T z_j`` lands at ``b_j = (T z_j - v_min) / Δz`` and splits its mass between the atoms
+    ``l = ⌊b_j⌋`` and ``u = ⌈b_j⌉`` in proportion to its closeness: ``m_l += p_j (u - b_j)``,
+    ``m_u += p_j (b_j - l)``; exactly on an atom (``l = u``) all of it goes there. A terminal
+    transition (``d = 0``) puts all mass at the clipped ``R``; a return cut at ``k < n`` steps
+    arrives with ``d = γ^k``. ``returns, discounts``: (B,); ``next_probs``: (B, K); ``support``:
+    (K,) evenly spaced. Returns (B, K) rows that sum to 1.
+    """
+    k = support.shape[0]
+    v_min, v_max = support[0], support[-1]  # tensors: no device sync
+    delta = (v_max - v_min) / (k - 1)
+    tz = returns.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)
+    tz = torch.minimum(torch.maximum(tz, v_min), v_max)
+    b = ((tz - v_min) / delta).clamp(0, k - 1)  # clamp: float rounding must stay on the grid
+    lower, upper = b.floor(), b.ceil()
+    on_atom = (lower == upper).to(next_probs.dtype)
+    m = torch.zeros_like(next_probs)
+    m.scatter_add_(1, lower.long(), next_probs * (upper - b + on_atom))
+    m.scatter_add_(1, upper.long(), next_probs * (b - lower))
+    return m
+
+
+def categorical_cross_entropy(
+    logits: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Per sample ``-Σ_i m_i log p_i(s, a)`` for the actions taken: (B, A, K) logits, (B,)
+    actions, (B, K) target distributions (no gradient). Returns (B,)."""
+    taken = logits[torch.arange(logits.shape[0], device=logits.device), actions]
+    return -(target.detach() * taken.log_softmax(dim=-1)).sum(dim=-1)
+
+
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of ``w_i · loss_i`` (prioritized replay's IS weights)."""
+    if weights is not None:
+        per_sample = per_sample * weights
+    return per_sample.mean()

@@ -72,7 +72,7 @@ def film_evaluation(learner: Learner, result: EvalResult, path: Path) -> Game:
     with VideoWriter(path, overwrite=True) as writer:
         [game] = play(
             learner.eval_env,
-            learner.agent.act,
+            learner.agent.act_eval,  # as the evaluation played it (noisy nets: mean weights)
             games=1,
             epsilon=settings.eval_epsilon,
             seed=evaluation_seed(settings.eval_seed, result.index),

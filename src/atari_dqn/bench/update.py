@@ -7,6 +7,10 @@ machine hits all alike, and the median ms per update is reported. Each variant's
 TD errors are compared with the plain path's on that batch, so a variant that changes what is
 learned (bf16) shows by how much. The process is set up as a training process
 (:func:`atari_dqn.perf.tune_allocator`).
+
+``parts=True`` times the parts of Rainbow instead, each with the default kernels: DQN (the
+``nature`` preset), + the distributional head, + noisy nets, + both, ``rainbow-lite`` and
+``rainbow``; the speed-up column is then DQN's ms over the row's (the losses differ by design).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from atari_dqn.agent import DQNAgent
 from atari_dqn.bench.timing import Result, check_positive
 from atari_dqn.build import build_agent, build_online, resolve_device
 from atari_dqn.config import Config, preset_config
+from atari_dqn.networks import QNetwork
 from atari_dqn.replay.storage import Batch
 
 
@@ -34,6 +39,12 @@ class Variant:
     channels_last: bool
     bf16: bool = False
     compile: bool = False
+    preset: str | None = None  # None: the benchmark's preset
+    changes: tuple[tuple[str, bool], ...] = ()  # config fields set on top of the preset
+
+
+def _part(preset: str, *changes: str) -> Variant:
+    return Variant(True, True, preset=preset, changes=tuple((c, True) for c in changes))
 
 
 PLAIN = "per-tensor Adam, NCHW (the seed's)"
@@ -44,6 +55,15 @@ VARIANTS = {
     "default + --bf16": Variant(fused=True, channels_last=True, bf16=True),
 }
 COMPILED = "default + torch.compile"
+DQN = "dqn (preset nature)"
+PARTS = {
+    DQN: _part("nature"),
+    "+ distributional (51 atoms)": _part("nature", "distributional"),
+    "+ noisy": _part("nature", "noisy"),
+    "+ distributional + noisy": _part("nature", "distributional", "noisy"),
+    "rainbow-lite (double, dueling)": _part("rainbow-lite"),
+    "rainbow (all six parts)": _part("rainbow"),
+}
 
 
 def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Batch:
@@ -63,12 +83,16 @@ def fixed_batch(num_actions: int, batch_size: int, seed: int = 0) -> Batch:
 def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.device) -> DQNAgent:
     """The agent a training run of ``config`` builds (:mod:`atari_dqn.build`), with the
     variant's update settings; every variant starts from the same weights."""
-    config = config.replace(fused_adam=v.fused, channels_last=v.channels_last, bf16=v.bf16)
+    if v.preset is not None:
+        config = preset_config(v.preset)
+    config = config.replace(
+        **dict(v.changes), fused_adam=v.fused, channels_last=v.channels_last, bf16=v.bf16
+    )
     online = build_online(config, num_actions, device, generator=torch.Generator().manual_seed(0))
     agent = build_agent(config, num_actions, device, online=online)
     if v.compile:  # torch.compile of a Module is a Module (OptimizedModule)
-        agent.online = cast(torch.nn.Module, torch.compile(agent.online))
-        agent.target = cast(torch.nn.Module, torch.compile(agent.target))
+        agent.online = cast(QNetwork, torch.compile(agent.online))
+        agent.target = cast(QNetwork, torch.compile(agent.target))
     return agent
 
 
@@ -81,6 +105,7 @@ def update_benchmark(
     inner: int = 5,
     compile: bool = False,
     device: str = "cpu",
+    parts: bool = False,
 ) -> Result:
     """ms per update of each variant at each thread count; see the module docstring."""
     from atari_dqn.envs import resolve_actions
@@ -89,12 +114,13 @@ def update_benchmark(
     check_positive(batch=batch_size, rounds=rounds, inner=inner)
     for t in threads or []:
         check_positive(threads=t)
-    config = preset_config(preset)
+    config = preset_config("nature" if parts else preset)
     dev = resolve_device(device)  # UsageError where CUDA is asked for and missing
     tune_allocator()
     num_actions = len(resolve_actions(config.env_id, config.actions))
     batch = fixed_batch(num_actions, batch_size)
-    variants = dict(VARIANTS)
+    variants = dict(PARTS if parts else VARIANTS)
+    baseline = DQN if parts else PLAIN
     if compile:
         variants[COMPILED] = Variant(fused=True, channels_last=True, compile=True)
     previous = torch.get_num_threads()
@@ -122,15 +148,16 @@ def update_benchmark(
                     if dev.type == "cuda":
                         torch.cuda.synchronize()
                     times[name].append((time.perf_counter() - start) / inner * 1e3)
-            loss0, td0 = first[PLAIN]
-            plain_ms = statistics.median(times[PLAIN])
+            loss0, td0 = first[baseline]
+            plain_ms = statistics.median(times[baseline])
             for name in variants:
                 ms = statistics.median(times[name])
                 loss, td = first[name]
+                same = not parts or name == baseline  # parts: other losses, nothing to compare
                 rows.append({
                     "threads": t, "variant": name, "ms": ms, "vs_plain": plain_ms / ms,
-                    "loss_rel_diff": abs(loss - loss0) / max(abs(loss0), 1e-12),
-                    "td_max_abs_diff": float(np.max(np.abs(td - td0))),
+                    "loss_rel_diff": abs(loss - loss0) / max(abs(loss0), 1e-12) if same else None,
+                    "td_max_abs_diff": float(np.max(np.abs(td - td0))) if same else None,
                     "first_update_s": warm_s[name], "runs_ms": times[name],
                 })  # fmt: skip
     finally:
@@ -143,6 +170,7 @@ def update_benchmark(
             "inner": inner,
             "device": device,
             "compile": compile,
+            "parts": parts,
         },  # fmt: skip
         "rows": rows,
     }
@@ -150,17 +178,27 @@ def update_benchmark(
 
 def update_table(result: Result) -> str:
     s = result["settings"]
+    parts = s.get("parts", False)
+    what = "Rainbow's parts" if parts else f"preset {s['preset']}"
     lines = [
-        f"bench update: one batch-{s['batch_size']} update of preset {s['preset']} on "
+        f"bench update: one batch-{s['batch_size']} update of {what} on "
         f"{s['device']}, median of {s['rounds']} rounds x {s['inner']} updates, variants in turn",
         f"{'threads':>7}  {'variant':<38}{'ms':>7}{'speed-up':>10}{'loss vs plain':>15}"
         f"{'max |dtd|':>11}",
     ]
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1e}"
+
     for r in result["rows"]:
         lines.append(
             f"{r['threads']:>7}  {r['variant']:<38}{r['ms']:>7.2f}{r['vs_plain']:>9.2f}x"
-            f"{r['loss_rel_diff']:>15.1e}{r['td_max_abs_diff']:>11.1e}"
+            f"{num(r['loss_rel_diff']):>15}{num(r['td_max_abs_diff']):>11}"
         )
-    lines.append("speed-up: the plain path's ms over the row's, same thread count; "
-                 "loss vs plain: relative difference of the first update's loss")  # fmt: skip
+    if parts:
+        lines.append("speed-up: DQN's ms over the row's (below 1: the row costs more), same "
+                     "thread count; all rows with fused Adam and channels-last")  # fmt: skip
+    else:
+        lines.append("speed-up: the plain path's ms over the row's, same thread count; "
+                     "loss vs plain: relative difference of the first update's loss")  # fmt: skip
     return "\n".join(lines)

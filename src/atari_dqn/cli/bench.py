@@ -162,7 +162,7 @@ def _add_update_parser(what: Subparsers) -> None:
         "side by side; report the speed-up over the plain path and how far each variant's "
         "first loss and TD errors are from the plain path's.",
     )
-    bu.add_argument("--preset", default="seed", help="settings of the update [default: seed]")
+    bu.add_argument("--preset", default=None, help="settings of the update [default: seed]")
     bu.add_argument(
         "--threads",
         default=None,
@@ -188,6 +188,12 @@ def _add_update_parser(what: Subparsers) -> None:
         "--compile",
         action="store_true",
         help="also a torch.compile variant (compiling takes a minute or more)",
+    )
+    bu.add_argument(
+        "--parts",
+        action="store_true",
+        help="time Rainbow's parts instead of the kernel variants: DQN (preset nature), "
+        "+ distributional, + noisy, + both, rainbow-lite and rainbow, each against DQN",
     )
     bu.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     bu.add_argument("--json", action="store_true", help="print one JSON object instead")
@@ -311,8 +317,11 @@ def cmd_bench_update(args: argparse.Namespace) -> int:
     threads = parse_ints(args.threads, "--threads") if args.threads is not None else None
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
-    result = update_benchmark(preset=args.preset, threads=threads, batch_size=args.batch,
+    if args.parts and args.preset is not None:
+        raise ConfigError("--parts times its own presets (nature, rainbow-lite, rainbow)")
+    result = update_benchmark(preset=args.preset or "seed", threads=threads,
+                              batch_size=args.batch,
                               rounds=args.rounds, inner=args.inner, compile=args.compile,
-                              device=args.device)  # fmt: skip
+                              device=args.device, parts=args.parts)  # fmt: skip
     print_result(result, update_table, args.json)
     return 0

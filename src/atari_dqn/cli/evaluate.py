@@ -15,7 +15,9 @@ def add_evaluate_parser(sub: Any) -> None:
         "evaluate",
         help="play full games with a trained model and report the score",
         description="Play full games (all lives, raw score) with a model file, or with the "
-        "newest model of a run directory, and print the mean and standard deviation.",
+        "newest model of a run directory, and print the mean and standard deviation. The "
+        "network is rebuilt from the file (dueling, distributional, noisy); noisy layers play "
+        "with their mean weights, noise off, as Dopamine evaluates.",
     )
     ev.add_argument("model_path", type=Path, metavar="RUN_DIR_OR_MODEL")
     ev.add_argument("--episodes", type=int, default=10, help="games to play [default: 10]")

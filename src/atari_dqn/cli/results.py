@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from atari_dqn.cli.common import need_ray
-from atari_dqn.config import PRESET_HELP, PRESETS
+from atari_dqn.config import PRESET_HELP, PRESET_SOURCES, PRESETS
 
 
 def add_results_parsers(sub: Any) -> None:
@@ -69,12 +69,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
     del args
     for name, changes in PRESETS.items():
         print(f"{name}: {PRESET_HELP[name]}")
+        sources = PRESET_SOURCES.get(name, {})
         for key, value in changes.items():
             flag = key.replace("_", "-")
             if isinstance(value, bool):
-                print(f"    --{flag}" if value else f"    --no-{flag}")
+                text = f"    --{flag}" if value else f"    --no-{flag}"
             else:
-                print(f"    --{flag} {value}")
+                text = f"    --{flag} {value}"
+            print(f"{text:<32}# {sources[key]}" if key in sources else text)
     return 0
 
 

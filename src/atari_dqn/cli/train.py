@@ -114,6 +114,12 @@ _GROUPS = {
         "grad_clip",
         "double",
         "dueling",
+        "distributional",
+        "atoms",
+        "v_min",
+        "v_max",
+        "noisy",
+        "noisy_sigma0",
     ),  # fmt: skip
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),

@@ -414,7 +414,7 @@ class ApexLoop:
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
-        return evaluate_at(self.eval_env, self.agent.act, self.s, index=index, step=self.step)
+        return evaluate_at(self.eval_env, self.agent.act_eval, self.s, index=index, step=self.step)
 
     def _updates_due(self) -> int:
         """Updates the learner may still make: one per update_every steps after warm-up."""

@@ -40,6 +40,9 @@ class ApexSettings:
             raise ConfigError(f"--actor-block must be positive, got {self.block}")
         if config.num_envs != 1:
             raise ConfigError("--num-envs is for single-process runs; use --envs-per-actor")
+        for part in ("distributional", "noisy"):
+            if getattr(config, part):
+                raise ConfigError(f"--{part} is not supported with --actors yet")
         if config.buffer_size // self.streams < 2 * (config.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {config.buffer_size} is too small for --n-step {config.n_step} "
