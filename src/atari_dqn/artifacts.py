@@ -1,16 +1,24 @@
-"""The run directory: rewards.txt, config.toml, model files; every write atomic.
+"""The run directory: rewards.txt, config.toml, model files; every write atomic; its lock.
 
 A kill at any instant leaves either the old or the new version of a file, never a truncated one:
-files are written to a temporary sibling, flushed, fsynced, then renamed over the target.
-Model files are safetensors (tensors plus string metadata): loading one never unpickles code.
+files are written to a temporary sibling, flushed, fsynced, then renamed over the target. A
+write that fails (disk full, I/O error, read-only filesystem, file-size limit) removes its
+temporary file, leaves the target as it was and raises :class:`WriteError`, one line naming the
+file and the free space there. Model files are safetensors (tensors plus string metadata):
+loading one never unpickles code. :class:`RunLock` keeps a second process out of a run directory
+that one is training.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -35,6 +43,92 @@ class ArtifactError(UsageError, ValueError):
     """A user-supplied path is not what it should be; the message is one line."""
 
 
+# What to do about a failed write, by errno (the rest: the error's own words say it).
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space (disk quota)",
+    errno.EFBIG: "raise the file-size limit (ulimit -f)",
+    errno.EROFS: "make the filesystem writable",
+    errno.EIO: "check the disk",
+}
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # unreachable
+
+
+def free_space(path: Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (its nearest existing parent)."""
+    for candidate in (Path(path), *Path(path).parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+class WriteError(Exception):
+    """A file could not be written (ENOSPC, EIO, EROFS, EFBIG, ...): not a bug, and not bad
+    input, so exit status 1 rather than 2. ``path`` is the file the caller meant to write (not
+    its temporary sibling); ``then`` is what the user can do next (the driver adds it)."""
+
+    def __init__(self, path: Path, error: OSError, then: str | None = None) -> None:
+        self.path = Path(path)
+        self.error = error
+        self.errno = error.errno
+        self.free = free_space(self.path.parent)
+        self.then = then
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        reason = self.error.strerror or str(self.error) or type(self.error).__name__
+        free = "unknown" if self.free is None else _human_bytes(self.free)
+        text = f"cannot write {self.path}: {reason} ({free} free on its filesystem)"
+        if self.then:
+            text += f"; {self.then}"
+        return text
+
+    @property
+    def advice(self) -> str:
+        """What to fix, by the kind of failure: "free some space", "check the disk", ..."""
+        return _WRITE_ADVICE.get(self.errno or 0, "fix that")
+
+    def with_then(self, then: str) -> WriteError:
+        return WriteError(self.path, self.error, then)
+
+
+def _os_error_of(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: itself, or the I/O error a safetensors writer reports as a
+    ``SafetensorError`` ("... I/O error: No space left on device (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, SafetensorError):
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found:
+            code = int(found.group(1))
+            return OSError(code, os.strerror(code))
+    return None
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Report a failed write of ``path`` as one :class:`WriteError` naming it (an OSError, or a
+    safetensors writer's I/O error); anything else goes through unchanged."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except (OSError, SafetensorError) as exc:
+        error = _os_error_of(exc)
+        if error is None:
+            raise
+        raise WriteError(path, error) from exc
+
+
 def file_mode() -> int:
     """The mode a newly created file gets under the process's umask (0o644 under 022): what
     ``open()`` gives, so the temporary files of atomic writes (0o600) are set to it too."""
@@ -52,20 +146,23 @@ def file_mode() -> int:
 def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, rename it over ``path``.
 
-    The file ends with the mode the user's umask gives new files (mkstemp's is 0o600)."""
+    The file ends with the mode the user's umask gives new files (mkstemp's is 0o600). A write
+    that fails raises :class:`WriteError` naming ``path``; the temporary file is removed and
+    ``path`` keeps its old content (or stays absent)."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 
@@ -156,7 +253,8 @@ class RunDir:
     def create(cls, path: Path, force: bool) -> RunDir:
         cls.check_new(path, force)
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        with writing(path):
+            path.mkdir(parents=True, exist_ok=True)
         if force:
             # Replace only what an earlier run wrote; anything else of the user's stays.
             for name in RUN_MARKERS:
@@ -205,14 +303,14 @@ class RunDir:
         if not rows:
             return
         text = "".join(f"{s},{score:g},{n},{t:.3f}\n" for s, score, n, t in rows)
-        with self.games_path.open("a") as fh:
+        with writing(self.games_path), self.games_path.open("a") as fh:
             fh.write(text)
             fh.flush()
 
     def sync_games(self) -> None:
         """Make what games.csv holds durable (called with each checkpoint)."""
         if self.games_path.exists():
-            with self.games_path.open("rb+") as fh:
+            with writing(self.games_path), self.games_path.open("rb+") as fh:
                 os.fsync(fh.fileno())
 
     def truncate_games(self, last_step: int) -> None:
@@ -331,3 +429,100 @@ def load_weights_into(network: QNetwork, path: Path) -> dict[str, str]:
         )
     network.load_state_dict(loaded.state_dict())
     return meta
+
+
+# ---------------------------------------------------------------------- one process per run
+LOCK_NAME = ".lock"  # in the run directory: the pid of the process training it
+
+
+class RunInUseError(ArtifactError):
+    """Another process holds the run directory's lock (exit 2, before any file is touched)."""
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid = lock_path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def _refuse(directory: Path) -> RunInUseError:
+    return RunInUseError(
+        f"{directory} is in use by {_holder(directory / LOCK_NAME)} "
+        f"(it holds {directory / LOCK_NAME}); wait for it to end or stop it first"
+    )
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN/.lock``, held while a process trains or resumes the run.
+
+    The kernel releases it when the process ends, however it ends (SIGKILL too), so a stale lock
+    file never blocks anyone: a lock is held only while its holder lives. The file holds the
+    holder's pid, for the message that refuses a second process. Only writers lock; ``evaluate``
+    and ``plot`` read a run in progress without it. The descriptor is not inherited by child
+    processes (Python's default), so only this process holds the lock.
+    """
+
+    def __init__(self, directory: Path, fd: int) -> None:
+        self.directory = Path(directory)
+        self._fd: int | None = fd
+
+    @staticmethod
+    def check(directory: Path) -> None:
+        """Refuse (RunInUseError) if a live process holds the lock; reads only, creates
+        nothing (the early check, before a command's other checks and any work)."""
+        lock_path = Path(directory) / LOCK_NAME
+        try:
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return  # no lock file (or none readable): nobody to wait for
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refuse(Path(directory)) from None
+        finally:
+            os.close(fd)  # (closing releases the probe's shared lock)
+
+    @classmethod
+    def acquire(cls, directory: Path) -> RunLock:
+        """Create ``directory`` if needed, take its lock and write this pid into it; refuse
+        (RunInUseError) if a live process holds it."""
+        directory = Path(directory)
+        lock_path = directory / LOCK_NAME
+        with writing(lock_path):
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _refuse(directory) from None
+        try:
+            with writing(lock_path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(directory, fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let another process in (the file stays: removing it would race a new holder)."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)  # no pid of a process that no longer trains the run
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -421,27 +421,53 @@ def load_checkpoint(
                 sections[section][name] = fh.get_tensor(key)
     except (SafetensorError, OSError, ValueError, KeyError):
         raise ArtifactError(f"{path} is not a valid atari-dqn checkpoint (truncated?)") from None
-    on_disk = replay_on_disk(state)
     try:
         agent.load_state(
             {k: torch.from_numpy(v.copy()) for k, v in sections["agent"].items()}, state["agent"]
         )
         if state["replay"] is not None:
-            arrays = sections["replay"]
-            frames = arrays.pop("frames", None)  # version 1: the whole array, in this file
-            if frames is not None:
-                arrays.setdefault("written", arrays["filled"])
-            replay.load_state(arrays, state["replay"])
-            if frames is not None:
-                for a, b in replay.frame_ranges():
-                    replay.put_frames(a, frames[a:b])
-            elif on_disk is not None:
-                _load_frames(path.parent, on_disk, replay)
-            else:
-                raise ValueError("the replay's frames are not in the checkpoint")
+            _load_replay(path, state, sections["replay"], replay)
         loop.load_state(
             sections["loop"], state["loop"], replay_restored=state["replay"] is not None
         )
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path} does not fit this run: {exc}") from None
     return state
+
+
+def _load_replay(
+    path: Path, state: dict[str, Any], arrays: dict[str, np.ndarray], replay: StatefulReplay
+) -> None:
+    """The replay's state, then its frames: in this file (version 1) or in its chunks."""
+    frames = arrays.pop("frames", None)  # version 1: the whole array, in this file
+    if frames is not None:
+        arrays.setdefault("written", arrays["filled"])
+    replay.load_state(arrays, state["replay"])
+    on_disk = replay_on_disk(state)
+    if frames is not None:
+        for a, b in replay.frame_ranges():
+            replay.put_frames(a, frames[a:b])
+    elif on_disk is not None:
+        _load_frames(path.parent, on_disk, replay)
+    else:
+        raise ValueError("the replay's frames are not in the checkpoint")
+
+
+def load_checkpoint_replay(path: Path, replay: StatefulReplay) -> int | None:
+    """Restore only the replay of the checkpoint at ``path`` (and its chunks: a new Ape-X
+    replay server, while the run goes on); returns the checkpoint's step, or None when it saved
+    no replay."""
+    path = Path(path)
+    state = read_checkpoint_state(path)
+    if state["replay"] is None:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            for key in fh.keys():
+                if key.startswith("replay/"):
+                    arrays[key.removeprefix("replay/")] = fh.get_tensor(key)
+        _load_replay(path, state, arrays, replay)
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{path}: its replay cannot be restored: {exc}") from None
+    return int(state["loop"]["step"])

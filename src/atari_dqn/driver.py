@@ -6,7 +6,10 @@ checkpoints (at every evaluation, at the end and on SIGINT/SIGTERM), TensorBoard
 
 :func:`start_run` and :func:`resume_run` are the Python entry points of ``atari-dqn train`` and
 ``atari-dqn train --resume``: they take a :class:`Config` (not argv), check everything a user
-can get wrong before any work starts (UsageError / ArtifactError), then build and drive.
+can get wrong before any work starts (UsageError / ArtifactError), then build and drive. Each
+holds the run directory's :class:`~atari_dqn.artifacts.RunLock` while it trains (a second
+process is refused), and a file that cannot be written ends the run with one
+:class:`~atari_dqn.artifacts.WriteError` that says what is intact and how to continue.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from atari_dqn.artifacts import RunDir, load_model, save_model
+from atari_dqn.artifacts import (
+    ArtifactError,
+    RunDir,
+    RunLock,
+    WriteError,
+    load_model,
+    save_model,
+    writing,
+)
 from atari_dqn.build import Learner, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
@@ -92,6 +103,9 @@ class Driven:
     best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far (resume)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
     replay_on_disk: ReplayOnDisk | None = None  # what the checkpoint holds of the replay (resume)
+    # Told the path of each checkpoint once it is saved or loaded (the Ape-X replay server
+    # restores a dead server's replay from it).
+    on_checkpoint: Callable[[Path], None] | None = None
 
 
 class TrainClock:
@@ -154,18 +168,21 @@ def drive(
         nonlocal on_disk
         saved_at.append(loop.step)
         run.sync_games()
-        info = save_checkpoint(
-            run.path / CHECKPOINT_NAME,
-            config=dataclasses.asdict(config),
-            agent=learner.agent,
-            replay=parts.replay,
-            loop=loop,
-            include_replay=config.checkpoint_replay,
-            extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
-            previous=on_disk,
-            chunk_slots=config.checkpoint_chunk,
-        )
+        with writing(run.path / CHECKPOINT_NAME):
+            info = save_checkpoint(
+                run.path / CHECKPOINT_NAME,
+                config=dataclasses.asdict(config),
+                agent=learner.agent,
+                replay=parts.replay,
+                loop=loop,
+                include_replay=config.checkpoint_replay,
+                extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
+                previous=on_disk,
+                chunk_slots=config.checkpoint_chunk,
+            )
         on_disk = info.replay
+        if parts.on_checkpoint is not None:
+            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
         # The online network at this checkpoint, for `evaluate RUN --model latest`.
         save_model(run.latest_model_path, online, {**model_meta, "step": str(loop.step)})
         chunks = (
@@ -203,10 +220,11 @@ def drive(
     metrics = MetricsWriter(
         run.path, start_step=loop.step, replay_beta=parts.replay.uses_priorities
     )
-    if loop.step == 0:
-        metrics.hyperparameters(dataclasses.asdict(config))
     postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
+    failing = False
     try:
+        if loop.step == 0:
+            metrics.hyperparameters(dataclasses.asdict(config))
         for progress in loop.run():
             result = progress.evaluation
             seconds = clock.lap(excluded=result.seconds if result is not None else 0.0)
@@ -242,7 +260,8 @@ def drive(
                 )
                 if reporting.films(result.index):
                     video = video_path(run.path, result.index)
-                    game = film_evaluation(learner, result, video)
+                    with writing(video):
+                        game = film_evaluation(learner, result, video)
                     console.log(
                         f"video of evaluation {result.index}'s first game (score "
                         f"{game.score:g}, {game.length} steps) -> {video.relative_to(run.path)}"
@@ -262,12 +281,19 @@ def drive(
                 return 0 if stop[0] == signal.SIGTERM else 130
         if not saved_at or saved_at[-1] != loop.step:
             checkpoint()
+    except BaseException:
+        failing = True
+        raise
     finally:
         bar.close()
         console.bar = None
-        metrics.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        try:
+            metrics.close()
+        except WriteError:
+            if not failing:  # (a full disk fails the last events too: one message is enough)
+                raise
     console.say(f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
     return 0
 
@@ -355,6 +381,7 @@ def start_run(
     if restore is not None:
         load_model(restore)
     out = Path(out) if out is not None else default_out(config)
+    RunLock.check(out)  # (first: "in use by process N" says more than "holds a run")
     RunDir.check_new(out, force)
 
     def new_run(parts: Driven) -> RunDir:
@@ -364,9 +391,36 @@ def start_run(
         run.write_config(to_toml(config))
         return run
 
-    return _launch(
-        config, new_run, Console(quiet), launch, run_dir=out, reporting=reporting, restore=restore
-    )
+    with after_write_errors(out), RunLock.acquire(out):
+        RunDir.check_new(out, force)  # again, now that no other process can start one here
+        return _launch(
+            config,
+            new_run,
+            Console(quiet),
+            launch,
+            run_dir=out,
+            reporting=reporting,
+            restore=restore,
+        )
+
+
+@contextmanager
+def after_write_errors(run_dir: Path) -> Iterator[None]:
+    """A WriteError of the run in ``run_dir`` gets what the user can do next: what is intact,
+    what to fix, and the command that continues the run from its last good checkpoint."""
+    try:
+        yield
+    except WriteError as exc:
+        try:
+            step = int(read_checkpoint_state(run_dir / CHECKPOINT_NAME)["loop"]["step"])
+        except (ArtifactError, KeyError, ValueError):
+            raise exc.with_then(
+                f"no checkpoint to continue from yet; {exc.advice}, then start again with --force"
+            ) from None
+        raise exc.with_then(
+            f"the files written before it and the checkpoint at step {step} are intact; "
+            f"{exc.advice}, then continue with: atari-dqn train --resume {run_dir}"
+        ) from None
 
 
 def train(
@@ -411,6 +465,7 @@ def check_resume(
     run = RunDir(Path(run_dir))
     if not (run.path / "config.toml").is_file():
         raise UsageError(f"--resume {run.path}: not a run directory (no config.toml)")
+    RunLock.check(run.path)
     try:
         saved = Config(**load_toml(run.path / "config.toml"))
     except (ConfigError, TypeError) as exc:
@@ -481,6 +536,8 @@ def resume_run(
         remove_leftovers(run.path, parts.replay_on_disk)  # what a killed save left behind
         # Anything written after the checkpoint (a kill between an evaluation and its
         # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
+        if parts.on_checkpoint is not None:
+            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
         run.truncate_rewards(step)
         run.truncate_games(step)
         extra = target.state.get("extra", {})
@@ -491,12 +548,15 @@ def resume_run(
         console.say(f"resuming {run.path} at step {step}")
         return run
 
-    return _launch(
-        config,
-        resume,
-        console,
-        launch,
-        run_dir=run.path,
-        reporting=reporting,
-        tracking_id=saved_tracking_id(run.path),
-    )
+    with after_write_errors(run.path), RunLock.acquire(run.path):
+        if read_checkpoint_state(run.path / CHECKPOINT_NAME)["loop"]["step"] != step:
+            raise ArtifactError(f"{run.path} was trained on since it was checked; check it again")
+        return _launch(
+            config,
+            resume,
+            console,
+            launch,
+            run_dir=run.path,
+            reporting=reporting,
+            tracking_id=saved_tracking_id(run.path),
+        )

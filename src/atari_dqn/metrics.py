@@ -20,18 +20,48 @@ Tags:
 
 and the resolved config as a text panel, ``hyperparameters`` (a markdown table, as CleanRL
 writes it), at the start of a new run.
+
+A failed write of the event file (disk full, ...) raises :class:`~atari_dqn.artifacts.WriteError`
+from the next call, like every other file of the run. TensorBoard writes from a thread of its
+own, whose exceptions Python would print as a traceback: this module keeps them (they are
+raised in this thread instead) and leaves every other thread's to the previous hook.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from atari_dqn.artifacts import WriteError, writing
 
 if TYPE_CHECKING:
     from atari_dqn.loop import Progress
+
+# TensorBoard's writer threads -> the MetricsWriter each belongs to (see the module docstring).
+_WATCHED: dict[threading.Thread, MetricsWriter] = {}
+_previous_hook: Any = None
+
+
+def _thread_hook(args: Any) -> None:
+    writer = _WATCHED.get(args.thread) if args.thread is not None else None
+    if writer is not None and isinstance(args.exc_value, OSError):
+        writer.failed = args.exc_value  # raised by the writer's next call, in its own thread
+        return
+    _previous_hook(args)
+
+
+def _watch(threads: list[threading.Thread], writer: MetricsWriter) -> None:
+    global _previous_hook
+    if _previous_hook is None:
+        _previous_hook = threading.excepthook
+        threading.excepthook = _thread_hook
+    for thread in threads:
+        _WATCHED[thread] = writer
 
 
 class MetricsWriter:
@@ -56,7 +86,22 @@ class MetricsWriter:
         self.replay_beta = replay_beta
         # On resume, events with step >= start_step + 1 from an earlier process are hidden.
         purge = start_step + 1 if start_step > 0 else None
-        self._writer = SummaryWriter(str(self.log_dir), purge_step=purge, flush_secs=flush_secs)
+        before_files = set(self.log_dir.glob("events.out.tfevents.*"))
+        before_threads = set(threading.enumerate())
+        # (its name is TensorBoard's choice; until it exists, a pattern names it)
+        self.path = self.log_dir / f"events.out.tfevents.*.{os.getpid()}.*"
+        self.failed: OSError | None = None  # what TensorBoard's writer thread failed with
+        with writing(self.path):
+            self._writer = SummaryWriter(str(self.log_dir), purge_step=purge, flush_secs=flush_secs)
+        new_files = sorted(set(self.log_dir.glob("events.out.tfevents.*")) - before_files)
+        if len(new_files) == 1:
+            self.path = new_files[0]
+        self._threads = [
+            t
+            for t in threading.enumerate()
+            if t not in before_threads and type(t).__module__.startswith("tensorboard")
+        ]
+        _watch(self._threads, self)
         self._last: dict[str, int] = {}  # tag -> last step written
         self._clock = time.perf_counter()
         self._clock_step = start_step
@@ -66,7 +111,8 @@ class MetricsWriter:
         for tag, value in values.items():
             if value is None or step <= max(self.start_step, self._last.get(tag, -1)):
                 continue
-            self._writer.add_scalar(tag, float(value), global_step=step)
+            with self._writing():
+                self._writer.add_scalar(tag, float(value), global_step=step)
             self._last[tag] = step
 
     def write(self, progress: Progress) -> None:
@@ -96,13 +142,32 @@ class MetricsWriter:
     def hyperparameters(self, config: Mapping[str, object]) -> None:
         """The run's settings as TensorBoard's text panel ``hyperparameters``."""
         rows = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        self._writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step=0)
+        with self._writing():
+            self._writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step=0)
+
+    def _writing(self) -> Any:
+        self._raise_failed()
+        return writing(self.path)
+
+    def _raise_failed(self) -> None:
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise WriteError(self.path, failed)
 
     def flush(self) -> None:
-        self._writer.flush()
+        with self._writing():
+            self._writer.flush()
+        self._raise_failed()
 
     def close(self) -> None:
-        self._writer.close()
+        """Flush and close; raises WriteError if the last events could not be written."""
+        try:
+            with writing(self.path):
+                self._writer.close()
+        finally:
+            for thread in self._threads:
+                _WATCHED.pop(thread, None)
+        self._raise_failed()
 
     def __enter__(self) -> MetricsWriter:
         return self

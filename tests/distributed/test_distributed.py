@@ -372,6 +372,100 @@ def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_session):
 
 
 @pytest.mark.ray
+def test_a_dead_replay_server_is_refilled_and_the_run_goes_on(ray_session, caplog):
+    """No checkpoint to restore from: a new, empty server; a new warm-up, then learning again."""
+    from atari_dqn.distributed.apex import start_apex
+
+    config = TINY_CONFIG.replace(total_steps=500, eval_every=1000)
+    run = start_apex(build_learner(config), ApexSettings(actors=2, block=10, publish_every=5))
+    try:
+        first = run.replay.server
+        killed_at = updates_at_kill = None
+        for progress in run.loop.run():
+            if killed_at is None and progress.step >= 150 and run.loop.updates > 0:
+                ray_session.kill(first, no_restart=True)
+                killed_at, updates_at_kill = progress.step, run.loop.updates
+        assert killed_at is not None and run.loop.step == 500
+        assert run.replay.replacements == 1 and run.replay.server is not first
+        lines = [r.getMessage() for r in caplog.records if "replay server died" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        print(lines[0])
+        assert "a new one is refilled: learning goes on after 100 steps of warm-up" in lines[0]
+        died_at = int(lines[0].split("died at step ")[1].split(";")[0])
+        assert killed_at <= died_at < 500
+        assert run.loop.learn_from == died_at + 100  # a new warm-up ...
+        assert run.loop.updates > updates_at_kill  # ... then learning again
+        assert 0 < len(run.replay) <= 500 - died_at  # only what the new server was given
+    finally:
+        run.close()
+
+
+class _KillServerAfterFirstCheckpoint:
+    """A Loop that kills the Ape-X replay server once the driver has checkpointed the first
+    evaluation (the driver handles a report before it asks for the next)."""
+
+    def __init__(self, loop, replay, ray_session) -> None:
+        self.loop, self.replay, self.ray = loop, replay, ray_session
+        self.killed = False
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    @property
+    def updates(self) -> int:
+        return self.loop.updates
+
+    def state(self):
+        return self.loop.state()
+
+    def load_state(self, arrays, meta, *, replay_restored):
+        self.loop.load_state(arrays, meta, replay_restored=replay_restored)
+
+    def run(self):
+        for progress in self.loop.run():
+            yield progress
+            if progress.evaluation is not None and not self.killed:
+                self.ray.kill(self.replay.server, no_restart=True)
+                self.killed = True
+
+
+@pytest.mark.ray
+def test_a_dead_replay_server_is_restored_from_the_checkpoint(ray_session, tmp_path, caplog):
+    import contextlib
+    import dataclasses
+
+    from atari_dqn import driver
+    from atari_dqn.checkpoint import read_checkpoint_state
+    from atari_dqn.distributed.apex import apex_launch
+
+    apex = ApexSettings(actors=2, block=20, publish_every=5)
+    seen = []
+
+    @contextlib.contextmanager
+    def launch(config, restore):
+        with apex_launch(apex)(config, restore) as parts:
+            loop = _KillServerAfterFirstCheckpoint(parts.loop, parts.replay, ray_session)
+            seen.append((loop, parts.replay))
+            yield dataclasses.replace(parts, loop=loop)
+
+    out = tmp_path / "run"
+    assert driver.start_run(TINY_CONFIG, out, quiet=True, launch=launch).status == 0
+    ((loop, replay),) = seen
+    assert loop.killed and replay.replacements == 1
+    lines = [r.getMessage() for r in caplog.records if "replay server died" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    print(lines[0])
+    assert "a new one holds the replay of the checkpoint at step 200 (" in lines[0], lines[0]
+    restored = int(lines[0].split("step 200 (")[1].split(" transitions")[0])
+    saved = read_checkpoint_state(out / "checkpoint.safetensors")
+    assert _rewards(out) == [(1, 200), (2, 400)]
+    assert saved["loop"]["step"] == 400 and saved["loop"]["updates"] > 0
+    assert restored >= TINY_CONFIG.batch_size  # learning went on without a new warm-up
+    assert loop.loop.learn_from == TINY_CONFIG.warmup_steps
+
+
+@pytest.mark.ray
 def test_two_trial_sweep_ranks_its_trials_and_resumes(ray_session, tmp_path, capsys):
     spec = tmp_path / "lr.toml"
     spec.write_text(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from atari_dqn import __version__
-from atari_dqn.artifacts import ArtifactError
+from atari_dqn.artifacts import ArtifactError, WriteError
 from atari_dqn.cli.bench import add_bench_parser
 from atari_dqn.cli.common import EXIT_USAGE, Parser, innermost
 from atari_dqn.cli.evaluate import add_evaluate_parser
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, EnvError, ArtifactError) as exc:
         print(f"atari-dqn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteError as exc:  # a full disk, an I/O error: the run says what is intact
+        print(f"atari-dqn: error: {exc}", file=sys.stderr)
+        return 1
     except NonFiniteLossError as exc:
         print(
             f"atari-dqn: error: {exc}; the last saved model is the last good one", file=sys.stderr

@@ -18,6 +18,12 @@ count lands exactly on each evaluation and on ``total_steps``; while an evaluati
 checkpoint run, the actors already play their next blocks. The learner never makes more than one
 update per ``update_every`` collected steps (after ``warmup_steps``), the single-process replay
 ratio; when the actors outrun it, it makes fewer.
+
+If the replay server dies, the learner starts a new one and restores into it the replay of the
+run's last checkpoint (or, when that saved none, lets the actors refill it: a new warm-up before
+learning goes on), says so in one line, and carries on; the actors start new games, since the
+new server does not hold the episodes they were in. What the dead server received after that
+checkpoint is lost; the step count goes on (those steps were played).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import torch
 
 from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.build import Learner, build_learner, build_replay
+from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
@@ -58,6 +65,12 @@ MAX_UNAVAILABLE_S = 600.0
 RETRY_AFTER_S = 0.5  # wait before handing a block to an actor that is restarting
 MAX_PENDING_ADDS_PER_ACTOR = 2
 MAX_PENDING_PRIORITY_UPDATES = 8
+# A replay server that dies this many times without a learner update in between stops the run.
+MAX_SERVER_LOSSES_IN_A_ROW = 3
+
+
+class ReplayServerLost(RuntimeError):
+    """The replay server died; the learner replaces it (see the module docstring)."""
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -83,23 +96,62 @@ def weights_of(network: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 class RemoteReplay:
-    """The replay server seen as a replay by checkpoints and reports (state, load_state, len)."""
+    """The replay server seen as a replay by checkpoints and reports (state, load_state, len).
 
-    def __init__(self, server: Any, *, uses_priorities: bool) -> None:
-        self.server = server
+    ``start()`` starts a server (an empty replay); :meth:`replace_server` starts a new one when
+    the current one died and restores into it the replay of ``checkpoint`` (the run's last; the
+    driver tells it through :meth:`checkpoint_saved`). A call that finds the server dead calls
+    ``on_lost`` (the learner's recovery), then tries once more on the new server.
+    """
+
+    def __init__(self, start: Callable[[], Any], *, uses_priorities: bool | None = None) -> None:
+        self._start = start
+        self.server = start()
+        if uses_priorities is None:
+            uses_priorities = bool(ray.get(self.server.uses_priorities.remote()))
         self.uses_priorities = uses_priorities
+        self.checkpoint: Path | None = None
+        self.replacements = 0  # servers started after the first one died
+        self.on_lost: Callable[[], None] | None = None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return ray.get(getattr(self.server, method).remote(*args))
+        except ray.exceptions.RayActorError:
+            if self.on_lost is None:
+                raise
+        self.on_lost()
+        return ray.get(getattr(self.server, method).remote(*args))
 
     def __len__(self) -> int:
-        return int(ray.get(self.server.size.remote()))
+        return int(self._call("size"))
 
     def stats(self) -> dict[str, float]:
-        return ray.get(self.server.stats.remote())
+        return self._call("stats")
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return ray.get(self.server.state.remote())
+        return self._call("state")
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        ray.get(self.server.load_state.remote(arrays, meta))
+        self._call("load_state", arrays, meta)
+
+    def checkpoint_saved(self, path: Path) -> None:
+        """The run's checkpoint at ``path`` is the one to restore a new server from."""
+        self.checkpoint = Path(path)
+
+    def replace_server(self) -> int | None:
+        """Start a new server in place of the dead one, with the replay of the last checkpoint
+        (returns its step), or empty (None: no checkpoint yet, or one without a replay)."""
+        with contextlib.suppress(Exception):
+            ray.kill(self.server, no_restart=True)
+        self.server = self._start()
+        self.replacements += 1
+        if self.checkpoint is None:
+            return None
+        return load_checkpoint_replay(self.checkpoint, self)
+
+    def close(self) -> None:
+        ray.kill(self.server, no_restart=True)
 
     def frame_mark(self) -> np.ndarray:
         return ray.get(self.server.frame_mark.remote())
@@ -129,6 +181,8 @@ class _Slot:
     retry_at: float = 0.0  # no block before this time (perf_counter)
     submitted: int = 0  # collects handed to it
     delivered: int = 0  # blocks it delivered
+    restart_games: bool = False  # its next block starts new games (a new replay server) ...
+    discard: bool = False  # ... and the block in flight now is not forwarded (the old one's)
 
 
 @dataclass
@@ -195,8 +249,13 @@ class ActorPool:
             seq = np.random.SeedSequence([self.seed, i, self.epoch, slot.submitted])
             seed = int(seq.generate_state(1)[0] >> 1)
             slot.stats_ref, slot.block_ref = slot.handle.collect.options(num_returns=2).remote(
-                iterations, self._weights_ref if send_weights else None, self.version, seed
+                iterations,
+                self._weights_ref if send_weights else None,
+                self.version,
+                seed,
+                slot.restart_games,
             )
+            slot.restart_games = False
             slot.bound = iterations * self.envs_per_actor
             slot.submitted += 1
             if send_weights:
@@ -223,6 +282,9 @@ class ActorPool:
             except ray.exceptions.RayActorError as exc:
                 self._failed(i, slot, exc)
                 continue
+            if slot.discard:  # continues games the new replay server does not hold
+                slot.stats_ref, slot.block_ref, slot.bound, slot.discard = None, None, 0, False
+                continue
             self._adds.append(self.server.add.remote(slot.block_ref))
             slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
             slot.deaths_in_a_row, slot.down_since = 0, None
@@ -238,6 +300,7 @@ class ActorPool:
         """The actor died, or is restarting: its block is lost; it gets a new one later."""
         slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
         slot.version = -1  # a new incarnation has no weights yet
+        slot.discard = False  # (and starts new games anyway)
         now = time.perf_counter()
         slot.retry_at = now + RETRY_AFTER_S
         if slot.down_since is None:
@@ -258,7 +321,17 @@ class ActorPool:
         try:
             ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            raise RuntimeError(f"the replay server died: {exc}") from exc
+            raise ReplayServerLost(f"the replay server died: {exc}") from exc
+
+    def server_replaced(self, server: Any) -> None:
+        """Forward to ``server`` from now on. The blocks forwarded to the dead one are lost;
+        those being played now continue games it held, so they are dropped, and every actor's
+        next block starts new games."""
+        self.server = server
+        self._adds.clear()
+        for slot in self.slots:
+            slot.restart_games = True
+            slot.discard = slot.stats_ref is not None
 
     def flush(self) -> None:
         """Wait until every forwarded block is in the replay."""
@@ -309,6 +382,8 @@ class ApexLoop:
         self._replay_size = 0
         self._size_known_at = -1
         self._replay_stats: dict[str, float] = {}
+        self._server_losses = 0  # in a row, without an update in between
+        replay.on_lost = self._replace_server
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -363,6 +438,45 @@ class ApexLoop:
     def _request_sample(self) -> None:
         self._samples.append(self.server.sample.remote(self.s.batch_size, self.beta(self.step)))
 
+    @staticmethod
+    def _from_server(ref: Any) -> Any:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            raise ReplayServerLost(f"the replay server died: {exc}") from exc
+
+    def _replace_server(self) -> None:
+        """A new replay server, with the last checkpoint's replay or refilled; one log line."""
+        self._server_losses += 1
+        if self._server_losses > MAX_SERVER_LOSSES_IN_A_ROW:
+            raise RuntimeError(
+                f"the replay server died {self._server_losses} times without a learner update"
+            )
+        restored = self.replay.replace_server()
+        self.server = self.replay.server
+        self.pool.server_replaced(self.server)
+        self._samples.clear()
+        self._priority_updates.clear()
+        self._replay_size, self._size_known_at, self._replay_stats = 0, -1, {}
+        if restored is None:  # an empty replay: a new warm-up before learning goes on
+            self.learn_from = self.step + self.s.warmup_steps
+            self.updates_from = self.updates
+            log.warning(
+                "the replay server died at step %d; a new one is refilled: learning goes on "
+                "after %d steps of warm-up, at step %d",
+                self.step,
+                self.s.warmup_steps,
+                self.learn_from,
+            )
+        else:
+            log.warning(
+                "the replay server died at step %d; a new one holds the replay of the "
+                "checkpoint at step %d (%d transitions) and the run goes on",
+                self.step,
+                restored,
+                len(self.replay),
+            )
+
     def _learn(self) -> UpdateResult | None:
         """One update, if one is due and the replay can fill a batch."""
         if self._updates_due() <= 0:
@@ -377,7 +491,9 @@ class ApexLoop:
                 return None
         while len(self._samples) < 2:  # one batch in hand, one being drawn
             self._request_sample()
-        batch, token, self._replay_size, self._replay_stats = ray.get(self._samples.popleft())
+        batch, token, self._replay_size, self._replay_stats = self._from_server(
+            self._samples.popleft()
+        )
         # Arrays from Ray's object store are read-only views: torch wants its own.
         batch = dataclasses.replace(
             batch, **{f.name: np.array(getattr(batch, f.name)) for f in dataclasses.fields(batch)}
@@ -387,8 +503,9 @@ class ApexLoop:
             self.server.update_priorities.remote(batch.indices, result.td_abs.cpu().numpy(), token)
         )
         while len(self._priority_updates) > MAX_PENDING_PRIORITY_UPDATES:
-            ray.get(self._priority_updates.popleft())
+            self._from_server(self._priority_updates.popleft())
         self.updates += 1
+        self._server_losses = 0
         if self.updates % self.sync_every == 0:
             self.agent.sync_target()
         if self.updates % self.apex.publish_every == 0:
@@ -414,25 +531,32 @@ class ApexLoop:
         self._hand_out()
         learned = False
         while self.step < s.total_steps:
-            # Wait for the actors only when the learner has nothing to do.
-            harvest = self.pool.poll(timeout=0.0 if learned else 0.2)
-            self.step += harvest.steps
-            report.game_returns += harvest.game_returns
-            report.game_lengths += harvest.game_lengths
-            report.game_steps += [self.step] * len(harvest.game_returns)
-            evaluation = None
-            if self.step >= self.next_eval:
-                index = self.next_eval // s.eval_every
-                gap = self.step - self.next_eval
-                self.next_eval += s.eval_every * (1 + gap // s.eval_every)
-                self._hand_out()  # the actors play on during the evaluation and checkpoint
-                self.pool.flush()  # the checkpoint's replay holds every counted step
-                evaluation = self.evaluate(index)
-            else:
-                self._hand_out()
-                result = self._learn()
-                learned = result is not None
-                last = result or last
+            try:
+                # Wait for the actors only when the learner has nothing to do.
+                harvest = self.pool.poll(timeout=0.0 if learned else 0.2)
+                self.step += harvest.steps
+                report.game_returns += harvest.game_returns
+                report.game_lengths += harvest.game_lengths
+                report.game_steps += [self.step] * len(harvest.game_returns)
+                evaluation = None
+                if self.step >= self.next_eval:
+                    index = self.next_eval // s.eval_every
+                    self.pool.flush()  # the checkpoint's replay holds every counted step
+                    gap = self.step - self.next_eval
+                    self.next_eval += s.eval_every * (1 + gap // s.eval_every)
+                    self._hand_out()  # the actors play on during the evaluation and checkpoint
+                    evaluation = self.evaluate(index)
+                else:
+                    self._hand_out()
+                    result = self._learn()
+                    learned = result is not None
+                    last = result or last
+                if self.step >= s.total_steps:
+                    self.pool.flush()
+            except ReplayServerLost:
+                self._replace_server()
+                learned = False
+                continue
             step = self.step
             if evaluation is not None or step >= next_report or step >= s.total_steps:
                 next_report = (step // s.report_every + 1) * s.report_every
@@ -446,8 +570,6 @@ class ApexLoop:
                     replay_stats=self._replay_stats,
                     last=last,
                 )
-                if step >= s.total_steps:
-                    self.pool.flush()
                 yield report
                 report = Progress(step=step, epsilon=self.epsilon)
 
@@ -464,7 +586,7 @@ class ApexRun:
     def close(self) -> None:
         try:
             self.pool.close()
-            ray.kill(self.replay.server, no_restart=True)
+            self.replay.close()
         finally:
             if self.owns_ray:
                 ray.shutdown()
@@ -514,17 +636,16 @@ def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = No
     try:
         epsilons = actor_epsilons(apex.streams)
         make_replay = functools.partial(build_replay, config, learner.replay_rng, apex.streams)
-        server = start_server(make_replay)
-        prioritized = bool(ray.get(server.uses_priorities.remote()))
+        replay = RemoteReplay(functools.partial(start_server, make_replay))
+        prioritized = replay.uses_priorities
         handles = start_actors(config, learner.actions, apex, epsilons, prioritized=prioritized)
         pool = ActorPool(
             handles,
-            server,
+            replay.server,
             envs_per_actor=apex.envs_per_actor,
             block=apex.block,
             seed=learner.settings.env_seed,
         )
-        replay = RemoteReplay(server, uses_priorities=prioritized)
         loop = ApexLoop(
             pool=pool,
             replay=replay,
@@ -556,6 +677,7 @@ def apex_launch(apex: ApexSettings, address: str | None = None) -> Launch:
                 learner,
                 ray_run.loop,
                 ray_run.replay,
+                on_checkpoint=ray_run.replay.checkpoint_saved,
                 banner=f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights "
                 f"published every {apex.publish_every} updates, blocks of {apex.block} steps",
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.artifacts import atomic_write_text
+from atari_dqn.artifacts import RunLock, atomic_write_text
 from atari_dqn.distributed.sweep_spec import SpecError, SweepSpec, Trial
 
 SPEC_COPY = "sweep.toml"
@@ -174,9 +174,20 @@ def run_sweep(
     address: str | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Run (or resume) the sweep; print the ranked table and the plot's table. Exit status."""
+    """Run (or resume) the sweep; print the ranked table and the plot's table. Exit status.
+
+    The sweep directory is locked while it runs (a second sweep into it is refused), and each
+    trial's run directory by its own training run."""
     out = Path(out).resolve()
+    RunLock.check(out)
     prepare_dir(spec, out)
+    with RunLock.acquire(out):
+        return _run_sweep(spec, out, address=address, say=say)
+
+
+def _run_sweep(
+    spec: SweepSpec, out: Path, *, address: str | None, say: Callable[[str], None]
+) -> int:
     states = {t.index: trial_state(t, out / t.name)[0] for t in spec.trials}
     todo = [t for t in spec.trials if states[t.index] != "complete"]
     say(f"sweep {spec.path} -> {out}: {len(spec.trials)} trials, "

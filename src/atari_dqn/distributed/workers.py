@@ -11,6 +11,7 @@ Neither imports Ray, so both are tested in one process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,9 +79,15 @@ class ActorWorker:
         self.policy = build_policy(network, torch.device("cpu"))
         self.double = config.double
         self.prioritized = prioritized
-        self.recorder = BlockRecorder(
-            index, self.num_envs, block=block, n_step=config.n_step, gamma=config.gamma
+        self._new_recorder = functools.partial(
+            BlockRecorder,
+            index,
+            self.num_envs,
+            block=block,
+            n_step=config.n_step,
+            gamma=config.gamma,
         )
+        self.recorder = self._new_recorder()
         self.block = block
         self.version = -1
         self.rng: np.random.Generator | None = None
@@ -99,16 +106,22 @@ class ActorWorker:
         weights: dict[str, np.ndarray] | None = None,
         version: int = -1,
         seed: int = 0,
+        restart: bool = False,
     ) -> tuple[CollectStats, Block]:
         """Step every env ``iterations`` times (at most ``block``); return the block.
 
         ``weights``: newer policy weights (numbered ``version``) to act with from now on.
-        ``seed``: seeds the envs and the ε draws on the first call (of this incarnation).
+        ``seed``: seeds the envs and the ε draws on the first call (of this incarnation), and
+        on a ``restart``: new games from here, in a fresh block (a new replay server, which
+        does not hold the episodes this actor was playing, asks for it).
         """
         if weights is not None:
             self.set_weights(weights, version)
         if not 1 <= iterations <= self.block:
             raise ValueError(f"iterations must be in [1, {self.block}], got {iterations}")
+        if restart:
+            self._obs = None
+            self.recorder = self._new_recorder()
         if self._obs is None:
             self.rng = np.random.default_rng([seed, self.index])
             vs = self.env.reset(seed=seed)
