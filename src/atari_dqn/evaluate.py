@@ -85,31 +85,6 @@ def play(
     return played
 
 
-def play_games(
-    env: gym.Env,
-    act: ActFn,
-    *,
-    games: int,
-    epsilon: float,
-    seed: int,
-    on_frame: FrameSink | None = None,
-    on_scored_frame: ScoredFrameSink | None = None,
-) -> list[float]:
-    """The scores of :func:`play`."""
-    return [
-        g.score
-        for g in play(
-            env,
-            act,
-            games=games,
-            epsilon=epsilon,
-            seed=seed,
-            on_frame=on_frame,
-            on_scored_frame=on_scored_frame,
-        )
-    ]
-
-
 def _show(
     env: gym.Env,
     game: int,
@@ -139,10 +114,8 @@ def scheduled_evaluation(
     seed_base: int,
 ) -> EvalResult:
     """Evaluation number ``index`` of a training run, seeded from the run and the index."""
-    scores = play_games(
-        env, act, games=games, epsilon=epsilon, seed=evaluation_seed(seed_base, index)
-    )
-    return EvalResult(index=index, step=step, scores=tuple(scores))
+    played = play(env, act, games=games, epsilon=epsilon, seed=evaluation_seed(seed_base, index))
+    return EvalResult(index=index, step=step, scores=tuple(g.score for g in played))
 
 
 def evaluation_seed(seed_base: int, index: int) -> int:

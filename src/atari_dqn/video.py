@@ -74,7 +74,7 @@ def pad_even(rgb: np.ndarray) -> np.ndarray:
 
 
 class VideoWriter:
-    """A ``ScoredFrameSink`` (see evaluate.play_games) that writes one video of all the games.
+    """A ``ScoredFrameSink`` (see evaluate.play) that writes one video of all the games.
 
     Use as a context manager: on success the video appears at ``path``; on an exception nothing
     does.

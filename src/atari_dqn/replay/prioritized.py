@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from atari_dqn.replay.storage import Batch, Changes, FrameStorage
+from atari_dqn.replay.storage import Batch, Changes, FrameStorage, StoredFrames
 from atari_dqn.replay.sum_tree import SumTree
 
 
-class PrioritizedReplay:
+class PrioritizedReplay(StoredFrames):
     uses_priorities = True
 
     def __init__(
@@ -105,19 +105,6 @@ class PrioritizedReplay:
 
     def stats(self) -> dict[str, float]:
         return {"replay/max_priority": self.max_priority}
-
-    # The frames, by slot range, for checkpoints (see FrameStorage).
-    def frame_mark(self) -> np.ndarray:
-        return self.storage.frame_mark()
-
-    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
-        return self.storage.frame_ranges(since)
-
-    def get_frames(self, start: int, stop: int) -> np.ndarray:
-        return self.storage.get_frames(start, stop)
-
-    def put_frames(self, start: int, frames: np.ndarray) -> None:
-        self.storage.put_frames(start, frames)
 
     def importance_weights(self, indices: np.ndarray, beta: float) -> np.ndarray:
         """``(N · P(i))^(-β)`` normalised by the batch maximum, N = ready transitions.

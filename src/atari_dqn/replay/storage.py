@@ -341,3 +341,22 @@ class FrameStorage:
             indices=idx,
             weights=weights.astype(np.float32, copy=False),
         )
+
+
+class StoredFrames:
+    """The frames of a replay's FrameStorage by slot range, for checkpoints: the part of the
+    Replay protocol that both replays hand to their storage unchanged."""
+
+    storage: FrameStorage
+
+    def frame_mark(self) -> np.ndarray:
+        return self.storage.frame_mark()
+
+    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
+        return self.storage.frame_ranges(since)
+
+    def get_frames(self, start: int, stop: int) -> np.ndarray:
+        return self.storage.get_frames(start, stop)
+
+    def put_frames(self, start: int, frames: np.ndarray) -> None:
+        self.storage.put_frames(start, frames)

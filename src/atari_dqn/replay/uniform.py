@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from atari_dqn.replay.storage import Batch, FrameStorage
+from atari_dqn.replay.storage import Batch, FrameStorage, StoredFrames
 
 
-class UniformReplay:
+class UniformReplay(StoredFrames):
     """Samples ready transitions uniformly, with replacement (as the seed's ``randint``)."""
 
     uses_priorities = False  # the learner need not bring TD errors back to the host
@@ -46,19 +46,6 @@ class UniformReplay:
 
     def stats(self) -> dict[str, float]:
         return {}
-
-    # The frames, by slot range, for checkpoints (see FrameStorage).
-    def frame_mark(self) -> np.ndarray:
-        return self.storage.frame_mark()
-
-    def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
-        return self.storage.frame_ranges(since)
-
-    def get_frames(self, start: int, stop: int) -> np.ndarray:
-        return self.storage.get_frames(start, stop)
-
-    def put_frames(self, start: int, frames: np.ndarray) -> None:
-        self.storage.put_frames(start, frames)
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform over ready slots: draw among written slots, redraw the few not ready.
