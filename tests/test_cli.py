@@ -164,7 +164,6 @@ def _bad(args: list[str], message: str, capsys) -> None:
         (["--v-min", "3", "--v-max", "-3"], "--v-min must be smaller than --v-max"),
         (["--noisy", "--noisy-sigma0", "0"], "--noisy-sigma0 must be a positive number"),
         (["--noisy-sigma0", "-0.5"], "--noisy-sigma0 must be a positive number"),
-        (["--preset", "rainbow", "--actors", "2"], "--distributional is not supported with"),
     ],
 )
 def test_bad_train_input(tmp_path: Path, capsys, extra: list[str], message: str) -> None:

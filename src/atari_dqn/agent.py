@@ -191,16 +191,12 @@ class DQNAgent:
         with torch.no_grad():
             next_probs = next_logits.float().softmax(dim=-1)  # (B, A, K)
             chooser = next_probs if next_online is None else next_online.float().softmax(dim=-1)
-            best = (chooser * support).sum(dim=-1).argmax(dim=1)
-            rows = torch.arange(len(best), device=best.device)
-            target = losses.categorical_projection(
-                returns, discounts, next_probs[rows, best], support
-            )
+            target = losses.categorical_target(returns, discounts, next_probs, chooser, support)
         per_sample = losses.categorical_cross_entropy(logits, actions, target)
         loss = losses.weighted_mean(per_sample, weights)
         self._step(loss)
         with torch.no_grad():
-            q_taken = self.online.q_values(logits)[rows, actions]
+            q_taken = self.online.q_values(logits).gather(1, actions.unsqueeze(1)).squeeze(1)
         return UpdateResult(loss.detach(), q_taken.mean(), per_sample.detach())
 
     def _step(self, loss: torch.Tensor) -> None:

@@ -258,10 +258,14 @@ def build_agent(
     )
 
 
-def build_policy(network: QNetwork, device: torch.device) -> EpsilonGreedyPolicy:
-    """An act-only ε-greedy policy over a network (evaluation, Ape-X actors): no optimiser;
-    noisy layers act with their mean weights (as Dopamine evaluates)."""
-    return EpsilonGreedyPolicy(network.to(device).eval(), network.num_actions, device)
+def build_policy(
+    network: QNetwork, device: torch.device, noise: torch.Generator | None = None
+) -> EpsilonGreedyPolicy:
+    """An act-only ε-greedy policy over a network (evaluation, Ape-X actors): no optimiser.
+    Noisy layers act with their mean weights (as Dopamine evaluates), or, given ``noise`` (an
+    Ape-X actor of a noisy run), with fresh noise from it at every step, as training acts."""
+    network = network.to(device).train(noise is not None)
+    return EpsilonGreedyPolicy(network, network.num_actions, device, noise=noise)
 
 
 # ---------------------------------------------------------------------- a training run

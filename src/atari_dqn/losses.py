@@ -76,6 +76,21 @@ def categorical_projection(
     return m
 
 
+def categorical_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_probs: torch.Tensor,
+    chooser_probs: torch.Tensor,
+    support: torch.Tensor,
+) -> torch.Tensor:
+    """C51's target for a batch: :func:`categorical_projection` of ``next_probs[a*]``, the
+    bootstrap net's distribution (B, A, K) at ``a* = argmax_a Σ_i z_i chooser_probs[a, i]``. The
+    chooser is the online net's distribution at s' (Double) or ``next_probs`` itself."""
+    best = (chooser_probs * support).sum(dim=-1).argmax(dim=1)
+    rows = torch.arange(len(best), device=best.device)
+    return categorical_projection(returns, discounts, next_probs[rows, best], support)
+
+
 def categorical_cross_entropy(
     logits: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:

@@ -8,6 +8,7 @@ Ape-X run with 2 actors and its ``--resume``, an actor killed mid-run, a 2-trial
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import time
@@ -16,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atari_dqn.build import build_learner, build_replay
+from atari_dqn.build import build_learner, build_network, build_replay
 from atari_dqn.cli import main
 from atari_dqn.config import Config
 from atari_dqn.distributed.blocks import BlockRecorder, apply_block
-from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
+from atari_dqn.distributed.settings import ApexSettings, actor_epsilons, actor_exploration
 from atari_dqn.distributed.sweep_spec import SpecError, parse_spec
 from atari_dqn.distributed.workers import ActorWorker, ReplayService
 from atari_dqn.replay.prioritized import PrioritizedReplay
@@ -188,6 +189,87 @@ def test_actor_worker_collects_a_block_with_initial_priorities():
     assert service.size() == 15
 
 
+RAINBOW_TINY = TINY_CONFIG.replace(
+    distributional=True, atoms=11, noisy=True, dueling=True, double=True
+)
+
+
+def _random_batch(rng: np.random.Generator, n: int = 6) -> Batch:
+    stacks = rng.integers(0, 256, size=(2, n, 4, *SHAPE), dtype=np.uint8)
+    return Batch(
+        obs=stacks[0],
+        actions=rng.integers(0, 3, size=n).astype(np.int64),
+        returns=rng.uniform(-2, 3, size=n).astype(np.float32),
+        discounts=np.array([0.0, 0.99**3, 0.99, 0.99**3, 0.0, 0.99**2][:n], dtype=np.float32),
+        next_obs=stacks[1],
+        indices=np.arange(n, dtype=np.int64),
+        weights=np.ones(n, dtype=np.float32),
+    )
+
+
+@pytest.mark.parametrize("distributional", [False, True])
+def test_actor_priorities_are_what_the_learner_would_give(distributional):
+    """An actor's one network as online and target net: its initial priorities equal the
+    per-sample |δ| or cross-entropy that a learner's update with both nets equal to it reports
+    (computed before the step, so the step does not matter)."""
+    import torch
+
+    from atari_dqn.build import build_agent
+    from atari_dqn.distributed.workers import initial_priorities
+
+    config = TINY_CONFIG.replace(distributional=distributional, atoms=11, double=True)
+    network = build_network(config, 3, torch.Generator().manual_seed(4))
+    batch = _random_batch(np.random.default_rng(5))
+    priorities = initial_priorities(network, batch, double=True)
+    agent = build_agent(config, 3, torch.device("cpu"), online=copy.deepcopy(network))
+    expected = agent.update(batch).td_abs.numpy()
+    np.testing.assert_allclose(priorities, expected, rtol=1e-5, atol=1e-6)
+    assert priorities.shape == (6,) and np.all(priorities >= 0)
+
+
+def test_noisy_actor_priorities_use_the_mean_weights():
+    import torch
+
+    from atari_dqn.distributed.workers import initial_priorities
+
+    network = build_network(RAINBOW_TINY, 3, torch.Generator().manual_seed(4)).train()
+    batch = _random_batch(np.random.default_rng(5))
+    network.resample_noise(torch.Generator().manual_seed(1))
+    first = initial_priorities(network, batch, double=True)
+    network.resample_noise(torch.Generator().manual_seed(2))
+    assert np.array_equal(first, initial_priorities(network, batch, double=True))
+    assert network.training  # the actor's acting mode is left as it was
+
+
+def test_a_noisy_actor_explores_by_its_own_noise_reproducibly():
+    import torch
+
+    actions = ("NOOP", "RIGHT", "LEFT")
+    epsilons = actor_exploration(RAINBOW_TINY, 4)
+    assert epsilons.tolist() == [0.0] * 4
+    assert np.allclose(actor_exploration(TINY_CONFIG, 4), actor_epsilons(4))
+    network = build_network(RAINBOW_TINY, 3, torch.Generator().manual_seed(0))
+    weights = {k: v.numpy() for k, v in network.state_dict().items()}
+
+    def blocks(index: int, seed: int):
+        worker = ActorWorker(index, RAINBOW_TINY, actions, [0.0], block=40, prioritized=True)
+        worker.set_weights(weights, version=0)
+        assert worker.noise is not None
+        before = worker.noise.get_state()
+        stats, block = worker.collect(40, seed=seed)
+        after = worker.noise.get_state()
+        return stats, block, before, after
+
+    stats, block, before, after = blocks(0, seed=3)
+    assert stats.steps == 40 and np.all(np.isfinite(block.td_errors))
+    assert not torch.equal(before, after)  # noise is drawn while acting
+    _, again, _, _ = blocks(0, seed=3)
+    assert np.array_equal(block.actions, again.actions)  # same seed, same noise, same game
+    assert np.array_equal(block.td_errors, again.td_errors)
+    _, other, _, _ = blocks(1, seed=3)  # another actor: its own noise
+    assert not np.array_equal(block.actions, other.actions)
+
+
 # ---------------------------------------------------------------------- sweep spec
 SPEC = """
 seeds = [1, 2]
@@ -335,6 +417,27 @@ def test_apex_run_resumes(apex_run, capsys):
     assert _rewards(apex_run) == [(1, 200), (2, 400), (3, 600)]
     state = read_checkpoint_state(apex_run / "checkpoint.safetensors")
     assert state["loop"]["step"] == 600 and state["loop"]["epoch"] == 1
+
+
+@pytest.mark.ray
+def test_apex_trains_a_rainbow_head_and_evaluate_rebuilds_it(ray_session, tmp_path, capsys):
+    """All six Rainbow parts with Ape-X actors: the actors act with their noise, send C51
+    priorities, the learner learns C51's way; the model file rebuilds the head with no flags."""
+    from atari_dqn.artifacts import load_model
+    from atari_dqn.checkpoint import read_checkpoint_state
+
+    out = tmp_path / "run"
+    head = ["--distributional", "--atoms", "11", "--noisy", "--dueling", "--double"]
+    argv = ["train", *TINY, *head, "--actors", "2", "--actor-block", "20", "--publish-every", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert _rewards(out) == [(1, 200), (2, 400)]
+    state = read_checkpoint_state(out / "checkpoint.safetensors")
+    assert state["loop"]["updates"] > 0
+    network, _ = load_model(out / "model_latest.safetensors")
+    assert network.distributional and network.atoms == 11 and network.noisy and network.dueling
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--episodes", "1", "--max-frames", "400", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["scores"]) == 1
 
 
 @pytest.mark.ray

@@ -42,7 +42,7 @@ def actors_benchmark(
     import numpy as np
     import ray
 
-    from atari_dqn.build import build_replay
+    from atari_dqn.build import build_network, build_replay
     from atari_dqn.distributed.apex import (
         ActorPool,
         collect_rate,
@@ -51,11 +51,10 @@ def actors_benchmark(
         start_server,
         weights_of,
     )
-    from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
-    from atari_dqn.networks import QNetwork
+    from atari_dqn.distributed.settings import ApexSettings, actor_exploration
 
     owns_ray = start_ray(address, num_cpus=max(os.cpu_count() or 1, max(counts)))
-    weights = weights_of(QNetwork(len(actions), dueling=config.dueling))
+    weights = weights_of(build_network(config, len(actions)))
     rows = []
     try:
         for n in counts:
@@ -64,7 +63,7 @@ def actors_benchmark(
             make_replay = functools.partial(build_replay, config, replay_rng, apex.streams)
             server = start_server(make_replay)
             prioritized = bool(ray.get(server.uses_priorities.remote()))
-            epsilons = actor_epsilons(apex.streams)
+            epsilons = actor_exploration(config, apex.streams)
             pool = ActorPool(
                 start_actors(config, actions, apex, epsilons, prioritized=prioritized),
                 server,

@@ -254,7 +254,8 @@ def add_apex_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--actors", type=int, default=None, metavar="N",
         help="collect with N Ray actors, Ape-X style: each actor env explores with a fixed "
-        "ε_i = 0.4^(1 + 7i/(N-1)) and computes its transitions' initial priorities; a replay "
+        "ε_i = 0.4^(1 + 7i/(N-1)) (ε 0 with --noisy: each actor's own noise explores) and "
+        "computes its transitions' initial priorities; a replay "
         "server holds the replay; this process learns [default: one process, no Ray]",
     )  # fmt: skip
     group.add_argument("--envs-per-actor", type=int, default=None, metavar="N",

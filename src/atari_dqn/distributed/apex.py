@@ -1,7 +1,7 @@
 """Ape-X on Ray (Horgan et al. 2018): actors collect, a replay server stores, the learner learns.
 
 * N **actors** (Ray actors, restarted by Ray when they die) each run one env, or an AtariVector
-  of several, with a CPU copy of the policy and a fixed ε per env (``actor_epsilons``). They
+  of several, with a CPU copy of the policy and a fixed ε per env (``actor_exploration``). They
   play blocks of steps and compute the initial priority of every transition they complete.
 * The **replay server** (a Ray actor) holds the replay memory, one stream per actor env.
 * The **learner** is this process (the GPU when there is one): it samples batches (one drawn
@@ -49,7 +49,7 @@ from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.build import Learner, build_learner, build_replay
 from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
-from atari_dqn.distributed.settings import ApexSettings, actor_epsilons
+from atari_dqn.distributed.settings import ApexSettings, actor_exploration
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
 from atari_dqn.driver import Driven, Launch
 from atari_dqn.evaluate import EvalResult
@@ -634,7 +634,7 @@ def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = No
     config = learner.config
     owns_ray = start_ray(address, num_cpus=max(os.cpu_count() or 1, apex.actors))
     try:
-        epsilons = actor_epsilons(apex.streams)
+        epsilons = actor_exploration(config, apex.streams)
         make_replay = functools.partial(build_replay, config, learner.replay_rng, apex.streams)
         replay = RemoteReplay(functools.partial(start_server, make_replay))
         prioritized = replay.uses_priorities

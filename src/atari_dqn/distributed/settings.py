@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from atari_dqn.config import Config, ConfigError
 
 # Ape-X (Horgan et al. 2018): actor i of N explores with ε_i = ε^(1 + α_ε · i / (N - 1)).
@@ -40,9 +42,6 @@ class ApexSettings:
             raise ConfigError(f"--actor-block must be positive, got {self.block}")
         if config.num_envs != 1:
             raise ConfigError("--num-envs is for single-process runs; use --envs-per-actor")
-        for part in ("distributional", "noisy"):
-            if getattr(config, part):
-                raise ConfigError(f"--{part} is not supported with --actors yet")
         if config.buffer_size // self.streams < 2 * (config.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {config.buffer_size} is too small for --n-step {config.n_step} "
@@ -59,13 +58,19 @@ class ApexSettings:
         )
 
 
-def actor_epsilons(num_envs: int, base: float = APEX_EPSILON, alpha: float = APEX_EPSILON_ALPHA):
+def actor_exploration(config: Config, num_envs: int) -> np.ndarray:
+    """Each actor env's ε: Ape-X's (:func:`actor_epsilons`), or 0 with noisy nets, whose noise
+    explores (as Rainbow sets ε to 0; each actor draws its own noise)."""
+    return np.zeros(num_envs) if config.noisy else actor_epsilons(num_envs)
+
+
+def actor_epsilons(
+    num_envs: int, base: float = APEX_EPSILON, alpha: float = APEX_EPSILON_ALPHA
+) -> np.ndarray:
     """Ape-X's fixed exploration rates, one per actor env: ``ε_i = base^(1 + alpha·i/(N-1))``.
 
     From 0.4 for env 0 down to 0.4^8 ≈ 0.00066 for the last; a single env gets 0.4.
     """
-    import numpy as np
-
     if num_envs == 1:
         return np.array([base])
     i = np.arange(num_envs, dtype=np.float64)

@@ -1,8 +1,9 @@
 """The two kinds of worker of an Ape-X run, as plain classes (``apex`` makes them Ray actors).
 
 * :class:`ActorWorker`: one or more training envs and a CPU copy of the policy. It acts
-  ε-greedily with its own fixed ε per env, records the replay calls of a block of steps, computes
-  the initial priorities of the transitions they complete and returns the block.
+  ε-greedily with its own fixed ε per env (and its own noise, with noisy nets), records the
+  replay calls of a block of steps, computes the initial priorities of the transitions they
+  complete and returns the block.
 * :class:`ReplayService`: the replay memory (uniform or prioritized, one stream per actor env)
   behind add / sample / update_priorities / state.
 
@@ -23,23 +24,37 @@ from atari_dqn import losses
 from atari_dqn.build import build_env, build_network, build_policy
 from atari_dqn.config import Config
 from atari_dqn.distributed.blocks import Block, BlockRecorder, apply_block
+from atari_dqn.networks import QNetwork, mean_weights
 from atari_dqn.replay import Replay
 from atari_dqn.replay.storage import Batch
 from atari_dqn.vector import record
 
 
 @torch.no_grad()
-def initial_td_errors(network: torch.nn.Module, batch: Batch, *, double: bool) -> np.ndarray:
-    """|δ| of a batch under one network, used as online and target net alike (an actor has one
-    copy): ``|R + d · max_a Q(s', a) - Q(s, a)|`` (the Double-DQN form is the same then)."""
-    q = network(torch.from_numpy(batch.obs))
-    next_q = network(torch.from_numpy(batch.next_obs))
+def initial_priorities(network: QNetwork, batch: Batch, *, double: bool) -> np.ndarray:
+    """What a batch's transitions enter the replay with, under one network used as online and
+    target net alike (an actor has one copy; the Double-DQN form is then the same as the plain
+    one): ``|R + d · max_a Q(s', a) - Q(s, a)|``, or with a distributional head the cross-entropy
+    of C51's projected target, as the learner's priorities are (Rainbow). Noisy layers use their
+    mean weights here: a priority should not depend on the noise draw of the moment."""
+    obs, next_obs = torch.from_numpy(batch.obs), torch.from_numpy(batch.next_obs)
     returns, discounts = torch.from_numpy(batch.returns), torch.from_numpy(batch.discounts)
+    actions = torch.from_numpy(batch.actions)
+    with mean_weights(network):
+        if network.distributional:
+            assert network.support is not None
+            logits, next_logits = network.logits(obs), network.logits(next_obs)
+            next_probs = next_logits.softmax(dim=-1)
+            target = losses.categorical_target(
+                returns, discounts, next_probs, next_probs, network.support
+            )
+            return losses.categorical_cross_entropy(logits, actions, target).numpy()
+        q, next_q = network(obs), network(next_obs)
     if double:
         y = losses.double_q_target(returns, discounts, next_q, next_q)
     else:
         y = losses.q_learning_target(returns, discounts, next_q)
-    return losses.td_errors(q, torch.from_numpy(batch.actions), y).abs().numpy()
+    return losses.td_errors(q, actions, y).abs().numpy()
 
 
 @dataclass
@@ -75,8 +90,11 @@ class ActorWorker:
         # The learner's network layout; its weights come from the learner (set_weights).
         network = build_network(config, len(actions))
         self.network = network
-        # ε-greedy acting with one ε per env (the comparison broadcasts); no optimiser.
-        self.policy = build_policy(network, torch.device("cpu"))
+        # ε-greedy acting with one ε per env (the comparison broadcasts); no optimiser. Noisy
+        # nets act with fresh noise every step, from this actor's own generator (seeded in
+        # collect, as the ε draws are).
+        self.noise = torch.Generator() if config.noisy else None
+        self.policy = build_policy(network, torch.device("cpu"), noise=self.noise)
         self.double = config.double
         self.prioritized = prioritized
         self._new_recorder = functools.partial(
@@ -97,8 +115,8 @@ class ActorWorker:
         self.network.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
         self.version = version
 
-    def _td(self, batch: Batch) -> np.ndarray:
-        return initial_td_errors(self.network, batch, double=self.double)
+    def _priorities(self, batch: Batch) -> np.ndarray:
+        return initial_priorities(self.network, batch, double=self.double)
 
     def collect(
         self,
@@ -124,6 +142,9 @@ class ActorWorker:
             self.recorder = self._new_recorder()
         if self._obs is None:
             self.rng = np.random.default_rng([seed, self.index])
+            if self.noise is not None:
+                state = np.random.SeedSequence([seed, self.index, 1]).generate_state(1, np.uint64)
+                self.noise.manual_seed(int(state[0] >> np.uint64(1)))
             vs = self.env.reset(seed=seed)
             for i in range(self.num_envs):
                 self.recorder.begin(i, vs.obs[i, -1])
@@ -139,7 +160,7 @@ class ActorWorker:
             steps += int(vs.transition.sum())
             returns += vs.game_returns
             lengths += vs.game_lengths
-        block = self.recorder.take(self._td if self.prioritized else None)
+        block = self.recorder.take(self._priorities if self.prioritized else None)
         return CollectStats(self.index, steps, returns, lengths, self.version), block
 
 
