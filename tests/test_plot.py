@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -438,3 +439,53 @@ def test_bad_games_and_flags(trained, runs: list[Path], tmp_path: Path, capsys) 
     assert not (tmp_path / "x.png").exists()
     # A run with games.csv is plotted as before when no flag needs it, even a broken one.
     assert main(["plot", str(broken), "-o", str(tmp_path / "ok.png")]) == 0
+
+
+def test_minutes_at_a_given_rate_instead_of_the_runs_clocks(
+    trained, runs: list[Path], tmp_path: Path, capsys
+) -> None:
+    # Uniform at 10 steps/s, prioritized at 20: minutes = step / rate / 60.
+    rates = ["--steps-per-second", "10", "--steps-per-second", "replay=prioritized=20"]
+    png = tmp_path / "eval.png"
+    assert main(["plot", *map(str, trained), "-o", str(png), "--threshold", "5", *rates]) == 0
+    table = read_csv(tmp_path / "eval.csv")
+    u, p = table["replay=uniform"], table["replay=prioritized"]
+    # Uniform first reaches 5 at 2000, 2000, 3000 (EVALS): 3.33, 3.33 and 5.0 minutes at 10/s.
+    minutes = [float(u[f"minutes_to_5_{s}"]) for s in ("median", "min", "max")]
+    assert minutes == pytest.approx([2000 / 600, 2000 / 600, 5.0], abs=1e-4)
+    # Prioritized at 1000 and 2000 (s3 now has a clock too, the rate's): 0.83 and 1.67 at 20/s.
+    minutes = [float(p[f"minutes_to_5_{s}"]) for s in ("median", "min", "max")]
+    assert minutes == pytest.approx([1.25, 1000 / 1200, 2000 / 1200], abs=1e-4)
+    out = capsys.readouterr().out
+    footer = "minutes = agent steps / steps per second (replay=uniform: 10, replay=prioritized: 20)"
+    assert footer + ", not the runs' clocks" in out
+    # --metric train: uniform reaches 15 at steps 1900, 1400, 1000 (GAMES): 3.17, 2.33, 1.67 min.
+    args = ["plot", *map(str, trained), "--metric", "train", "--window", "1000", *rates]
+    assert main([*args, "-o", str(tmp_path / "t.png"), "--threshold", "15"]) == 0
+    u = read_csv(tmp_path / "t.csv")["replay=uniform"]
+    minutes = [float(u[f"minutes_to_15_{s}"]) for s in ("median", "min", "max")]
+    assert minutes == pytest.approx([1400 / 600, 1000 / 600, 1900 / 600], abs=1e-4)
+    # Runs without games.csv get a minutes axis from the rate alone: 1000 steps at 50/3 steps/s
+    # is one minute.
+    run = load_run(runs[0])
+    assert run.games is None and not run.has_clock
+    x, y = View(x="minutes", rated=True).points(dataclasses.replace(run, rate=50 / 3))
+    assert x == pytest.approx([1.0, 2.0, 3.0]) and y.tolist() == [0.0, 2.0, 3.0]
+    assert "not the runs' clocks" in View(x="minutes", rated=True).xlabel
+    png = tmp_path / "m.png"
+    assert main(["plot", *map(str, runs), "-o", str(png), "--x", "minutes", *rates]) == 0
+    assert iio.imread(png).shape[:2] == (600, 1000)
+
+
+def test_bad_rates(trained, tmp_path: Path, capsys) -> None:
+    plot = ["plot", *map(str, trained), "-o", str(tmp_path / "x.png"), "--steps-per-second"]
+    cases = [
+        (["0"], "--steps-per-second '0': expected a positive number of agent steps per second"),
+        (["fast"], "--steps-per-second 'fast': expected a positive number"),
+        (["replay=uniform=nan"], "--steps-per-second 'replay=uniform=nan': expected a positive"),
+        (["replay=nope=5"], "no group is labelled 'replay=nope'; the groups are: replay=uniform"),
+        (["replay=uniform=5"], "no rate for the group 'replay=prioritized'"),
+    ]
+    for args, message in cases:
+        bad([*plot, *args], message, capsys)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()

@@ -31,6 +31,11 @@ Where a point is (``--x``):
   point range holds it contributes its last value at or before it; grid minutes no run covers
   are left out.
 
+  With ``--steps-per-second R`` (or ``LABEL=R`` for one group) the minutes are not the runs' own
+  clocks but ``step / R / 60``: the minutes the run would have taken at a rate measured apart,
+  e.g. by ``atari-dqn bench train`` on a quiet machine, for runs that shared the machine. This
+  applies to the table's minutes as well.
+
 Thresholds (``--threshold T``): for each run, the first point at which it reaches T. For
 ``eval``, the first evaluation with score >= T, its minutes from the games.csv clock at that step
 (none for a run without games.csv: a group with such a run among those that reached T reports no
@@ -118,10 +123,23 @@ class Run:
     steps: np.ndarray  # (n,) int64, agent steps of each evaluation, increasing
     scores: np.ndarray  # (n,) float64, mean raw score of each evaluation
     games: Games | None = None  # games.csv, where the run has one (and it was read)
+    rate: float | None = None  # agent steps/s for minutes instead of games.csv's clock
 
     @property
     def seed(self) -> Any:
         return self.config.get("seed", "?")
+
+    @property
+    def has_clock(self) -> bool:
+        return self.rate is not None or (self.games is not None and self.games.has_clock)
+
+    def minutes(self, steps: np.ndarray) -> np.ndarray:
+        """Training minutes at ``steps``: at the given rate, else games.csv's clock."""
+        if self.rate is not None:
+            return np.asarray(steps, dtype=np.float64) / self.rate / 60.0
+        if self.games is None:
+            raise PlotError(f"{self.path} has no games.csv: no clock to tell minutes")
+        return self.games.minutes(steps)
 
 
 _EMPTY_STEPS = np.zeros(0, dtype=np.int64)
@@ -135,6 +153,7 @@ class View:
     metric: str = "eval"
     x: str = "steps"
     window: int = DEFAULT_WINDOW
+    rated: bool = False  # minutes come from --steps-per-second, not games.csv's clock
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -150,7 +169,7 @@ class View:
         """The flag that needs games.csv, or ``""``."""
         if self.metric == "train":
             return "--metric train"
-        return "--x minutes" if self.x == "minutes" else ""
+        return "--x minutes" if self.x == "minutes" and not self.rated else ""
 
     def values(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
         """The agent steps (int64) and values of the run's points."""
@@ -170,21 +189,20 @@ class View:
         steps, values = self.values(run)
         if self.x == "steps":
             return steps, values
-        if run.games is None or not run.games.has_clock:
+        if not run.has_clock:
             return _EMPTY, _EMPTY
-        return run.games.minutes(steps), values
+        return run.minutes(steps), values
 
     def first_reach(self, run: Run, threshold: float) -> tuple[int, float | None] | None:
         """``(step, minutes)`` at which the run first reaches ``threshold`` (minutes None
         without a clock), or None if it never does."""
         games = run.games
-        clock = games is not None and games.has_clock
         if self.metric == "eval":
             hits = np.flatnonzero(run.scores >= threshold)
             if not len(hits):
                 return None
             step = int(run.steps[hits[0]])
-            minutes = float(games.minutes(np.array([step]))[0]) if games and clock else None
+            minutes = float(run.minutes(np.array([step]))[0]) if run.has_clock else None
             return step, minutes
         if games is None or not len(games):
             return None
@@ -196,10 +214,15 @@ class View:
         if not len(hits):
             return None
         i = int(hits[0])
-        return int(games.steps[i]), float(games.seconds[i]) / 60.0
+        step = int(games.steps[i])
+        if run.rate is not None:
+            return step, float(run.minutes(np.array([step]))[0])
+        return step, float(games.seconds[i]) / 60.0
 
     @property
     def xlabel(self) -> str:
+        if self.x == "minutes" and self.rated:
+            return "minutes at the given agent steps/s (--steps-per-second), not the runs' clocks"
         if self.x == "minutes":
             return "training wall minutes (evaluations excluded)"
         return "env steps (agent steps; 1 step = 4 emulator frames)"
@@ -308,6 +331,54 @@ def reach_summary(
 def threshold_name(threshold: float) -> str:
     """``30`` for 30.0, ``12.5`` for 12.5: how a threshold is written in column names."""
     return str(int(threshold)) if float(threshold).is_integer() else repr(float(threshold))
+
+
+Rates = tuple[float | None, dict[str, float]]  # every group's, and by group label
+
+
+def parse_rates(texts: Sequence[str]) -> Rates:
+    """``--steps-per-second R`` (every group without its own) or ``LABEL=R`` (the group whose
+    label is LABEL, e.g. ``replay=uniform=67.9``), repeatable."""
+    default: float | None = None
+    by_label: dict[str, float] = {}
+    for text in texts:
+        label, _, number = text.rpartition("=")
+        try:
+            rate = float(number)
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and rate > 0):
+            raise PlotError(
+                f"--steps-per-second {text!r}: expected a positive number of agent steps per "
+                "second, or LABEL=NUMBER for one group"
+            )
+        if label:
+            by_label[label.strip()] = rate
+        else:
+            default = rate
+    return default, by_label
+
+
+def rate_runs(runs: Sequence[Run], groups: Sequence[Group], rates: Rates) -> list[Run]:
+    """The runs, each with its group's rate (``rates``: see :func:`parse_rates`)."""
+    default, by_label = rates
+    labels = [g.label for g in groups]
+    for label in by_label:
+        if label not in labels:
+            raise PlotError(
+                f"--steps-per-second {label}=...: no group is labelled {label!r}; the groups "
+                f"are: {'; '.join(labels)}"
+            )
+    rate_of: dict[Path, float] = {}
+    for group in groups:
+        rate = by_label.get(group.label, default)
+        if rate is None:
+            raise PlotError(
+                f"--steps-per-second: no rate for the group {group.label!r}; give it one, or a "
+                "plain number for every group"
+            )
+        rate_of |= {r.path: rate for r in group.runs}
+    return [dataclasses.replace(r, rate=rate_of[r.path]) for r in runs]
 
 
 def parse_thresholds(texts: Sequence[str]) -> tuple[float, ...]:
@@ -655,13 +726,16 @@ def plot_runs(
     x: str = "steps",
     window: int = DEFAULT_WINDOW,
     thresholds: Sequence[float] = (),
+    rates: Rates = (None, {}),
 ) -> tuple[list[Group], str, list[tuple[Path, str]]]:
     """Read the runs, write ``out`` (PNG) and its CSV.
 
     Returns the groups, the table as text, and the runs left out for having no point yet, each
-    with why. Every check comes before anything is written.
+    with why. Every check comes before anything is written. ``rates``: minutes at measured
+    steps/s (:func:`parse_rates`) instead of the runs' clocks.
     """
-    view = View(metric, x, window)
+    rated = rates[0] is not None or bool(rates[1])
+    view = View(metric, x, window, rated)
     thresholds = parse_thresholds([repr(float(t)) for t in thresholds])
     png, csv_path = output_paths(out, force)
     check_size(*size)
@@ -669,6 +743,8 @@ def plot_runs(
     games: GamesNeed = "required" if need else ("optional" if thresholds else "no")
     unique = dict.fromkeys(Path(p).resolve() for p in run_dirs)
     runs = [load_run(p, rewards=metric == "eval", games=games, why=need) for p in unique]
+    if rated:
+        runs = rate_runs(runs, group_runs(runs, label_by), rates)
     skipped = [(r.path, _why_empty(r, view)) for r in runs if not len(view.points(r)[0])]
     runs = [r for r in runs if len(view.points(r)[0])]
     if not runs:
@@ -680,7 +756,11 @@ def plot_runs(
     title = f"{', '.join(envs)}: mean over seeds, {CONFIDENCE:.0%} bootstrap CI"
     atomic_write_bytes(png, draw(groups, size, title, view))
     atomic_write_text(csv_path, table_csv(rows, thresholds))
-    return groups, table_text(rows, thresholds), skipped
+    table = table_text(rows, thresholds)
+    if rated:
+        given = ", ".join(f"{g.label}: {g.runs[0].rate:g}" for g in groups)
+        table += f"\nminutes = agent steps / steps per second ({given}), not the runs' clocks"
+    return groups, table, skipped
 
 
 def _why_empty(run: Run, view: View) -> str:

@@ -58,6 +58,12 @@ def add_results_parsers(sub: Any) -> None:
         "--metric train, the mean of the games in the last --window steps",
     )  # fmt: skip
     pl.add_argument(
+        "--steps-per-second", action="append", default=[], metavar="[LABEL=]R",
+        help="tell minutes (--x minutes, the table) as agent steps / R instead of the runs' "
+        "games.csv clocks, e.g. a rate `atari-dqn bench train` measured on a quiet machine for "
+        "runs that shared theirs; LABEL=R for the group of that label (repeatable)",
+    )  # fmt: skip
+    pl.add_argument(
         "--size", default="1000x600", metavar="WxH", help="image size in pixels [default: 1000x600]"
     )
     pl.add_argument("--force", action="store_true", help="replace an existing image and CSV")
@@ -81,7 +87,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from atari_dqn.plot import parse_size, parse_thresholds, plot_runs
+    from atari_dqn.plot import parse_rates, parse_size, parse_thresholds, plot_runs
 
     label_by = [k.strip().replace("-", "_") for v in args.label_by for k in v.split(",") if k]
     _, table, skipped = plot_runs(
@@ -94,6 +100,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         x=args.x_axis,
         window=args.window,
         thresholds=parse_thresholds(args.threshold),
+        rates=parse_rates(args.steps_per_second),
     )
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
