@@ -332,6 +332,7 @@ def test_a_run_in_use_is_refused_and_untouched(first_part: Path, tmp_path: Path,
     assert (run / LOCK_NAME).read_text() == ""  # released at the end, pid cleared
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_while_training_and_released_after(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = subprocess.Popen(

@@ -147,6 +147,7 @@ def read_wandb_run(wandb_dir: Path, run_id: str) -> tuple[str, dict[str, str], l
     return project, config, history
 
 
+@pytest.mark.slow
 def test_track_logs_config_scalars_and_videos_to_wandb_offline(tmp_path: Path) -> None:
     pytest.importorskip("wandb")
     env = {

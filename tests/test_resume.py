@@ -79,6 +79,7 @@ def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> No
     assert "total_steps = 400" in (out / "config.toml").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["rainbow-lite", "rainbow"])
 def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, preset) -> None:
     # β anneals over a fixed horizon: the run's length when it started, or this flag.

@@ -17,6 +17,7 @@ from atari_dqn.bench.train import (
 )
 
 
+@pytest.mark.slow
 def test_bench_train_json(run_json) -> None:
     result = run_json(
         ["bench", "train", "--steps", "100", "--warmup", "0", "--buffer-size", "1000",
@@ -76,6 +77,7 @@ def test_bench_config_measures_learning_only() -> None:
     assert c.total_steps == 1100 + 3000 and c.eval_every > c.total_steps
 
 
+@pytest.mark.slow
 def test_bench_train_seed_loop_env_counts_and_ceilings_json(run_json) -> None:
     result = run_json(
         ["bench", "train", "--seed-loop", "--replay", "uniform", "--num-envs", "1,2",
