@@ -471,3 +471,21 @@ def load_checkpoint_replay(path: Path, replay: StatefulReplay) -> int | None:
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{path}: its replay cannot be restored: {exc}") from None
     return int(state["loop"]["step"])
+
+
+def load_checkpoint_agent(path: Path, agent: StatefulAgent) -> int:
+    """Restore only the agent (networks, optimiser, noise) of the checkpoint at ``path``, e.g.
+    to study a run's replay under the networks it had; returns the checkpoint's step."""
+    path = Path(path)
+    state = read_checkpoint_state(path)
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            for key in fh.keys():
+                if key.startswith("agent/"):
+                    array = fh.get_tensor(key).copy()  # writable, as torch wants
+                    tensors[key.removeprefix("agent/")] = torch.from_numpy(array)
+        agent.load_state(tensors, state["agent"])
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: its agent cannot be restored: {exc}") from None
+    return int(state["loop"]["step"])
