@@ -13,7 +13,8 @@ the slot's age (agent steps since it was written).
 Prints one markdown row per age bucket: slots, the share still at the initial priority (never
 sampled since written), the share of the sampling probability the stored priorities give the
 bucket and the share fresh priorities would give it, the Spearman rank correlation of stored and
-fresh |δ| over the slots that were sampled, and the mean of each.
+fresh |δ| over the slots that were sampled, and the mean of each; then the share of the
+sampling that the tenth of the slots with the largest fresh |δ| get, stored vs fresh.
 """
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| all | {len(slots)} | {share(initial.sum(), len(slots))} | 100% | 100% "
         f"| {spearman(td_stored[s], td_now[s]):.2f} | {mean(td_stored[s])} | {mean(td_now)} |"
+    )
+    # Does replay focus on the transitions that are surprising now? The sampling share of the
+    # tenth of the slots with the largest fresh |δ|: 10% under uniform replay.
+    top = td_now >= np.quantile(td_now, 0.9)
+    print(
+        f"the {top.sum()} slots with the largest tenth of fresh |δ| get "
+        f"{share(p_stored[top].sum(), p_stored.sum())} of the sampling under the stored "
+        f"priorities, {share(p_fresh[top].sum(), p_fresh.sum())} under fresh ones "
+        f"(10% under uniform replay)"
     )
     return 0
 

@@ -44,7 +44,9 @@ RUNS = {
 
 def make_run(path: Path, replay: str, seed: int, scores: list[float]) -> Path:
     path.mkdir(parents=True)
-    config = Config(replay=replay, seed=seed, total_steps=1000 * len(scores) + 7 * seed)
+    # A little under the last evaluation's step: these runs are complete (see the train metric's
+    # trailing window).
+    config = Config(replay=replay, seed=seed, total_steps=1000 * len(scores) - 7 * seed)
     (path / "config.toml").write_text(to_toml(config))
     lines = [f"{i:3d} {1000 * i:8d} {s:.1f}\n" for i, s in enumerate(scores, start=1)]
     (path / "rewards.txt").write_text("".join(lines))
@@ -142,8 +144,8 @@ def test_label_by_and_default_label(runs: list[Path], tmp_path: Path) -> None:
 def test_whole_run_beta_annealing_groups_however_it_was_saved(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", "prioritized", 1, [1.0])
     b = make_run(tmp_path / "b", "prioritized", 2, [3.0])
-    text = (b / "config.toml").read_text().replace("beta_steps = 0", "beta_steps = 1014")
-    (b / "config.toml").write_text(text)  # total_steps = 1014: "0 = the whole run", resolved
+    text = (b / "config.toml").read_text().replace("beta_steps = 0", "beta_steps = 986")
+    (b / "config.toml").write_text(text)  # total_steps = 986: "0 = the whole run", resolved
     assert main(["plot", str(a), str(b), "-o", str(tmp_path / "c.png")]) == 0
     assert read_csv(tmp_path / "c.csv")["preset=seed"]["runs"] == "2"
 
@@ -489,3 +491,24 @@ def test_bad_rates(trained, tmp_path: Path, capsys) -> None:
     for args, message in cases:
         bad([*plot, *args], message, capsys)
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_a_run_still_training_shows_no_window_it_is_in(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "r", "uniform", 1, [1.0])
+    write_games(run, [(400, 2, 10), (900, 4, 20), (1300, 6, 30)])
+    view = View("train", "steps", 1000)
+
+    def points(total_steps: int, games: list[tuple[int, float, float]] | None = None):
+        if games is not None:
+            write_games(run, games)
+        config = Config(replay="uniform", seed=1, total_steps=total_steps)
+        (run / "config.toml").write_text(to_toml(config))
+        steps, values = view.values(load_run(run))
+        return steps.tolist(), values.tolist()
+
+    # (0, 1000]: {2, 4}; (1000, 2000]: {6}, but at 1300 of 5000 steps the run is still in it.
+    assert points(5000) == ([1000], [3.0])
+    assert points(1500) == ([1000, 2000], [3.0, 6.0])  # the run ended at 1500: a last window
+    assert points(2000) == ([1000, 2000], [3.0, 6.0])
+    # A game that ends at 2000 shows the run got there.
+    assert points(5000, [(400, 2, 10), (900, 4, 20), (2000, 6, 30)]) == ([1000, 2000], [3.0, 6.0])

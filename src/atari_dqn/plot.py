@@ -12,7 +12,8 @@ What is a point (``--metric``):
 * ``eval`` (the default): each evaluation in rewards.txt, at its agent step.
 * ``train``: the mean raw score of the training games (games.csv) that ended in each window of
   ``--window`` agent steps, (0, W], (W, 2W], ..., at x = k·W for each window that holds at least
-  one game.
+  one game; a run's last window only once the run is past its end (a game ended at k·W, or
+  k·W >= the run's ``total_steps``): a run still training does not show a window it is in.
 
 A run's "final" score is its last point, its "final step" that point's step (for ``train`` the
 window's end k·W), its "best" its highest point.
@@ -181,7 +182,13 @@ class View:
         k = np.maximum((games.steps + self.window - 1) // self.window, 1)  # (W(k-1), Wk]
         ks, inverse = np.unique(k, return_inverse=True)
         means = np.bincount(inverse, weights=games.scores) / np.bincount(inverse)
-        return (ks * self.window).astype(np.int64), means.astype(np.float64)
+        ends = (ks * self.window).astype(np.int64)
+        # A run still training is inside its last window: leave that window out until the run
+        # has passed its end (a game ended there) or the window holds the run's end.
+        total = int(run.config.get("total_steps", 0))
+        if games.steps[-1] < ends[-1] < total:
+            return ends[:-1], means[:-1].astype(np.float64)
+        return ends, means.astype(np.float64)
 
     def points(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
         """The x (steps or minutes) and y of the run's points; none without a clock for
