@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| age (agent steps) | slots | at initial priority | sampling share, stored "
-        "| sampling share, fresh | Spearman stored vs fresh |δ| (sampled slots) "
-        "| mean stored |δ| (sampled) | mean fresh |δ| |"
+        "| sampling share, fresh | Spearman, stored vs fresh abs TD (sampled slots) "
+        "| mean stored abs TD (sampled) | mean fresh abs TD |"
     )
     print("|---|---|---|---|---|---|---|---|")
     edges = np.linspace(0, st.per_stream * st.num_streams, args.buckets + 1)

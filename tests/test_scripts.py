@@ -29,7 +29,8 @@ def test_priority_staleness_reads_a_prioritized_runs_checkpoint(tmp_path, monkey
     assert run_script("priority_staleness.py", [str(run), "--samples", "200"], monkeypatch) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{run} at step 240: 200 of ")
-    rows = [line.split("|")[1:-1] for line in out[3:]]
+    rows = [line.split("|")[1:-1] for line in out[3:] if line.startswith("|")]
+    assert out[-1].startswith("the ") and "(10% under uniform replay)" in out[-1]
     assert len(rows) == 6 and rows[-1][0].strip() == "all"
     assert sum(int(r[1]) for r in rows[:-1]) == 200  # every sampled slot has an age bucket
     stored = sum(float(r[3].strip(" %")) for r in rows[:-1] if r[3].strip() != "-")
