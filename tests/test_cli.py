@@ -13,7 +13,7 @@ import torch
 
 from atari_dqn.cli import main
 from atari_dqn.config import PRESETS
-from tiny import TINY_RUN
+from tiny import TINY_RUN, weights
 
 TINY = [*TINY_RUN, "--quiet"]
 
@@ -48,12 +48,6 @@ def test_same_seed_same_rewards_and_same_weights(tiny_run: Path, tmp_path: Path)
     assert (tmp_path / "b" / "rewards.txt").read_text() == (tiny_run / "rewards.txt").read_text()
     for name in ("model_001.safetensors", "model_002.safetensors"):
         assert weights(tmp_path / "b" / name) == weights(tiny_run / name)
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    from safetensors.torch import load_file
-
-    return {k: v.numpy().tobytes() for k, v in load_file(path).items()}
 
 
 def test_other_seed_other_weights(tiny_run: Path, tmp_path: Path) -> None:

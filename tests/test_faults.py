@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from atari_dqn.artifacts import LOCK_NAME, RunInUseError, RunLock, atomic_write_text
 from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from atari_dqn.cli import main
+from tiny import same_run, weights
 
 TINY = [
     "--warmup-steps", "40",
@@ -58,19 +58,6 @@ def first_part(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("first") / "run"
     assert main(["train", *TINY, "--total-steps", "120", "--out", str(out)]) == 0
     return out
-
-
-def same_run(a: Path, b: Path) -> None:
-    """The same rewards.txt and the same weights in every model file."""
-    assert (a / "rewards.txt").read_text() == (b / "rewards.txt").read_text()
-    models = sorted(p.name for p in a.glob("model_*"))
-    assert models == sorted(p.name for p in b.glob("model_*"))
-    for name in models:
-        assert weights(a / name) == weights(b / name), name
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    return {k: v.numpy().tobytes() for k, v in load_file(path).items()}
 
 
 def snapshot(run: Path) -> dict[str, bytes]:

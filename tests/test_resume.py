@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from atari_dqn.artifacts import atomic_write_text
 from atari_dqn.checkpoint import CHECKPOINT_NAME, REPLAY_DIR, read_checkpoint_state
 from atari_dqn.cli import main
+from tiny import same_run
 
 TINY = [
     "--warmup-steps", "40",
@@ -30,18 +31,6 @@ TINY = [
     "--eps-decay", "200",
     "--quiet",
 ]  # fmt: skip
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    return {k: v.numpy().tobytes() for k, v in load_file(path).items()}
-
-
-def same_run(a: Path, b: Path) -> None:
-    assert (a / "rewards.txt").read_text() == (b / "rewards.txt").read_text()
-    models = sorted(p.name for p in a.glob("model_*"))
-    assert models == sorted(p.name for p in b.glob("model_*"))
-    for name in models:
-        assert weights(a / name) == weights(b / name), name
 
 
 def games(run: Path) -> list[tuple[int, float, int, float]]:
