@@ -59,9 +59,11 @@ class EpsilonGreedyPolicy:
         if self.noise is not None:
             self.network.resample_noise(self.noise)
             q = self.network(states)
-        else:
+        elif self.network.noisy:
             with mean_weights(self.network):
                 q = self.network(states)
+        else:  # no noisy layers: no train/eval switch over every module at each acting step
+            q = self.network(states)
         return q.argmax(dim=1).cpu().numpy()
 
     def act(
