@@ -147,6 +147,7 @@ def _bad(args: list[str], message: str, capsys) -> None:
         (["--env-id", "Nope-v0"], "unknown environment id 'Nope-v0'"),
         (["--total-steps", "0"], "--total-steps must be positive"),
         (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+        (["--checkpoint-every", "-100"], "--checkpoint-every must be >= 0, got -100"),
         (["--batch-size", "600"], "larger than --buffer-size"),
         (["--eps-start", "1.5"], "--eps-start must be in [0, 1]"),
         (["--eval-epsilon", "-0.1"], "--eval-epsilon must be in [0, 1]"),

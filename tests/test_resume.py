@@ -145,6 +145,30 @@ def test_sigterm_mid_run_checkpoints_exits_0_and_resumes_exactly(
     same_games(reference, out)
 
 
+@pytest.mark.slow
+def test_checkpoint_every_bounds_what_a_kill_loses_and_changes_no_result(tmp_path: Path) -> None:
+    # One evaluation, at the end: without --checkpoint-every a kill at step ~243 would leave no
+    # checkpoint at all; with checkpoints every 100 steps it leaves the one at step 200.
+    flags = [*TINY, "--eval-every", "400", "--total-steps", "400", "--seed", "4"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *flags, "--out", str(ref)]) == 0
+    kill = {**os.environ, "ATARI_DQN_KILL_AT": "train.learning:200"}  # learning starts at 44
+    proc = _spawn(*flags, "--checkpoint-every", "100", "--out", str(out), env=kill)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    assert [ln.split()[3].rstrip(":") for ln in stdout.splitlines() if "checkpoint at" in ln] == [
+        "100",
+        "200",
+    ]
+    assert read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"] == 200
+    assert "checkpoint_every = 100" in (out / "config.toml").read_text()
+    # It may change on --resume like the other checkpoint settings; the results are the
+    # uninterrupted run's, which checkpointed only at its end.
+    assert main(["train", "--resume", str(out), "--checkpoint-every", "0", "--quiet"]) == 0
+    same_run(ref, out)
+    same_games(ref, out)
+
+
 # Where each process of the kill test dies (ATARI_DQN_KILL_AT, see atari_dqn/killpoints.py),
 # one after another, each resuming from the checkpoint the one before left, and the step of the
 # checkpoint it leaves. With warm-up up to step 150, evaluations at 100, 200, 300 and 400, and

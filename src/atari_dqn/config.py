@@ -143,6 +143,12 @@ class Config:
         "Replay slots per checkpoint file of frames (16384: 116 MB); a checkpoint writes only"
         " the filled ones holding frames written since the previous checkpoint.",
     )
+    checkpoint_every: int = _opt(
+        0,
+        "Also checkpoint every N agent steps (at the first report, every 100 steps, at or after"
+        " each multiple), so a kill or a power cut loses at most about N steps; 0: only at"
+        " evaluations, at the end and on SIGINT/SIGTERM.",
+    )
     # --- bookkeeping ---
     preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
 
@@ -156,6 +162,8 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.warmup_steps < 0:
             raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.noop_max < 0:

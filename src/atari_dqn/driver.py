@@ -2,7 +2,8 @@
 
 Whatever produced the loop (a single process, the Ape-X learner, a sweep's trial), the driver
 does the same around it: progress bar, ``rewards.txt``, a model file per evaluation, full
-checkpoints (at every evaluation, at the end and on SIGINT/SIGTERM), TensorBoard scalars.
+checkpoints (at every evaluation, every ``--checkpoint-every`` steps, at the end and on
+SIGINT/SIGTERM), TensorBoard scalars.
 
 :func:`start_run` and :func:`resume_run` are the Python entry points of ``atari-dqn train`` and
 ``atari-dqn train --resume``: they take a :class:`Config` (not argv), check everything a user
@@ -63,7 +64,13 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 # Settings that may differ on --resume without changing what the run is.
-RESUME_MAY_CHANGE = ("total_steps", "device", "checkpoint_replay", "checkpoint_chunk")
+RESUME_MAY_CHANGE = (
+    "total_steps",
+    "device",
+    "checkpoint_replay",
+    "checkpoint_chunk",
+    "checkpoint_every",
+)
 
 
 class Console:
@@ -162,11 +169,15 @@ def drive(
     on_disk = parts.replay_on_disk  # the replay chunks the next checkpoint may keep
     best = parts.best
     clock = TrainClock(parts.train_seconds)
+    every = config.checkpoint_every  # 0: checkpoints only at evaluations, the end and signals
+    next_checkpoint = (loop.step // every + 1) * every if every else 0
     run.append_games([])  # the header, so a run's games.csv exists from its start
 
     def checkpoint() -> None:
-        nonlocal on_disk
+        nonlocal on_disk, next_checkpoint
         saved_at.append(loop.step)
+        if every:
+            next_checkpoint = (loop.step // every + 1) * every
         run.sync_games()
         with writing(run.path / CHECKPOINT_NAME):
             info = save_checkpoint(
@@ -269,7 +280,7 @@ def drive(
                     if tracker is not None:
                         tracker.video(video, result.step)
             bar.set_postfix(postfix, refresh=False)
-            if result is not None or stop:
+            if result is not None or stop or (every and loop.step >= next_checkpoint):
                 checkpoint()
             clock.pause_until_now()
             if stop:

@@ -70,7 +70,14 @@ from atari_dqn.artifacts import GAMES_HEADER, ArtifactError, atomic_write_bytes,
 from atari_dqn.config import Config
 
 # Keys that do not change what a run is, only how long it ran or where: not used for grouping.
-IGNORED_KEYS = ("seed", "total_steps", "device", "checkpoint_replay", "checkpoint_chunk")
+IGNORED_KEYS = (
+    "seed",
+    "total_steps",
+    "device",
+    "checkpoint_replay",
+    "checkpoint_chunk",
+    "checkpoint_every",
+)
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95

@@ -47,7 +47,7 @@ def add_train_parser(sub: Any) -> None:
         type=Path,
         metavar="RUN_DIR",
         help="continue a run from its checkpoint, with its config (only --total-steps, "
-        "--device and --checkpoint-replay may change)",
+        "--device and the --checkpoint-* settings may change)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
@@ -100,6 +100,7 @@ _GROUPS = {
         "target_update",
         "checkpoint_replay",
         "checkpoint_chunk",
+        "checkpoint_every",
     ),
     "replay": (
         "buffer_size",
