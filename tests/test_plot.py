@@ -46,7 +46,9 @@ def make_run(path: Path, replay: str, seed: int, scores: list[float]) -> Path:
     path.mkdir(parents=True)
     # A little under the last evaluation's step: these runs are complete (see the train metric's
     # trailing window).
-    config = Config(replay=replay, seed=seed, total_steps=1000 * len(scores) - 7 * seed)
+    config = Config(
+        replay=replay, seed=seed, total_steps=1000 * len(scores) - 7 * seed, eval_every=1000
+    )
     (path / "config.toml").write_text(to_toml(config))
     lines = [f"{i:3d} {1000 * i:8d} {s:.1f}\n" for i, s in enumerate(scores, start=1)]
     (path / "rewards.txt").write_text("".join(lines))
@@ -107,6 +109,23 @@ def test_curve_is_the_mean_of_the_runs_that_reached_each_step(runs: list[Path]) 
     assert (low[2], high[2]) == pytest.approx((3.0, 6.0))  # {3, 6}: the band spans the seeds
     again = group.curve()
     assert all(np.array_equal(a, b) for a, b in zip(again, (steps, mean, low, high), strict=True))
+
+
+def test_evaluations_a_few_steps_late_meet_at_the_step_they_were_due(tmp_path: Path) -> None:
+    # With 8 envs the evaluation due at 1000 comes at the first step >= 1000: 1004 in one run,
+    # 1007 in another. The group's mean is at 1000 and 2000, over both runs; each run's own
+    # points (and the table's final steps) stay where they were.
+    paths = [make_run(tmp_path / f"s{seed}", "uniform", seed, [0.0, 0.0]) for seed in (1, 2)]
+    (paths[0] / "rewards.txt").write_text("  1 1004 2.0\n  2 2004 6.0\n")
+    (paths[1] / "rewards.txt").write_text("  1 1007 4.0\n  2 2007 8.0\n")
+    group = Group("u", tuple(load_run(p) for p in paths))
+    steps, mean, low, high = group.curve()
+    assert steps.tolist() == [1000, 2000]
+    assert mean == pytest.approx([3.0, 7.0])  # (2 + 4) / 2, (6 + 8) / 2
+    assert (low[0], high[0]) == pytest.approx((2.0, 4.0))  # the band spans the two seeds
+    assert View().points(group.runs[0])[0].tolist() == [1004, 2004]
+    row = group.summary()
+    assert (row["final_step_min"], row["final_step_max"]) == (2004, 2007)
 
 
 def test_bootstrap_band_is_the_percentile_interval_of_resampled_means() -> None:

@@ -21,7 +21,8 @@ window's end k·W), its "best" its highest point.
 Where a point is (``--x``):
 
 * ``steps`` (the default): at its agent step. At each step, the runs that have a point there
-  count (runs may have different lengths or still be training).
+  count (runs may have different lengths or still be training); for the group's mean and band an
+  evaluation counts at the multiple of ``eval_every`` it was due at (:meth:`View.aligned`).
 * ``minutes``: at the run's training wall minutes at that step (evaluations excluded), from the
   games.csv clock: ``train_seconds`` linearly interpolated over the (step, train_seconds) rows,
   with (0, 0) prepended; beyond the last row, extrapolated at the run's mean rate up to that row
@@ -207,6 +208,17 @@ class View:
             return _EMPTY, _EMPTY
         return run.minutes(steps), values
 
+    def aligned(self, run: Run, steps: np.ndarray) -> np.ndarray:
+        """Where the run's points count in its group's mean and band at ``--x steps``: each
+        evaluation at the multiple of the run's ``eval_every`` it was due at. With N envs (or
+        Ape-X) an evaluation comes a few agent steps after that multiple, at a step of its own
+        in each run (100,004 and 100,007); without this the seeds would never meet. Windows are
+        at their ends already."""
+        every = int(run.config.get("eval_every", 0) or 0)
+        if self.metric != "eval" or every <= 0:
+            return steps
+        return np.asarray(steps // every * every, dtype=np.int64)
+
     def first_reach(self, run: Run, threshold: float) -> tuple[int, float | None] | None:
         """``(step, minutes)`` at which the run first reaches ``threshold`` (minutes None
         without a clock), or None if it never does."""
@@ -261,7 +273,11 @@ class Group:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``x, mean, low, high``: for ``--x steps`` at every step any run has, over the runs
         that have it; for ``--x minutes`` on the common grid (see the module's docstring)."""
-        series = [s for s in (view.points(r) for r in self.runs) if len(s[0])]
+        series = [
+            (view.aligned(run, x) if view.x == "steps" else x, y)
+            for run, (x, y) in ((r, view.points(r)) for r in self.runs)
+            if len(x)
+        ]
         if not series:
             return _EMPTY, _EMPTY, _EMPTY, _EMPTY
         columns: list[np.ndarray] = []
