@@ -121,6 +121,25 @@ def test_help_reads_well() -> None:
     assert "train" in top and "evaluate" in top
 
 
+def test_no_help_text_shows_a_doubled_percent_sign() -> None:
+    # argparse %-formats arguments' help but not a description: "95%%" there is printed as is.
+    import argparse
+
+    from atari_dqn.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, str]]:
+        found = [(name, parser.format_help())]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    found += walk(child, f"{name} {sub}")
+        return found
+
+    helps = walk(build_parser(), "atari-dqn")
+    assert len(helps) > 10  # every command and bench's subcommands
+    assert [name for name, text in helps if "%%" in text] == []
+
+
 def test_config_file_and_flag_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("total_steps = 160\neval_every = 80\nseed = 5\n")

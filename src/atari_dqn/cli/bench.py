@@ -104,7 +104,7 @@ def _add_checkpoint_parser(what: Subparsers) -> None:
     bc = what.add_parser(
         "checkpoint",
         help="bytes and seconds per checkpoint: replay chunks vs the whole array (the old layout)",
-        description="Fill a replay of --capacity 84x84 frames to 10%%, 50%% and 100%%, then "
+        description="Fill a replay of --capacity 84x84 frames to 10%, 50% and 100%, then "
         "--more steps further; at each point save a checkpoint as chunk files (only the filled "
         "ones; after --more steps only those written since) and, as the baseline, as the old "
         "whole-array file; prints bytes, seconds and old/new ratios. Writes into a temporary "
