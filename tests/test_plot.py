@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from atari_dqn.plot import (
     PlotError,
     View,
     bootstrap_ci,
+    difference_ci,
     interquartile_mean,
     load_run,
     parse_thresholds,
@@ -94,8 +96,22 @@ def test_plot_writes_png_of_the_size_and_csv_of_hand_computed_numbers(
     assert float(p["final_mean"]) == pytest.approx(7.0)  # (8 + 4 + 9) / 3
     assert float(p["final_std"]) == pytest.approx((14 / 3) ** 0.5, abs=1e-4)
     assert float(p["best"]) == 9.0
+    # Prioritized minus uniform, the first group: 7 - 3; the first group's own cells empty.
+    assert float(p["final_diff"]) == pytest.approx(4.0)
+    assert u["final_diff"] == u["final_diff_low"] == u["final_diff_high"] == ""
+    # Its interval against the exact bootstrap distribution, enumerated: every resample of 3
+    # of each group's finals, equally likely (27 x 27 pairs): [1, 7]. 1000 resamples land within
+    # 0.5 of it; resampling one group only would give [1.9, 5.8] or [2.4, 5.6].
+    a = [sum(x) / 3 for x in itertools.product([8, 4, 9], repeat=3)]
+    b = [sum(x) / 3 for x in itertools.product([3, 5, 1], repeat=3)]
+    exact = np.percentile([x - y for x in a for y in b], [2.5, 97.5])
+    assert float(p["final_diff_low"]) == pytest.approx(exact[0], abs=0.5)
+    assert float(p["final_diff_high"]) == pytest.approx(exact[1], abs=0.5)
     out = capsys.readouterr().out
     assert "replay=uniform" in out and "3.0 ± 1.6" in out and "7.0 ± 2.2" in out
+    assert "final - replay=uniform [95% CI]" in out
+    prioritized = next(line for line in out.splitlines() if line.startswith("replay=prior"))
+    assert "+4.0 [" in prioritized
 
 
 def test_curve_is_the_mean_of_the_runs_that_reached_each_step(runs: list[Path]) -> None:
@@ -138,6 +154,25 @@ def test_bootstrap_band_is_the_percentile_interval_of_resampled_means() -> None:
     se = many.std() / np.sqrt(len(many))
     assert low == pytest.approx(many.mean() - 1.96 * se, abs=0.5)
     assert high == pytest.approx(many.mean() + 1.96 * se, abs=0.5)
+
+
+def test_difference_interval_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    # [4, 4] minus [0, 2]: the baseline's resample means are 0, 1, 2 (1/4, 1/2, 1/4), so the
+    # differences 4, 3, 2: the 2.5% and 97.5% points are 2 and 4.
+    assert difference_ci(np.array([4.0, 4.0]), np.array([0.0, 2.0]), rng) == (3.0, 2.0, 4.0)
+    # One run each: no spread to resample.
+    assert difference_ci(np.array([5.0]), np.array([2.0]), rng) == (3.0, 3.0, 3.0)
+    # Two groups of the same values: 0, and an interval around it that holds it.
+    diff, low, high = difference_ci(np.array([1.0, 2, 3]), np.array([1.0, 2, 3]), rng)
+    assert diff == 0.0 and low < 0 < high
+
+
+def test_one_group_has_no_difference_column(runs: list[Path], tmp_path: Path, capsys) -> None:
+    assert main(["plot", *map(str, runs[:3]), "-o", str(tmp_path / "u.png")]) == 0
+    assert "CI]" not in capsys.readouterr().out
+    [row] = read_csv(tmp_path / "u.csv").values()
+    assert row["final_diff"] == row["final_diff_low"] == row["final_diff_high"] == ""
 
 
 def test_interquartile_mean_by_hand() -> None:

@@ -16,7 +16,9 @@ What is a point (``--metric``):
   k·W >= the run's ``total_steps``): a run still training does not show a window it is in.
 
 A run's "final" score is its last point, its "final step" that point's step (for ``train`` the
-window's end k·W), its "best" its highest point.
+window's end k·W), its "best" its highest point. With two groups or more, the table gives each
+group's final mean minus the first group's, with a percentile bootstrap interval of that
+difference (:func:`compare_to_first`).
 
 Where a point is (``--x``):
 
@@ -314,9 +316,13 @@ class Group:
                 low[i], high[i] = bands[key]
         return xs, mean, low, high
 
+    def finals(self, view: View = EVAL_STEPS) -> np.ndarray:
+        """Each run's final score: its last point."""
+        return np.array([view.values(r)[1][-1] for r in self.runs], dtype=np.float64)
+
     def summary(self, view: View = EVAL_STEPS, thresholds: Sequence[float] = ()) -> dict[str, Any]:
         points = [view.values(r) for r in self.runs]
-        final = np.array([y[-1] for _, y in points])
+        final = self.finals(view)
         final_steps = [int(s[-1]) for s, _ in points]
         row: dict[str, Any] = {
             "group": self.label,
@@ -442,6 +448,36 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def difference_ci(
+    values: np.ndarray,
+    baseline: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float]:
+    """``mean(values) - mean(baseline)`` and its percentile bootstrap interval, the runs of
+    each group resampled independently, with replacement."""
+    a = np.asarray(values, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    means_a = a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)
+    means_b = b[rng.integers(0, len(b), size=(resamples, len(b)))].mean(axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(means_a - means_b, [tail, 100 - tail])
+    return float(a.mean() - b.mean()), float(low), float(high)
+
+
+def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], view: View) -> None:
+    """Add to each row but the first ``final_diff`` (its final mean minus the first group's)
+    and the 95% bootstrap interval of that difference, ``final_diff_low``/``_high`` (None for
+    the first group). An interval that holds 0 is no difference detected at that confidence."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    base = groups[0].finals(view)
+    for i, (group, row) in enumerate(zip(groups, rows, strict=True)):
+        diff = difference_ci(group.finals(view), base, rng) if i else (None, None, None)
+        row.update(zip(("final_diff", "final_diff_low", "final_diff_high"), diff, strict=True))
 
 
 def interquartile_mean(values: np.ndarray) -> float:
@@ -622,6 +658,7 @@ def output_paths(png: Path, force: bool) -> tuple[Path, Path]:
 TABLE_COLUMNS = (
     "group", "runs", "seeds", "final_step_min", "final_step_max",
     "final_mean", "final_std", "best", "iqm",
+    "final_diff", "final_diff_low", "final_diff_high",
 )  # fmt: skip
 
 
@@ -672,8 +709,18 @@ def reach_text(row: dict[str, Any], threshold: float, kind: str) -> str:
     return text if k == n else f"not reached by {n - k}/{n}; {k} did: {text}"
 
 
+def diff_text(row: dict[str, Any]) -> str:
+    """The printed cell of a group's final mean minus the first group's, with its interval."""
+    if row.get("final_diff") is None:
+        return "-"
+    return f"{row['final_diff']:+.1f} [{row['final_diff_low']:+.1f}, {row['final_diff_high']:+.1f}]"
+
+
 def table_text(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ()) -> str:
+    compare = len(rows) > 1  # a column of each group's final mean minus the first group's
     header: tuple[str, ...] = ("group", "runs", "final step", "final mean ± std", "best", "IQM")
+    if compare:
+        header += (f"final - {rows[0]['group']} [{CONFIDENCE:.0%} CI]",)
     for t in thresholds:
         name = threshold_name(t)
         header += (f"reached {name}", f"steps to {name}", f"minutes to {name}")
@@ -688,6 +735,7 @@ def table_text(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ())
             f"{r['best']:.1f}",
             f"{r['iqm']:.1f}",
         )
+        + ((diff_text(r),) if compare else ())
         + tuple(
             cell
             for t in thresholds
@@ -782,6 +830,7 @@ def plot_runs(
         raise PlotError(f"nothing to plot: no run has {what} yet")
     groups = group_runs(runs, label_by)
     rows = [g.summary(view, thresholds) for g in groups]
+    compare_to_first(groups, rows, view)
     envs = sorted({str(r.config.get("env_id", "?")) for r in runs})
     title = f"{', '.join(envs)}: mean over seeds, {CONFIDENCE:.0%} bootstrap CI"
     atomic_write_bytes(png, draw(groups, size, title, view))
