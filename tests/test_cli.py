@@ -129,10 +129,8 @@ def test_no_help_text_shows_a_doubled_percent_sign() -> None:
 
     def walk(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, str]]:
         found = [(name, parser.format_help())]
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub, child in action.choices.items():
-                    found += walk(child, f"{name} {sub}")
+        for sub, child in getattr(parser, "commands", {}).items():  # Parser.commands
+            found += walk(child, f"{name} {sub}")
         return found
 
     helps = walk(build_parser(), "atari-dqn")

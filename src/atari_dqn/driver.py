@@ -170,14 +170,17 @@ def drive(
     best = parts.best
     clock = TrainClock(parts.train_seconds)
     every = config.checkpoint_every  # 0: checkpoints only at evaluations, the end and signals
-    next_checkpoint = (loop.step // every + 1) * every if every else 0
+
+    def after(step: int) -> int:  # the first multiple of --checkpoint-every past ``step``
+        return (step // every + 1) * every if every else 0
+
+    next_checkpoint = after(loop.step)
     run.append_games([])  # the header, so a run's games.csv exists from its start
 
     def checkpoint() -> None:
         nonlocal on_disk, next_checkpoint
         saved_at.append(loop.step)
-        if every:
-            next_checkpoint = (loop.step // every + 1) * every
+        next_checkpoint = after(loop.step)
         run.sync_games()
         with writing(run.path / CHECKPOINT_NAME):
             info = save_checkpoint(

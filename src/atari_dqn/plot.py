@@ -444,9 +444,18 @@ def bootstrap_ci(
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 1:
         return float(values[0]), float(values[0])
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    return _percentiles(_resampled_means(values, rng, resamples), confidence)
+
+
+def _resampled_means(values: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """The means of ``resamples`` resamples of ``values``, with replacement."""
+    return values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+
+
+def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of ``samples``."""
     tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    low, high = np.percentile(samples, [tail, 100 - tail])
     return float(low), float(high)
 
 
@@ -462,11 +471,9 @@ def difference_ci(
     each group resampled independently, with replacement."""
     a = np.asarray(values, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
-    means_a = a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)
-    means_b = b[rng.integers(0, len(b), size=(resamples, len(b)))].mean(axis=1)
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(means_a - means_b, [tail, 100 - tail])
-    return float(a.mean() - b.mean()), float(low), float(high)
+    diffs = _resampled_means(a, rng, resamples) - _resampled_means(b, rng, resamples)
+    low, high = _percentiles(diffs, confidence)
+    return float(a.mean() - b.mean()), low, high
 
 
 def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], view: View) -> None:
