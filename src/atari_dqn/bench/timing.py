@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -88,8 +89,60 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return values
 
 
+def cpu_flags_and_model(cpuinfo: str) -> tuple[set[str], str]:
+    """The first processor's flags and model from a Linux ``/proc/cpuinfo`` text; the model is
+    its name with x86's family and model numbers (a VM may name every AMD CPU "AMD EPYC")."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's only
+    flags = set((fields.get("flags") or fields.get("Features", "")).split())  # x86 / Arm
+    model = fields.get("model name", "")
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return flags, model.strip()
+
+
+def host_info(cpuinfo_path: str = "/proc/cpuinfo") -> Result:
+    """What a wall-clock figure depends on besides the code: the CPU, its cores and whether it
+    does bfloat16 in hardware (``--bf16`` is about 1.3-2x faster where it does and about 10x
+    slower where torch has to emulate it), and torch's version and kernel ISA. ``bf16_native``
+    is None where /proc/cpuinfo cannot be read (not Linux)."""
+    import torch
+
+    try:
+        with open(cpuinfo_path) as fh:
+            flags, model = cpu_flags_and_model(fh.read())
+        bf16: bool | None = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        model, bf16 = "", None
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "bf16_native": bf16,
+        "torch": torch.__version__,
+        "torch_cpu_isa": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def host_line(host: Result) -> str:
+    bf16 = {True: "yes", False: "no", None: "unknown"}[host["bf16_native"]]
+    return (
+        f"host: {host['cpu']}, {host['cores']} cores, bf16 in hardware: {bf16}; "
+        f"torch {host['torch']} ({host['torch_cpu_isa']} kernels)"
+    )
+
+
 def print_result(
     result: Result, table: Callable[[Result], str], as_json: bool, *, indent: int | None = None
 ) -> None:
-    """Stdout gets one JSON object (``--json``) or the human table, nothing else."""
-    print(json.dumps(result, indent=indent) if as_json else table(result), flush=True)
+    """Stdout gets one JSON object (``--json``) or the human table, nothing else. Both end with
+    the host (``host_info``): the same command runs 2.5x faster on one of this project's CPU
+    machines than on another, so a figure without its host cannot be compared."""
+    result = {**result, "host": host_info()}
+    text = (
+        json.dumps(result, indent=indent)
+        if as_json
+        else f"{table(result)}\n{host_line(result['host'])}"
+    )
+    print(text, flush=True)
