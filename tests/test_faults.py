@@ -117,12 +117,12 @@ def failed_once(run: Path, proc, name: str) -> None:
 def unchanged_except(before: dict[str, bytes], run: Path, grown: set[str], replaced: set[str]):
     """Every file of ``before`` has its bytes still, except: ``grown`` ones (appended to: the
     old bytes are a prefix), ``replaced`` ones (rewritten whole, by design) and the files every
-    resume rewrites (config.toml) or appends to (games.csv, TensorBoard's)."""
+    resume rewrites (config.toml) or appends to (games.csv, sessions.csv, TensorBoard's)."""
     after = snapshot(run)
     for name, data in before.items():
         if name in replaced or name == "config.toml":
             continue
-        if name in grown or name == "games.csv" or name.startswith("events.out"):
+        if name in grown or name in ("games.csv", "sessions.csv") or name.startswith("events.out"):
             assert after[name].startswith(data), name
         else:
             assert after[name] == data, name

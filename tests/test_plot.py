@@ -13,10 +13,12 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
-from atari_dqn.artifacts import GAMES_HEADER
+from atari_dqn.artifacts import GAMES_HEADER, RunDir
 from atari_dqn.cli import main
 from atari_dqn.config import Config, to_toml
+from atari_dqn.host import session_record
 from atari_dqn.plot import (
     TABLE_COLUMNS,
     Group,
@@ -566,3 +568,31 @@ def test_a_run_still_training_shows_no_window_it_is_in(tmp_path: Path) -> None:
     assert points(2000) == ([1000, 2000], [3.0, 6.0])
     # A game that ends at 2000 shows the run got there.
     assert points(5000, [(400, 2, 10), (900, 4, 20), (2000, 6, 30)]) == ([1000, 2000], [3.0, 6.0])
+
+
+def test_minutes_from_clocks_on_different_hosts_get_a_note(trained, tmp_path: Path, capsys) -> None:
+    def on(run: Path, *hosts: str) -> None:
+        for step, cpu in enumerate(hosts):
+            RunDir(run).append_session({**session_record(step, torch.device("cpu")), "cpu": cpu})
+
+    on(trained[0], "CPU A")
+    on(trained[1], "CPU A", "CPU B")  # resumed on another machine
+    on(trained[2], "CPU A")
+    threads = torch.get_num_threads()
+
+    def table(*flags: str) -> str:
+        png = tmp_path / f"p{len(list(tmp_path.iterdir()))}.png"
+        assert main(["plot", *map(str, trained[:3]), "-o", str(png), *flags]) == 0
+        return capsys.readouterr().out
+
+    note = (
+        f"note: these minutes come from clocks on 2 hosts (CPU A, {threads} threads: uniform-s1, "
+        f"uniform-s2, uniform-s3; CPU B, {threads} threads: uniform-s2); --steps-per-second puts "
+        "every run on one rate"
+    )
+    assert note in table("--metric", "train", "--x", "minutes")
+    assert note in table("--threshold", "5")  # the table's minutes columns
+    assert "note:" not in table()  # no minutes
+    assert "note:" not in table("--threshold", "5", "--steps-per-second", "100")
+    (trained[1] / "sessions.csv").unlink()
+    assert "note:" not in table("--threshold", "5")  # one host, and a run that does not say

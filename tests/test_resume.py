@@ -15,9 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from atari_dqn.artifacts import atomic_write_text
+from atari_dqn.artifacts import RunDir, atomic_write_text
 from atari_dqn.checkpoint import CHECKPOINT_NAME, REPLAY_DIR, read_checkpoint_state
 from atari_dqn.cli import main
+from atari_dqn.host import host_info
 from tiny import same_run
 
 TINY = [
@@ -66,6 +67,12 @@ def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> No
     same_run(reference, out)
     same_games(reference, out)
     assert "total_steps = 400" in (out / "config.toml").read_text()
+    # sessions.csv: where each process's wall-clock seconds were measured, a line per start
+    assert [s["step"] for s in RunDir(reference).sessions()] == ["0"]
+    started, resumed = RunDir(out).sessions()
+    assert (started["step"], resumed["step"]) == ("0", "200")
+    assert resumed["cpu"] == host_info()["cpu"] and resumed["device"] == "cpu"
+    assert int(resumed["torch_threads"]) == torch.get_num_threads()
 
 
 @pytest.mark.slow

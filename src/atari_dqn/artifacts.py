@@ -11,13 +11,15 @@ that one is training.
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
+import io
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,7 +37,14 @@ _MODEL_RE = re.compile(r"^model_(\d{3,})\.safetensors$")
 # Files that mark a directory as holding a run (and that --force replaces).
 LATEST_MODEL = "model_latest.safetensors"  # the online network at the last checkpoint
 BEST_MODEL = "model_best.safetensors"  # the best evaluation so far (step, score in metadata)
-RUN_MARKERS = ("config.toml", "rewards.txt", "games.csv", LATEST_MODEL, BEST_MODEL)
+SESSIONS = "sessions.csv"
+RUN_MARKERS = ("config.toml", "rewards.txt", "games.csv", SESSIONS, LATEST_MODEL, BEST_MODEL)
+# One line per start or resume of a run: where its wall-clock figures (games.csv's
+# train_seconds) were measured. A run resumed on another machine has two hosts.
+SESSION_FIELDS = (
+    "step", "started_utc", "cpu", "cores", "bf16_native", "torch", "torch_cpu_isa",
+    "torch_threads", "device",
+)  # fmt: skip
 GAMES_HEADER = "step,score,length,train_seconds\n"
 
 
@@ -325,6 +334,29 @@ class RunDir:
         ]
         if "".join(kept) != text:
             atomic_write_text(self.games_path, "".join(kept))
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.path / SESSIONS
+
+    def append_session(self, session: Mapping[str, object]) -> None:
+        """Add a line (the fields of SESSION_FIELDS) to sessions.csv: rewritten atomically, as
+        it holds a line per start or resume. Earlier lines are history and stay, even those of
+        a session whose steps a resume replays."""
+        old = self.sessions_path.read_text() if self.sessions_path.exists() else ""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, SESSION_FIELDS, lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerow({k: session[k] for k in SESSION_FIELDS})
+        atomic_write_text(self.sessions_path, old + out.getvalue())
+
+    def sessions(self) -> list[dict[str, str]]:
+        """The lines of sessions.csv (none for a run made before it existed)."""
+        if not self.sessions_path.exists():
+            return []
+        with self.sessions_path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
 
     def model_path(self, index: int) -> Path:
         return self.path / f"model_{index:03d}{MODEL_SUFFIX}"

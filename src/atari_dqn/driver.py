@@ -36,7 +36,13 @@ from atari_dqn.artifacts import (
     save_model,
     writing,
 )
-from atari_dqn.build import Learner, build_training, check_memory, check_training_input
+from atari_dqn.build import (
+    Learner,
+    build_training,
+    check_memory,
+    check_training_input,
+    resolve_device,
+)
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -48,6 +54,7 @@ from atari_dqn.checkpoint import (
     save_checkpoint,
 )
 from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
+from atari_dqn.host import session_record
 from atari_dqn.loop import Loop
 from atari_dqn.metrics import MetricsWriter
 from atari_dqn.reporting import (
@@ -359,6 +366,7 @@ def _launch(
     try:
         with launch(config, restore) as parts:
             run = open_run(parts)
+            run.append_session(session_record(parts.loop.step, resolve_device(config.device)))
             save_tracking_id(run.path, tracker)
             if parts.banner:
                 console.say(parts.banner)

@@ -69,7 +69,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from atari_dqn.artifacts import GAMES_HEADER, ArtifactError, atomic_write_bytes, atomic_write_text
+from atari_dqn.artifacts import (
+    GAMES_HEADER,
+    ArtifactError,
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_text,
+)
 from atari_dqn.config import Config
 
 # Keys that do not change what a run is, only how long it ran or where: not used for grouping.
@@ -135,6 +141,7 @@ class Run:
     scores: np.ndarray  # (n,) float64, mean raw score of each evaluation
     games: Games | None = None  # games.csv, where the run has one (and it was read)
     rate: float | None = None  # agent steps/s for minutes instead of games.csv's clock
+    hosts: tuple[str, ...] = ()  # where its clock ran (sessions.csv): CPU and torch threads
 
     @property
     def seed(self) -> Any:
@@ -588,7 +595,26 @@ def load_run(
         config["beta_steps"] = 0  # "anneal over the whole run", however the run saved it
     steps, scores = read_rewards(rewards_path) if rewards else (_EMPTY_STEPS, _EMPTY)
     played = read_games(games_path) if games != "no" and games_path.is_file() else None
-    return Run(path, config, steps, scores, played)
+    hosts = tuple(
+        dict.fromkeys(f"{s['cpu']}, {s['torch_threads']} threads" for s in RunDir(path).sessions())
+    )
+    return Run(path, config, steps, scores, played, hosts=hosts)
+
+
+def hosts_note(runs: Sequence[Run]) -> str:
+    """A line for the table where the runs' clocks ran on more than one host (sessions.csv;
+    runs from before it have none): their minutes are not comparable as they stand."""
+    hosts: dict[str, list[str]] = {}
+    for run in runs:
+        for host in run.hosts:
+            hosts.setdefault(host, []).append(run.path.name)
+    if len(hosts) < 2:
+        return ""
+    listed = "; ".join(f"{host}: {', '.join(names)}" for host, names in hosts.items())
+    return (
+        f"\nnote: these minutes come from clocks on {len(hosts)} hosts ({listed}); "
+        "--steps-per-second puts every run on one rate"
+    )
 
 
 # ---------------------------------------------------------------------- grouping
@@ -846,6 +872,8 @@ def plot_runs(
     if rated:
         given = ", ".join(f"{g.label}: {g.runs[0].rate:g}" for g in groups)
         table += f"\nminutes = agent steps / steps per second ({given}), not the runs' clocks"
+    elif x == "minutes" or thresholds:
+        table += hosts_note(runs)
     return groups, table, skipped
 
 

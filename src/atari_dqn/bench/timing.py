@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from atari_dqn.config import ConfigError
+from atari_dqn.host import host_info, host_line
 
 Result = dict[str, Any]  # a benchmark's figures, JSON-able
 REP_SECONDS = 1e-3  # one repetition: short, so that few are cut by the OS scheduler
@@ -87,50 +87,6 @@ def parse_ints(text: str, flag: str) -> list[int]:
         if v <= 0:
             raise ConfigError(f"{flag} values must be positive, got {v}")
     return values
-
-
-def cpu_flags_and_model(cpuinfo: str) -> tuple[set[str], str]:
-    """The first processor's flags and model from a Linux ``/proc/cpuinfo`` text; the model is
-    its name with x86's family and model numbers (a VM may name every AMD CPU "AMD EPYC")."""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())  # the first processor's only
-    flags = set((fields.get("flags") or fields.get("Features", "")).split())  # x86 / Arm
-    model = fields.get("model name", "")
-    if "cpu family" in fields:
-        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-    return flags, model.strip()
-
-
-def host_info(cpuinfo_path: str = "/proc/cpuinfo") -> Result:
-    """What a wall-clock figure depends on besides the code: the CPU, its cores and whether it
-    does bfloat16 in hardware (``--bf16`` is about 1.3-2x faster where it does and about 10x
-    slower where torch has to emulate it), and torch's version and kernel ISA. ``bf16_native``
-    is None where /proc/cpuinfo cannot be read (not Linux)."""
-    import torch
-
-    try:
-        with open(cpuinfo_path) as fh:
-            flags, model = cpu_flags_and_model(fh.read())
-        bf16: bool | None = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    except OSError:
-        model, bf16 = "", None
-    return {
-        "cpu": model or platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "bf16_native": bf16,
-        "torch": torch.__version__,
-        "torch_cpu_isa": torch.backends.cpu.get_cpu_capability(),
-    }
-
-
-def host_line(host: Result) -> str:
-    bf16 = {True: "yes", False: "no", None: "unknown"}[host["bf16_native"]]
-    return (
-        f"host: {host['cpu']}, {host['cores']} cores, bf16 in hardware: {bf16}; "
-        f"torch {host['torch']} ({host['torch_cpu_isa']} kernels)"
-    )
 
 
 def print_result(

@@ -1,4 +1,5 @@
-"""Every bench result names its host: this project's CPU machines differ 2.5x in speed."""
+"""Every bench result and every training session names its host: this project's CPU machines
+differ 2.5x in speed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from atari_dqn.bench.timing import cpu_flags_and_model, host_info, host_line
+from atari_dqn.artifacts import SESSION_FIELDS, RunDir
 from atari_dqn.cli import main
+from atari_dqn.host import cpu_flags_and_model, host_info, host_line, session_record
 
 ZEN5 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -61,3 +63,18 @@ def test_json_and_table_both_end_with_the_host(capsys: pytest.CaptureFixture[str
     assert set(result["host"]) == {"cpu", "cores", "bf16_native", "torch", "torch_cpu_isa"}
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == host_line(result["host"])
+
+
+def test_sessions_csv_keeps_a_line_per_start_and_force_removes_it(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "run", force=False)
+    assert run.sessions() == []
+    run.append_session(session_record(0, torch.device("cpu")))
+    run.append_session({**session_record(1200, torch.device("cpu")), "cpu": 'Odd, CPU "X"'})
+    first, second = run.sessions()
+    assert list(first) == list(SESSION_FIELDS)
+    assert (first["step"], second["step"]) == ("0", "1200")
+    assert second["cpu"] == 'Odd, CPU "X"'  # a comma or a quote in a CPU name stays one field
+    assert first["bf16_native"] == str(host_info()["bf16_native"])
+    assert RunDir.holds_run(run.path)  # a started run counts, even before its config is there
+    RunDir.create(run.path, force=True)
+    assert not run.sessions_path.exists()
