@@ -595,10 +595,18 @@ def load_run(
         config["beta_steps"] = 0  # "anneal over the whole run", however the run saved it
     steps, scores = read_rewards(rewards_path) if rewards else (_EMPTY_STEPS, _EMPTY)
     played = read_games(games_path) if games != "no" and games_path.is_file() else None
-    hosts = tuple(
-        dict.fromkeys(f"{s['cpu']}, {s['torch_threads']} threads" for s in RunDir(path).sessions())
-    )
-    return Run(path, config, steps, scores, played, hosts=hosts)
+    return Run(path, config, steps, scores, played, hosts=read_hosts(RunDir(path)))
+
+
+def read_hosts(run: RunDir) -> tuple[str, ...]:
+    """The distinct hosts (CPU, torch threads) of a run's sessions.csv, in order; none where it
+    has no such file or one that cannot be read (it only feeds a note)."""
+    try:
+        sessions = run.sessions()
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ()
+    hosts = (f"{s.get('cpu') or '?'}, {s.get('torch_threads') or '?'} threads" for s in sessions)
+    return tuple(dict.fromkeys(hosts))
 
 
 def hosts_note(runs: Sequence[Run]) -> str:
