@@ -98,21 +98,41 @@ def test_plot_writes_png_of_the_size_and_csv_of_hand_computed_numbers(
     assert float(p["final_mean"]) == pytest.approx(7.0)  # (8 + 4 + 9) / 3
     assert float(p["final_std"]) == pytest.approx((14 / 3) ** 0.5, abs=1e-4)
     assert float(p["best"]) == 9.0
+    # The uniform runs end at 2000, 3000 and 4000: finals at other steps are not compared.
+    assert p["final_diff"] == p["final_diff_low"] == p["final_diff_high"] == ""
+    assert u["final_diff"] == u["final_diff_low"] == u["final_diff_high"] == ""
+    out = capsys.readouterr().out
+    assert "replay=uniform" in out and "3.0 ± 1.6" in out and "7.0 ± 2.2" in out
+    assert "final - replay=uniform [95% CI]" in out
+    prioritized = next(line for line in out.splitlines() if line.startswith("replay=prior"))
+    assert prioritized.rstrip().endswith("not compared: finals at 2000, 3000, 4000")
+
+
+def test_difference_of_finals_at_one_step_against_the_exact_bootstrap(
+    tmp_path: Path, capsys
+) -> None:
+    finals = {"uniform": [3.0, 5.0, 1.0], "prioritized": [8.0, 4.0, 9.0]}
+    paths = [
+        make_run(tmp_path / f"{replay}-s{seed}", replay, seed, [0.0, 2.0, final])
+        for replay, scores in finals.items()
+        for seed, final in enumerate(scores, start=1)
+    ]
+    png = tmp_path / "diff.png"
+    assert main(["plot", *map(str, paths), "-o", str(png)]) == 0
+    table = read_csv(tmp_path / "diff.csv")
+    u, p = table["replay=uniform"], table["replay=prioritized"]
     # Prioritized minus uniform, the first group: 7 - 3; the first group's own cells empty.
     assert float(p["final_diff"]) == pytest.approx(4.0)
     assert u["final_diff"] == u["final_diff_low"] == u["final_diff_high"] == ""
     # Its interval against the exact bootstrap distribution, enumerated: every resample of 3
     # of each group's finals, equally likely (27 x 27 pairs): [1, 7]. 1000 resamples land within
     # 0.5 of it; resampling one group only would give [1.9, 5.8] or [2.4, 5.6].
-    a = [sum(x) / 3 for x in itertools.product([8, 4, 9], repeat=3)]
-    b = [sum(x) / 3 for x in itertools.product([3, 5, 1], repeat=3)]
+    a = [sum(x) / 3 for x in itertools.product(finals["prioritized"], repeat=3)]
+    b = [sum(x) / 3 for x in itertools.product(finals["uniform"], repeat=3)]
     exact = np.percentile([x - y for x in a for y in b], [2.5, 97.5])
     assert float(p["final_diff_low"]) == pytest.approx(exact[0], abs=0.5)
     assert float(p["final_diff_high"]) == pytest.approx(exact[1], abs=0.5)
-    out = capsys.readouterr().out
-    assert "replay=uniform" in out and "3.0 ± 1.6" in out and "7.0 ± 2.2" in out
-    assert "final - replay=uniform [95% CI]" in out
-    prioritized = next(line for line in out.splitlines() if line.startswith("replay=prior"))
+    prioritized = next(ln for ln in capsys.readouterr().out.splitlines() if "prior" in ln)
     assert "+4.0 [" in prioritized
 
 

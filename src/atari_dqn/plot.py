@@ -327,6 +327,10 @@ class Group:
         """Each run's final score: its last point."""
         return np.array([view.values(r)[1][-1] for r in self.runs], dtype=np.float64)
 
+    def final_steps(self, view: View = EVAL_STEPS) -> set[int]:
+        """The steps of the runs' last points, each at the step it was due at (aligned)."""
+        return {int(view.aligned(r, view.values(r)[0][-1:])[0]) for r in self.runs}
+
     def summary(self, view: View = EVAL_STEPS, thresholds: Sequence[float] = ()) -> dict[str, Any]:
         points = [view.values(r) for r in self.runs]
         final = self.finals(view)
@@ -486,11 +490,20 @@ def difference_ci(
 def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], view: View) -> None:
     """Add to each row but the first ``final_diff`` (its final mean minus the first group's)
     and the 95% bootstrap interval of that difference, ``final_diff_low``/``_high`` (None for
-    the first group). An interval that holds 0 is no difference detected at that confidence."""
+    the first group). An interval that holds 0 is no difference detected at that confidence.
+
+    Only finals at one step are compared: where a run of either group ends at another step
+    (one still training, a shorter run), the three are None and ``final_diff_why`` says why."""
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    base = groups[0].finals(view)
+    base, base_steps = groups[0].finals(view), groups[0].final_steps(view)
     for i, (group, row) in enumerate(zip(groups, rows, strict=True)):
-        diff = difference_ci(group.finals(view), base, rng) if i else (None, None, None)
+        diff: tuple[float | None, ...] = (None, None, None)
+        steps = group.final_steps(view)
+        if i and len(steps | base_steps) > 1:
+            listed = ", ".join(str(s) for s in sorted(steps | base_steps))
+            row["final_diff_why"] = f"not compared: finals at {listed}"
+        elif i:
+            diff = difference_ci(group.finals(view), base, rng)
         row.update(zip(("final_diff", "final_diff_low", "final_diff_high"), diff, strict=True))
 
 
@@ -727,8 +740,8 @@ def table_csv(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ()) 
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=table_columns(thresholds), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    for row in rows:  # (a row's other keys, such as final_diff_why, are for the text table)
+        writer.writerow({k: _csv_cell(row[k]) for k in writer.fieldnames if k in row})
     return out.getvalue()
 
 
@@ -753,7 +766,7 @@ def reach_text(row: dict[str, Any], threshold: float, kind: str) -> str:
 def diff_text(row: dict[str, Any]) -> str:
     """The printed cell of a group's final mean minus the first group's, with its interval."""
     if row.get("final_diff") is None:
-        return "-"
+        return str(row.get("final_diff_why", "-"))
     return f"{row['final_diff']:+.1f} [{row['final_diff_low']:+.1f}, {row['final_diff_high']:+.1f}]"
 
 
