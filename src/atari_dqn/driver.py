@@ -36,13 +36,7 @@ from atari_dqn.artifacts import (
     save_model,
     writing,
 )
-from atari_dqn.build import (
-    Learner,
-    build_training,
-    check_memory,
-    check_training_input,
-    resolve_device,
-)
+from atari_dqn.build import Learner, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -366,7 +360,7 @@ def _launch(
     try:
         with launch(config, restore) as parts:
             run = open_run(parts)
-            run.append_session(session_record(parts.loop.step, resolve_device(config.device)))
+            run.append_session(session_record(parts.loop.step, parts.learner.device))
             save_tracking_id(run.path, tracker)
             if parts.banner:
                 console.say(parts.banner)
