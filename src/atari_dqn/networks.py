@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -229,3 +230,26 @@ class QNetwork(nn.Module):
         if self.noisy:
             arch["noisy_sigma0"] = repr(self.sigma0)
         return arch
+
+    @classmethod
+    def from_architecture(cls, arch: Mapping[str, str]) -> QNetwork:
+        """The network :meth:`architecture` describes (fresh weights). Files from before the
+        distributional and noisy heads lack their keys: plain heads. KeyError or ValueError
+        where a key is missing or not a number."""
+        distributional = arch.get("distributional", "false") == "true"
+        noisy = arch.get("noisy", "false") == "true"
+        heads: dict[str, Any] = {"distributional": distributional, "noisy": noisy}
+        if distributional:
+            heads |= {
+                "atoms": int(arch["atoms"]),
+                "v_min": float(arch["v_min"]),
+                "v_max": float(arch["v_max"]),
+            }
+        if noisy:
+            heads["sigma0"] = float(arch["noisy_sigma0"])
+        return cls(
+            int(arch["num_actions"]),
+            dueling=arch["dueling"] == "true",
+            in_frames=int(arch["in_frames"]),
+            **heads,
+        )
