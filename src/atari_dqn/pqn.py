@@ -1,0 +1,283 @@
+"""PQN (Gallici et al. 2024, "Simplifying Deep Temporal Difference Learning"): the rollout, the
+settings and the learner. Not wired into a loop yet.
+
+N envs act ε-greedily for T steps; the Q(λ) targets of the whole rollout are computed once
+(:func:`atari_dqn.losses.q_lambda_returns`) from the ``max_a Q`` the network gave while acting,
+with no target network and no second forward pass over the rollout; then E epochs of M
+minibatches (a fresh permutation of the T·N samples per epoch) each make one gradient step of
+``½ (Q(s, a) - G)²`` with RAdam and a global gradient-norm clip.
+
+How a loop fills a :class:`Rollout` from this project's vector envs (``vector.VecStep``):
+
+* Row t is one call of ``send``/``recv`` for all N envs: ``obs[t]`` the stacks acted from,
+  ``actions[t]``, and from the ``VecStep``: ``rewards``, ``terminated`` (a life loss or game
+  over: training episodes end at a life loss here, as ``envs.AtariGame(training=True)`` and
+  ``AtariVector`` report it), ``truncated`` (the frame cap), ``valid = transition``.
+* ``AtariVector`` (ale-py's C++ ``AtariVectorEnv``) resets *on the next step*: after a step that
+  ends an episode, ``VecStep.obs`` is still that episode's true last state s_{t+1}; the next
+  ``send`` is not an agent step (the env presses FIRE after a life loss, or resets after a game
+  over, and ignores the action): that row has ``valid = False``, is trained on nothing, and its
+  acting pass is what gives ``max_a Q(s_{t+1})`` for the bootstrap of a truncated step t.
+* ``SingleEnv`` resets *in the same step*: after an episode's end ``VecStep.obs`` is already the
+  next episode's first state. There the loop must build the true s_{t+1} of a truncated step
+  (``obs[t][1:]`` + ``VecStep.next_frames``) and take its ``max_a Q`` for ``next_max_q[t]``
+  (one small extra pass, only at a frame cap). A terminal step needs no bootstrap value.
+* ``next_max_q[t]`` is otherwise ``max_a Q(obs[t+1])`` from row t+1's acting pass, and for the
+  last row that of the state the envs stand in after the rollout (the next rollout's first
+  acting pass, or one pass of N states as purejaxql's ``last_q``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from atari_dqn import losses
+from atari_dqn.agent import (
+    EpsilonGreedyPolicy,
+    load_optimizer_state,
+    optimizer_state,
+    section,
+)
+from atari_dqn.networks import QNetwork
+
+
+@dataclass(frozen=True)
+class PQNSettings:
+    """PQN's Atari settings. Sources: purejaxql ``purejaxql/config/alg/pqn_atari.yaml`` (the
+    paper's code, commit 0436c80; "pqn_atari.yaml" below) and ``purejaxql/pqn_atari.py``;
+    CleanRL's ``cleanrl/pqn_atari_envpool.py`` where it differs."""
+
+    num_envs: int = 128  # NUM_ENVS, pqn_atari.yaml (CleanRL: 8)
+    rollout_steps: int = 32  # NUM_STEPS: T, steps of each env per rollout (CleanRL: 128)
+    epochs: int = 2  # NUM_EPOCHS, pqn_atari.yaml (CleanRL update_epochs: 4)
+    minibatches: int = 32  # NUM_MINIBATCHES per epoch, pqn_atari.yaml (CleanRL: 4)
+    lr: float = 2.5e-4  # LR, pqn_atari.yaml (CleanRL learning_rate: 2.5e-4)
+    # LR_LINEAR_DECAY: False in pqn_atari.yaml at 0436c80; CleanRL anneal_lr: True. When on,
+    # lr falls linearly to 0 over the run's gradient steps (purejaxql: per gradient step).
+    lr_linear_decay: bool = False
+    max_grad_norm: float = 10.0  # MAX_GRAD_NORM (global norm), both sources
+    gamma: float = 0.99  # GAMMA, both sources
+    lam: float = 0.65  # LAMBDA, pqn_atari.yaml (CleanRL q_lambda: 0.65)
+    epsilon_start: float = 1.0  # EPS_START, both sources
+    epsilon_end: float = 0.001  # EPS_FINISH, pqn_atari.yaml (CleanRL end_e: 0.01)
+    # EPS_DECAY: ε reaches its end after this fraction of the run ("ratio of total updates"),
+    # pqn_atari.yaml (CleanRL exploration_fraction: 0.10 of the steps)
+    epsilon_fraction: float = 0.1
+    layer_norm: bool = True  # NORM_TYPE: "layer_norm", pqn_atari.yaml; CleanRL too
+    # The optimiser is RAdam (optax.radam in pqn_atari.py, optim.RAdam in CleanRL) with its
+    # default betas (0.9, 0.999) and eps 1e-8; the loss ½ (Q - G)² mean (pqn_atari.py).
+
+    @property
+    def batch(self) -> int:
+        """Samples per rollout, T·N."""
+        return self.rollout_steps * self.num_envs
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch // self.minibatches
+
+    def check(self) -> None:
+        """ValueError for settings the learner cannot run."""
+        if min(self.num_envs, self.rollout_steps, self.epochs, self.minibatches) < 1:
+            raise ValueError("num_envs, rollout_steps, epochs and minibatches must be >= 1")
+        if self.batch % self.minibatches:
+            raise ValueError(
+                f"minibatches ({self.minibatches}) must divide the rollout's "
+                f"{self.rollout_steps} x {self.num_envs} = {self.batch} samples"
+            )
+        if not (0.0 <= self.lam <= 1.0 and 0.0 <= self.gamma <= 1.0):
+            raise ValueError(f"gamma and lam must lie in [0, 1], got {self.gamma}, {self.lam}")
+
+
+@dataclass
+class Rollout:
+    """T steps of N envs, as acted (see the module's docstring for how a loop fills it).
+
+    Everything is a host array except ``next_max_q``, which stays where the network computed it.
+    """
+
+    obs: np.ndarray  # (T, N, 4, 84, 84) uint8: s_t, the stack each env acted from
+    actions: np.ndarray  # (T, N) int64: a_t
+    rewards: np.ndarray  # (T, N) float32: r_t, clipped to its sign
+    terminated: np.ndarray  # (T, N) bool: s_{t+1} is terminal (life loss or game over)
+    truncated: np.ndarray  # (T, N) bool: the frame cap cut the episode at s_{t+1}
+    valid: np.ndarray  # (T, N) bool: a real agent step (False: the env's FIRE or reset step)
+    next_max_q: torch.Tensor  # (T, N) float32: max_a Q(s_{t+1}, a) of the true successor
+
+    @classmethod
+    def empty(cls, steps: int, num_envs: int, device: torch.device, frames: int = 4) -> Rollout:
+        """Zeroed storage for ``steps`` rows of ``num_envs`` envs (``next_max_q`` on ``device``)."""
+        t, n = steps, num_envs
+        return cls(
+            obs=np.zeros((t, n, frames, 84, 84), dtype=np.uint8),
+            actions=np.zeros((t, n), dtype=np.int64),
+            rewards=np.zeros((t, n), dtype=np.float32),
+            terminated=np.zeros((t, n), dtype=bool),
+            truncated=np.zeros((t, n), dtype=bool),
+            valid=np.zeros((t, n), dtype=bool),
+            next_max_q=torch.zeros((t, n), dtype=torch.float32, device=device),
+        )
+
+    @property
+    def steps(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def num_envs(self) -> int:
+        return int(self.rewards.shape[1])
+
+
+@dataclass
+class PQNUpdateResult:
+    """Outcome of one :meth:`PQNLearner.update`, as detached device tensors (no sync)."""
+
+    loss: torch.Tensor  # scalar: mean over the update's minibatches of ½ (Q(s, a) - G)²
+    q_mean: torch.Tensor  # scalar: mean Q(s, a) of the valid samples, as epoch 1 found them
+    target_mean: torch.Tensor  # scalar: mean Q(λ) target G over the valid samples
+    grad_steps: int  # gradient steps this update made (epochs x minibatches)
+
+
+class PQNLearner:
+    """Owns the online network (no target network), RAdam and the minibatch permutations.
+
+    ``generator`` (a CPU ``torch.Generator``, seeded by the caller from the run seed) draws
+    each epoch's permutation; it is saved in :meth:`state`, so a restored learner draws what an
+    uninterrupted one would. ``lr_decay_steps``: with ``settings.lr_linear_decay``, the number
+    of gradient steps over which the learning rate falls linearly from ``settings.lr`` to 0.
+    Acting goes through the same :class:`~atari_dqn.agent.EpsilonGreedyPolicy` as DQN's.
+    """
+
+    def __init__(
+        self,
+        network: QNetwork,
+        optimizer: torch.optim.Optimizer,
+        *,
+        num_actions: int,
+        device: torch.device,
+        settings: PQNSettings,
+        generator: torch.Generator,
+        lr_decay_steps: int | None = None,
+    ) -> None:
+        if network.distributional or network.noisy:
+            raise ValueError("PQN learns scalar Q-values: no distributional or noisy network")
+        settings.check()
+        if settings.lr_linear_decay and not lr_decay_steps:
+            raise ValueError("lr_linear_decay needs lr_decay_steps (the run's gradient steps)")
+        self.online = network
+        self.optimizer = optimizer
+        self.num_actions = num_actions
+        self.device = device
+        self.s = settings
+        self.generator = generator
+        self.lr_decay_steps = lr_decay_steps if settings.lr_linear_decay else None
+        self.grad_steps = 0  # gradient steps so far
+        self.updates = 0  # rollouts learned from so far
+        self.policy = EpsilonGreedyPolicy(network, num_actions, device)
+
+    # ------------------------------------------------------------------ acting
+    def act(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        return self.policy.act(obs, epsilon, rng)
+
+    def act_eval(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        return self.policy.act(obs, epsilon, rng)
+
+    def act_with_max_q(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Training's acting step: ε-greedy actions and ``max_a Q(s, a)`` for the targets."""
+        return self.policy.act_with_max_q(obs, epsilon, rng)
+
+    # ------------------------------------------------------------------ learning
+    def lr_at(self, grad_step: int) -> float:
+        """The learning rate of gradient step ``grad_step`` (0-based)."""
+        if self.lr_decay_steps is None:
+            return self.s.lr
+        return self.s.lr * max(0.0, 1.0 - grad_step / self.lr_decay_steps)
+
+    def targets(self, rollout: Rollout) -> torch.Tensor:
+        """The rollout's Q(λ) targets G, (T, N) on the device."""
+
+        def dev(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(self.device)
+
+        return losses.q_lambda_returns(
+            dev(rollout.rewards),
+            dev(rollout.terminated),
+            dev(rollout.truncated),
+            rollout.next_max_q.to(self.device),
+            gamma=self.s.gamma,
+            lam=self.s.lam,
+        )
+
+    def update(self, rollout: Rollout) -> PQNUpdateResult:
+        """E epochs x M minibatches over the T·N samples of ``rollout``; each epoch uses every
+        sample once, in the order of a fresh permutation from the learner's generator."""
+        s = self.s
+        batch = rollout.steps * rollout.num_envs
+        if batch % s.minibatches:
+            raise ValueError(f"minibatches ({s.minibatches}) must divide {batch} samples")
+        targets = self.targets(rollout).reshape(batch)
+        obs = torch.from_numpy(rollout.obs).to(self.device)
+        obs = obs.reshape(batch, *obs.shape[2:])
+        actions = torch.from_numpy(rollout.actions).to(self.device).reshape(batch)
+        valid = torch.from_numpy(rollout.valid).to(self.device).reshape(batch).float()
+        batch_losses: list[torch.Tensor] = []
+        q_sum = torch.zeros((), device=self.device)
+        for epoch in range(s.epochs):
+            order = torch.randperm(batch, generator=self.generator).to(self.device)
+            for idx in order.view(s.minibatches, -1):
+                q = self.online(obs[idx]).float()
+                q_taken = q.gather(1, actions[idx].unsqueeze(1)).squeeze(1)
+                loss = losses.masked_half_squared(q_taken - targets[idx], valid[idx])
+                self._step(loss)
+                batch_losses.append(loss.detach())
+                if epoch == 0:  # each sample once: Q(s, a) as the rollout's update found it
+                    q_sum = q_sum + (q_taken.detach() * valid[idx]).sum()
+        self.updates += 1
+        count = valid.sum().clamp(min=1.0)
+        return PQNUpdateResult(
+            loss=torch.stack(batch_losses).mean(),
+            q_mean=q_sum / count,
+            target_mean=(targets * valid).sum() / count,
+            grad_steps=s.epochs * s.minibatches,
+        )
+
+    def _step(self, loss: torch.Tensor) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.grad_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.online.parameters(), self.s.max_grad_norm)
+        self.optimizer.step()
+        self.grad_steps += 1
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Network, optimiser and permutation generator as flat tensors plus JSON-able
+        metadata (no pickle), in the layout of ``DQNAgent.state`` (``online.``, ``optim.``)."""
+        tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
+        tensors["permutation_generator"] = self.generator.get_state()
+        optim_tensors, meta = optimizer_state(self.optimizer)
+        meta |= {"grad_steps": self.grad_steps, "updates": self.updates}
+        return tensors | optim_tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.online.load_state_dict(section(tensors, "online."))
+        self.generator.set_state(tensors["permutation_generator"])
+        load_optimizer_state(self.optimizer, tensors, meta)
+        self.grad_steps = int(meta["grad_steps"])
+        self.updates = int(meta["updates"])
+
+
+def make_optimizer(network: nn.Module, settings: PQNSettings) -> torch.optim.Optimizer:
+    """RAdam (Liu et al. 2020) with its default betas and eps, as optax.radam in purejaxql."""
+    return torch.optim.RAdam(network.parameters(), lr=settings.lr)
