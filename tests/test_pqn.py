@@ -3,8 +3,9 @@ the LayerNorm network."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,10 +13,22 @@ import torch
 
 from atari_dqn import losses
 from atari_dqn.artifacts import ArtifactError, load_model, load_weights_into, save_model
+from atari_dqn.checkpoint import load_checkpoint, save_checkpoint
+from atari_dqn.envs import resolve_actions
 from atari_dqn.networks import ChannelLayerNorm, QNetwork
 from atari_dqn.pqn import PQNLearner, PQNSettings, Rollout, make_optimizer
+from atari_dqn.vector import AtariVector
 
 F, T = False, True
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the shared 2-core test machine runs other work beside us."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def returns(rewards, terminated, truncated, next_max_q, *, gamma=0.5, lam=0.5) -> torch.Tensor:
@@ -190,6 +203,36 @@ def test_q_lambda_refuses_mismatched_shapes() -> None:
         losses.q_lambda_returns(z, z.bool(), z.bool(), torch.zeros(3, 1), gamma=0.9, lam=0.5)
 
 
+def test_atari_vector_keeps_the_true_successor_after_an_episode_end() -> None:
+    # What Rollout relies on (next-step auto-reset): after a step that ends a training
+    # episode (a life loss or the frame cap, here 400 frames = 100 agent steps), the stack the
+    # env acts from next is that episode's true s_{t+1}, and that next step is no agent step
+    # (FIRE or the reset), so row t+1's acting pass gives the bootstrap max_a Q(s_{t+1}).
+    game = "BreakoutNoFrameskip-v4"
+    env = AtariVector(game, 2, actions=resolve_actions(game, "seed"), noop_max=0, max_frames=400)
+    obs = env.reset(seed=1).obs
+    rng = np.random.default_rng(0)
+    ended = {"terminated": 0, "truncated": 0}
+    pending: set[int] = set()
+    for _ in range(260):
+        env.send(rng.integers(0, 3, size=2))
+        vs = env.recv()
+        for i in range(2):
+            if i in pending:  # the step after an episode's end: FIRE or the reset (a frame
+                assert not vs.transition[i]  # cap hit during FIRE makes it FIRE, then reset)
+                pending.discard(i)
+            if vs.transition[i] and not vs.begin[i]:  # s_{t+1} = s_t shifted + the new frame
+                np.testing.assert_array_equal(vs.obs[i, :-1], obs[i, 1:])
+                np.testing.assert_array_equal(vs.obs[i, -1], vs.next_frames[i])
+            if vs.transition[i] and (vs.terminated[i] or vs.truncated[i]):
+                assert not vs.begin[i]
+                ended["terminated" if vs.terminated[i] else "truncated"] += 1
+                pending.add(i)
+        obs = vs.obs
+    env.close()
+    assert ended["terminated"] > 0 and ended["truncated"] > 0
+
+
 # ---------------------------------------------------------------------- the learner
 def tagged_rollout(steps: int, envs: int, seed: int = 0, num_actions: int = 3) -> Rollout:
     """A rollout whose sample (t, i) has every pixel equal to its index t·N + i."""
@@ -287,14 +330,17 @@ def test_targets_come_from_the_values_recorded_while_acting() -> None:
     torch.testing.assert_close(learner.targets(rollout), expected)
 
 
-def checkpointed(learner: PQNLearner) -> tuple[dict[str, torch.Tensor], dict]:
-    """state() as a checkpoint stores it: numpy arrays and a JSON document."""
-    tensors, meta = learner.state()
-    arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in tensors.items()}
-    return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}, json.loads(json.dumps(meta))
+class NoLoop:
+    """The loop's part of a checkpoint, empty (the learner's part is under test)."""
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {}, {}
+
+    def load_state(self, arrays: dict, meta: dict, *, replay_restored: bool) -> None:
+        assert not replay_restored
 
 
-def test_state_round_trip_is_exact() -> None:
+def test_state_round_trip_through_a_checkpoint_file_is_exact(tmp_path: Path) -> None:
     s = PQNSettings(num_envs=2, rollout_steps=4, epochs=2, minibatches=4, lr_linear_decay=True)
     rollouts = [tagged_rollout(4, 2, seed=k) for k in range(3)]
     straight = make_learner(s, decay=100)
@@ -302,10 +348,11 @@ def test_state_round_trip_is_exact() -> None:
         straight.update(r)
     first = make_learner(s, decay=100)
     first.update(rollouts[0])
-    saved = checkpointed(first)
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, config={}, agent=first, replay=None, loop=NoLoop(), include_replay=False)
     resumed = make_learner(s, init_seed=99, decay=100)  # other weights and generator
     resumed.generator.manual_seed(12345)
-    resumed.load_state(*saved)
+    load_checkpoint(path, agent=resumed, replay=None, loop=NoLoop())
     for r in rollouts[1:]:
         resumed.update(r)
     for (name, a), b in zip(
