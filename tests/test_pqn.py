@@ -17,7 +17,7 @@ from atari_dqn.checkpoint import load_checkpoint, save_checkpoint
 from atari_dqn.envs import resolve_actions
 from atari_dqn.networks import ChannelLayerNorm, QNetwork
 from atari_dqn.pqn import PQNLearner, PQNSettings, Rollout, make_optimizer
-from atari_dqn.vector import AtariVector
+from atari_dqn.vector import AtariVector, VecStep
 
 F, T = False, True
 
@@ -231,6 +231,72 @@ def test_atari_vector_keeps_the_true_successor_after_an_episode_end() -> None:
         obs = vs.obs
     env.close()
     assert ended["terminated"] > 0 and ended["truncated"] > 0
+
+
+def step(
+    obs: np.ndarray,
+    frames: list[int],
+    rewards: list[float],
+    terminated: list[bool],
+    truncated: list[bool],
+    transition: list[bool],
+    begin: list[bool],
+) -> VecStep:
+    return VecStep(
+        obs=obs,
+        next_frames=np.stack([np.full((84, 84), f, dtype=np.uint8) for f in frames]),
+        rewards=np.array(rewards, dtype=np.float32),
+        terminated=np.array(terminated),
+        truncated=np.array(truncated),
+        transition=np.array(transition),
+        begin=np.array(begin),
+    )
+
+
+def stacks(*values: list[int]) -> np.ndarray:
+    """(N, 4, 84, 84) stacks whose frames are constant images of the given values."""
+    return np.array([[np.full((84, 84), v, dtype=np.uint8) for v in env] for env in values])
+
+
+def test_rollout_records_steps_and_puts_each_max_q_where_it_bootstraps() -> None:
+    # Two envs, three rows. env 0 as AtariVector: truncated after row 1, row 2 is its reset
+    # step (no agent step). env 1 as SingleEnv: truncated after row 0 and reset in the same
+    # recv, so row 1's stack is the next episode's; its true s_1 = row 0's frames 1..3 + the
+    # newest frame (77), rebuilt by record; then a life loss (terminal) after row 2.
+    rollout = Rollout.empty(3, 2, torch.device("cpu"))
+    o0 = stacks([1, 2, 3, 4], [11, 12, 13, 14])
+    o1 = stacks([2, 3, 4, 5], [5, 5, 5, 5])  # env 1: the new episode's first stack
+    o2 = stacks([3, 4, 5, 6], [5, 5, 5, 6])
+    o3 = stacks([3, 4, 5, 6], [5, 5, 6, 7])  # env 0 still at its true s_2 (acted: ignored)
+    vs0 = step(o1, [5, 77], [1, 0], [F, F], [F, T], [T, T], [F, T])
+    vs1 = step(o2, [6, 6], [0, 1], [F, F], [T, F], [T, T], [F, F])
+    vs2 = step(o3, [6, 7], [0, 1], [F, T], [F, F], [F, T], [T, F])
+    envs, rebuilt = rollout.record(0, o0, np.array([1, 2]), vs0)
+    assert envs.tolist() == [1]
+    np.testing.assert_array_equal(rebuilt, stacks([12, 13, 14, 77]))
+    rollout.set_next_max_q(0, torch.tensor([9.0]), envs)
+    rollout.record_acting_max_q(1, torch.tensor([1.5, 2.5]))  # 2.5: Q of the reset state
+    assert rollout.record(1, o1, np.array([0, 0]), vs1)[0].size == 0  # AtariVector: nothing
+    rollout.record_acting_max_q(2, torch.tensor([3.5, 4.5]))
+    assert rollout.record(2, o2, np.array([2, 1]), vs2)[0].size == 0
+    rollout.record_acting_max_q(3, torch.tensor([6.5, 7.5]))  # the states after the rollout
+    torch.testing.assert_close(
+        rollout.next_max_q, torch.tensor([[1.5, 9.0], [3.5, 4.5], [6.5, 7.5]])
+    )
+    np.testing.assert_array_equal(rollout.valid, [[T, T], [T, T], [F, T]])
+    np.testing.assert_array_equal(rollout.truncated, [[F, T], [T, F], [F, F]])
+    np.testing.assert_array_equal(rollout.terminated, [[F, F], [F, F], [F, T]])
+    np.testing.assert_array_equal(rollout.obs[1], o1)
+    np.testing.assert_array_equal(rollout.actions, [[1, 2], [0, 0], [2, 1]])
+    # The targets, γ = λ = 0.5:
+    # env 0: G_2 = 0 + .5·6.5 = 3.25 (invalid row: never trained on); G_1 = 0 + .5·3.5 = 1.75
+    #        (truncated); G_0 = 1 + .5·(.5·1.75 + .5·1.5) = 1.8125
+    # env 1: G_2 = 1 (terminal); G_1 = 1 + .5·(.5·1 + .5·4.5) = 2.375; G_0 = 0 + .5·9 = 4.5
+    #        (bootstrapped from the rebuilt true s_1, not the reset state's 2.5)
+    learner = make_learner(
+        PQNSettings(num_envs=2, rollout_steps=3, minibatches=2, gamma=0.5, lam=0.5)
+    )
+    close(learner.targets(rollout), [[1.8125, 4.5], [1.75, 2.375], [3.25, 1.0]])
 
 
 # ---------------------------------------------------------------------- the learner

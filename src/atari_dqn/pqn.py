@@ -19,12 +19,28 @@ How a loop fills a :class:`Rollout` from this project's vector envs (``vector.Ve
   over, and ignores the action): that row has ``valid = False``, is trained on nothing, and its
   acting pass is what gives ``max_a Q(s_{t+1})`` for the bootstrap of a truncated step t.
 * ``SingleEnv`` resets *in the same step*: after an episode's end ``VecStep.obs`` is already the
-  next episode's first state. There the loop must build the true s_{t+1} of a truncated step
-  (``obs[t][1:]`` + ``VecStep.next_frames``) and take its ``max_a Q`` for ``next_max_q[t]``
+  next episode's first state. For a truncated step :meth:`Rollout.record` rebuilds the true
+  s_{t+1} (``obs[t][1:]`` + ``VecStep.next_frames``) and the loop gives its ``max_a Q``
   (one small extra pass, only at a frame cap). A terminal step needs no bootstrap value.
 * ``next_max_q[t]`` is otherwise ``max_a Q(obs[t+1])`` from row t+1's acting pass, and for the
-  last row that of the state the envs stand in after the rollout (the next rollout's first
-  acting pass, or one pass of N states as purejaxql's ``last_q``).
+  last row that of the states the envs stand in after the rollout: one pass of N states, as
+  purejaxql's ``last_q``, so that a rollout is whole when the update starts (and a checkpoint
+  at a rollout boundary holds no half rollout).
+
+A loop's rollout, then::
+
+    for t in range(T):
+        actions, max_q = learner.act_with_max_q(obs, epsilon, rng)
+        if t > 0:
+            rollout.record_acting_max_q(t, max_q)
+        env.send(actions)
+        vs = env.recv()
+        envs, stacks = rollout.record(t, obs, actions, vs)
+        if len(envs):
+            rollout.set_next_max_q(t, learner.max_q(stacks), envs)
+        obs = vs.obs
+    rollout.record_acting_max_q(T, learner.max_q(obs))
+    result = learner.update(rollout)
 """
 
 from __future__ import annotations
@@ -44,6 +60,7 @@ from atari_dqn.agent import (
     section,
 )
 from atari_dqn.networks import QNetwork
+from atari_dqn.vector import VecStep
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,8 @@ class Rollout:
     truncated: np.ndarray  # (T, N) bool: the frame cap cut the episode at s_{t+1}
     valid: np.ndarray  # (T, N) bool: a real agent step (False: the env's FIRE or reset step)
     next_max_q: torch.Tensor  # (T, N) float32: max_a Q(s_{t+1}, a) of the true successor
+    # (T, N) bool: next_max_q[t] was given from a rebuilt s_{t+1} (a same-step reset)
+    rebuilt: np.ndarray
 
     @classmethod
     def empty(cls, steps: int, num_envs: int, device: torch.device, frames: int = 4) -> Rollout:
@@ -121,7 +140,41 @@ class Rollout:
             truncated=np.zeros((t, n), dtype=bool),
             valid=np.zeros((t, n), dtype=bool),
             next_max_q=torch.zeros((t, n), dtype=torch.float32, device=device),
+            rebuilt=np.zeros((t, n), dtype=bool),
         )
+
+    def record(
+        self, t: int, obs: np.ndarray, actions: np.ndarray, vs: VecStep
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row t: the stacks ``obs`` the envs acted from, their ``actions`` and what ``recv``
+        returned. Returns the envs (indices) whose true s_{t+1} is *not* the next row's
+        ``obs`` (a truncation where the env reset in the same step, as ``SingleEnv`` does),
+        with that state rebuilt (``obs[i][1:]`` + the newest frame): give their
+        ``max_a Q`` to :meth:`set_next_max_q`. Empty for ``AtariVector``."""
+        self.obs[t] = obs
+        self.actions[t] = actions
+        self.rewards[t] = vs.rewards
+        self.terminated[t] = vs.terminated
+        self.truncated[t] = vs.truncated
+        self.valid[t] = vs.transition
+        self.rebuilt[t] = False
+        moved_on = vs.transition & vs.truncated & ~vs.terminated & vs.begin
+        envs = np.flatnonzero(moved_on)
+        stacks = np.concatenate([obs[envs, 1:], vs.next_frames[envs, None]], axis=1)
+        return envs, stacks
+
+    def set_next_max_q(self, t: int, max_q: torch.Tensor, envs: np.ndarray) -> None:
+        """``max_a Q`` of the rebuilt successors of row t's ``envs`` (what :meth:`record`
+        returned); :meth:`record_acting_max_q` leaves them alone."""
+        self.next_max_q[t, torch.from_numpy(envs).to(self.next_max_q.device)] = max_q
+        self.rebuilt[t, envs] = True
+
+    def record_acting_max_q(self, t: int, max_q: torch.Tensor) -> None:
+        """``max_a Q(s, a)`` of the N states acted from at row t (``t = T``: the states after
+        the rollout, purejaxql's ``last_q``): the bootstrap of row t-1, except where that row's
+        successor was rebuilt. Call it after :meth:`record` of row t-1."""
+        keep = torch.from_numpy(self.rebuilt[t - 1]).to(self.next_max_q.device)
+        self.next_max_q[t - 1] = torch.where(keep, self.next_max_q[t - 1], max_q)
 
     @property
     def steps(self) -> int:
@@ -195,6 +248,11 @@ class PQNLearner:
     ) -> tuple[np.ndarray, torch.Tensor]:
         """Training's acting step: ε-greedy actions and ``max_a Q(s, a)`` for the targets."""
         return self.policy.act_with_max_q(obs, epsilon, rng)
+
+    def max_q(self, obs: np.ndarray) -> torch.Tensor:
+        """``max_a Q(s, a)`` of a batch of stacks, (B,) float32 on the device: the bootstrap
+        of the rollout's last row, and of rebuilt successors (:meth:`Rollout.record`)."""
+        return self.policy.q_values(obs).float().max(dim=1).values
 
     # ------------------------------------------------------------------ learning
     def lr_at(self, grad_step: int) -> float:
