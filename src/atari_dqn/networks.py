@@ -114,7 +114,7 @@ class QNetwork(nn.Module):
     ``layer_norm`` (PQN, Gallici et al. 2024, as purejaxql's ``pqn_atari.py``): a LayerNorm
     after each convolution (over the channels at each position, :class:`ChannelLayerNorm`) and
     after the hidden fc layer of each stream (over its 512 units), before the ReLU. Without it
-    the modules and state-dict keys are those of the plain network.
+    the modules and state-dict keys are those of the plain network. ε = 1e-6 (flax's default).
 
     ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
     function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
@@ -156,7 +156,8 @@ class QNetwork(nn.Module):
             """``module``, its LayerNorm where ``layer_norm`` asks for one, then the ReLU."""
             if not layer_norm:
                 return [module, nn.ReLU()]
-            return [module, ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs), nn.ReLU()]
+            layer = ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs, eps=1e-6)
+            return [module, layer, nn.ReLU()]
 
         self.torso = nn.Sequential(
             *norm(nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False), 32, True),
