@@ -315,7 +315,7 @@ def tagged_rollout(steps: int, envs: int, seed: int = 0, num_actions: int = 3) -
 
 
 def make_learner(
-    settings: PQNSettings, seed: int = 0, *, init_seed: int | None = None, decay: int | None = None
+    settings: PQNSettings, seed: int = 0, *, init_seed: int | None = None
 ) -> PQNLearner:
     g = torch.Generator().manual_seed(seed if init_seed is None else init_seed)
     net = QNetwork(3, layer_norm=settings.layer_norm, generator=g)
@@ -326,7 +326,6 @@ def make_learner(
         device=torch.device("cpu"),
         settings=settings,
         generator=torch.Generator().manual_seed(seed + 1),
-        lr_decay_steps=decay,
     )
 
 
@@ -409,18 +408,19 @@ class NoLoop:
 def test_state_round_trip_through_a_checkpoint_file_is_exact(tmp_path: Path) -> None:
     s = PQNSettings(num_envs=2, rollout_steps=4, epochs=2, minibatches=4, lr_linear_decay=True)
     rollouts = [tagged_rollout(4, 2, seed=k) for k in range(3)]
-    straight = make_learner(s, decay=100)
-    for r in rollouts:
-        straight.update(r)
-    first = make_learner(s, decay=100)
-    first.update(rollouts[0])
+    lrs = [s.lr_at(8 * k, 24) for k in range(3)]  # the loop's step at each update, of 24
+    straight = make_learner(s)
+    for r, lr in zip(rollouts, lrs, strict=True):
+        straight.update(r, lr)
+    first = make_learner(s)
+    first.update(rollouts[0], lrs[0])
     path = tmp_path / "checkpoint.safetensors"
     save_checkpoint(path, config={}, agent=first, replay=None, loop=NoLoop(), include_replay=False)
-    resumed = make_learner(s, init_seed=99, decay=100)  # other weights and generator
+    resumed = make_learner(s, init_seed=99)  # other weights and generator
     resumed.generator.manual_seed(12345)
     load_checkpoint(path, agent=resumed, replay=None, loop=NoLoop())
-    for r in rollouts[1:]:
-        resumed.update(r)
+    for r, lr in zip(rollouts[1:], lrs[1:], strict=True):
+        resumed.update(r, lr)
     for (name, a), b in zip(
         straight.online.state_dict().items(), resumed.online.state_dict().values(), strict=True
     ):
@@ -428,8 +428,21 @@ def test_state_round_trip_through_a_checkpoint_file_is_exact(tmp_path: Path) -> 
     assert torch.equal(straight.generator.get_state(), resumed.generator.get_state())
     assert (straight.grad_steps, straight.updates) == (24, 3)
     assert (resumed.grad_steps, resumed.updates) == (24, 3)
-    assert straight.optimizer.param_groups[0]["lr"] == resumed.optimizer.param_groups[0]["lr"]
-    assert straight.lr_at(23) == pytest.approx(2.5e-4 * (1 - 23 / 100))
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4 * (1 - 16 / 24))
+
+
+def test_settings_schedules() -> None:
+    s = PQNSettings()
+    assert s.lr_at(500, 1000) == 2.5e-4  # no decay in purejaxql's Atari config
+    decaying = PQNSettings(lr_linear_decay=True)
+    assert decaying.lr_at(0, 1000) == 2.5e-4
+    assert decaying.lr_at(250, 1000) == pytest.approx(2.5e-4 * 0.75)
+    assert decaying.lr_at(1000, 1000) == 0.0
+    eps = s.epsilon_schedule(10_000_000)  # 1 -> 0.001 over the first 10% of the run
+    assert eps(0) == 1.0
+    assert eps(500_000) == pytest.approx(1.0 - 0.5 * 0.999)
+    assert eps(1_000_000) == eps(9_000_000) == pytest.approx(0.001)
+    assert (s.batch, s.minibatch_size) == (4096, 128)
 
 
 def test_act_with_max_q_acts_as_act_and_returns_max_q() -> None:

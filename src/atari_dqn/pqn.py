@@ -30,7 +30,7 @@ How a loop fills a :class:`Rollout` from this project's vector envs (``vector.Ve
 A loop's rollout, then::
 
     for t in range(T):
-        actions, max_q = learner.act_with_max_q(obs, epsilon, rng)
+        actions, max_q = learner.act_with_max_q(obs, epsilon(step), rng)
         if t > 0:
             rollout.record_acting_max_q(t, max_q)
         env.send(actions)
@@ -39,8 +39,9 @@ A loop's rollout, then::
         if len(envs):
             rollout.set_next_max_q(t, learner.max_q(stacks), envs)
         obs = vs.obs
+        step += int(vs.transition.sum())
     rollout.record_acting_max_q(T, learner.max_q(obs))
-    result = learner.update(rollout)
+    result = learner.update(rollout, settings.lr_at(step, total_steps))
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from atari_dqn.agent import (
     section,
 )
 from atari_dqn.networks import QNetwork
+from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import VecStep
 
 
@@ -75,7 +77,8 @@ class PQNSettings:
     minibatches: int = 32  # NUM_MINIBATCHES per epoch, pqn_atari.yaml (CleanRL: 4)
     lr: float = 2.5e-4  # LR, pqn_atari.yaml (CleanRL learning_rate: 2.5e-4)
     # LR_LINEAR_DECAY: False in pqn_atari.yaml at 0436c80; CleanRL anneal_lr: True. When on,
-    # lr falls linearly to 0 over the run's gradient steps (purejaxql: per gradient step).
+    # lr falls linearly to 0 over the run's agent steps, set per update as CleanRL does
+    # (purejaxql decays it per gradient step: within one update the two differ by < 1/updates).
     lr_linear_decay: bool = False
     max_grad_norm: float = 10.0  # MAX_GRAD_NORM (global norm), both sources
     gamma: float = 0.99  # GAMMA, both sources
@@ -88,6 +91,18 @@ class PQNSettings:
     layer_norm: bool = True  # NORM_TYPE: "layer_norm", pqn_atari.yaml; CleanRL too
     # The optimiser is RAdam (optax.radam in pqn_atari.py, optim.RAdam in CleanRL) with its
     # default betas (0.9, 0.999) and eps 1e-8; the loss ½ (Q - G)² mean (pqn_atari.py).
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """The learning rate of the update made at agent step ``step`` of ``total_steps``."""
+        if not self.lr_linear_decay:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - step / total_steps)
+
+    def epsilon_schedule(self, total_steps: int) -> LinearSchedule:
+        """ε from ``epsilon_start`` to ``epsilon_end`` over ``epsilon_fraction`` of the run's
+        agent steps (purejaxql counts it in rollouts, so its ε is constant within one)."""
+        duration = max(1, int(self.epsilon_fraction * total_steps))
+        return LinearSchedule(self.epsilon_start, self.epsilon_end, duration)
 
     @property
     def batch(self) -> int:
@@ -200,8 +215,8 @@ class PQNLearner:
 
     ``generator`` (a CPU ``torch.Generator``, seeded by the caller from the run seed) draws
     each epoch's permutation; it is saved in :meth:`state`, so a restored learner draws what an
-    uninterrupted one would. ``lr_decay_steps``: with ``settings.lr_linear_decay``, the number
-    of gradient steps over which the learning rate falls linearly from ``settings.lr`` to 0.
+    uninterrupted one would. The learning rate is an argument of :meth:`update`
+    (``settings.lr_at``), a function of the loop's step, so it needs no state of its own.
     Acting goes through the same :class:`~atari_dqn.agent.EpsilonGreedyPolicy` as DQN's.
     """
 
@@ -214,20 +229,16 @@ class PQNLearner:
         device: torch.device,
         settings: PQNSettings,
         generator: torch.Generator,
-        lr_decay_steps: int | None = None,
     ) -> None:
         if network.distributional or network.noisy:
             raise ValueError("PQN learns scalar Q-values: no distributional or noisy network")
         settings.check()
-        if settings.lr_linear_decay and not lr_decay_steps:
-            raise ValueError("lr_linear_decay needs lr_decay_steps (the run's gradient steps)")
         self.online = network
         self.optimizer = optimizer
         self.num_actions = num_actions
         self.device = device
         self.s = settings
         self.generator = generator
-        self.lr_decay_steps = lr_decay_steps if settings.lr_linear_decay else None
         self.grad_steps = 0  # gradient steps so far
         self.updates = 0  # rollouts learned from so far
         self.policy = EpsilonGreedyPolicy(network, num_actions, device)
@@ -255,12 +266,6 @@ class PQNLearner:
         return self.policy.q_values(obs).float().max(dim=1).values
 
     # ------------------------------------------------------------------ learning
-    def lr_at(self, grad_step: int) -> float:
-        """The learning rate of gradient step ``grad_step`` (0-based)."""
-        if self.lr_decay_steps is None:
-            return self.s.lr
-        return self.s.lr * max(0.0, 1.0 - grad_step / self.lr_decay_steps)
-
     def targets(self, rollout: Rollout) -> torch.Tensor:
         """The rollout's Q(λ) targets G, (T, N) on the device."""
 
@@ -276,10 +281,13 @@ class PQNLearner:
             lam=self.s.lam,
         )
 
-    def update(self, rollout: Rollout) -> PQNUpdateResult:
+    def update(self, rollout: Rollout, lr: float | None = None) -> PQNUpdateResult:
         """E epochs x M minibatches over the T·N samples of ``rollout``; each epoch uses every
-        sample once, in the order of a fresh permutation from the learner's generator."""
+        sample once, in the order of a fresh permutation from the learner's generator. ``lr``:
+        the learning rate of all its steps (default ``settings.lr``)."""
         s = self.s
+        for group in self.optimizer.param_groups:
+            group["lr"] = s.lr if lr is None else lr
         batch = rollout.steps * rollout.num_envs
         if batch % s.minibatches:
             raise ValueError(f"minibatches ({s.minibatches}) must divide {batch} samples")
@@ -310,8 +318,6 @@ class PQNLearner:
         )
 
     def _step(self, loss: torch.Tensor) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.grad_steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.online.parameters(), self.s.max_grad_norm)
