@@ -17,6 +17,7 @@ from atari_dqn.checkpoint import load_checkpoint, save_checkpoint
 from atari_dqn.envs import resolve_actions
 from atari_dqn.networks import ChannelLayerNorm, QNetwork
 from atari_dqn.pqn import PQNLearner, PQNSettings, Rollout, make_optimizer
+from atari_dqn.scoring import load_policy
 from atari_dqn.vector import AtariVector, VecStep
 
 F, T = False, True
@@ -504,13 +505,16 @@ def test_layer_norm_model_file_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         net.torso[1].weight.uniform_(0.5, 1.5)  # LayerNorm parameters travel too
     path = tmp_path / "model.safetensors"
-    save_model(path, net, {"step": "1"})
+    save_model(path, net, {"step": "1", "actions": "NOOP,FIRE,RIGHT,LEFT"})
     loaded, meta = load_model(path)
     assert meta["layer_norm"] == "true" and loaded.layer_norm
     for (k, a), b in zip(net.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     obs = torch.randint(0, 255, (3, 4, 84, 84), dtype=torch.uint8)
     torch.testing.assert_close(loaded(obs), net(obs))
+    # evaluate / load_policy rebuild it with no flag: the file says layer_norm.
+    policy = load_policy(path, device="cpu")
+    np.testing.assert_array_equal(policy.act(obs.numpy()), net(obs).argmax(dim=1).numpy())
     load_weights_into(QNetwork(4, layer_norm=True), path)
     with pytest.raises(ArtifactError, match="layer_norm=true"):
         load_weights_into(QNetwork(4), path)
