@@ -13,11 +13,13 @@ How a loop fills a :class:`Rollout` from this project's vector envs (``vector.Ve
   ``actions[t]``, and from the ``VecStep``: ``rewards``, ``terminated`` (a life loss or game
   over: training episodes end at a life loss here, as ``envs.AtariGame(training=True)`` and
   ``AtariVector`` report it), ``truncated`` (the frame cap), ``valid = transition``.
-* ``AtariVector`` (ale-py's C++ ``AtariVectorEnv``) resets *on the next step*: after a step that
-  ends an episode, ``VecStep.obs`` is still that episode's true last state s_{t+1}; the next
-  ``send`` is not an agent step (the env presses FIRE after a life loss, or resets after a game
-  over, and ignores the action): that row has ``valid = False``, is trained on nothing, and its
-  acting pass is what gives ``max_a Q(s_{t+1})`` for the bootstrap of a truncated step t.
+* ``AtariVector`` (ale-py's C++ ``AtariVectorEnv``, whose ``autoreset_mode`` defaults to
+  ``NEXT_STEP`` in ale-py 0.12; ``vector.ale_vector_env`` keeps it) resets *on the next step*:
+  after a step that ends an episode, ``VecStep.obs`` is still that episode's true last state
+  s_{t+1}; the next ``send`` is not an agent step (the env presses FIRE after a life loss, or
+  resets after a game over, and ignores the action): that row has ``valid = False``, is
+  trained on nothing, and its acting pass is what gives ``max_a Q(s_{t+1})`` for the bootstrap
+  of a truncated step t (``test_pqn`` checks this on the real env).
 * ``SingleEnv`` resets *in the same step*: after an episode's end ``VecStep.obs`` is already the
   next episode's first state. For a truncated step :meth:`Rollout.record` rebuilds the true
   s_{t+1} (``obs[t][1:]`` + ``VecStep.next_frames``) and the loop gives its ``max_a Q``
