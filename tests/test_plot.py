@@ -30,6 +30,7 @@ from atari_dqn.plot import (
     load_run,
     parse_thresholds,
     plot_runs,
+    summary_row,
     threshold_columns,
     threshold_name,
 )
@@ -162,7 +163,7 @@ def test_evaluations_a_few_steps_late_meet_at_the_step_they_were_due(tmp_path: P
     assert mean == pytest.approx([3.0, 7.0])  # (2 + 4) / 2, (6 + 8) / 2
     assert (low[0], high[0]) == pytest.approx((2.0, 4.0))  # the band spans the two seeds
     assert View().points(group.runs[0])[0].tolist() == [1004, 2004]
-    row = group.summary()
+    row = summary_row(group)
     assert (row["final_step_min"], row["final_step_max"]) == (2004, 2007)
 
 
