@@ -3,9 +3,9 @@ config.toml.
 
 Runs whose configurations are equal once the seed and the run-length-like keys are set aside
 (:data:`IGNORED_KEYS`) form a group. A group is drawn as the mean score across its runs, with a
-95% bootstrap confidence band (the runs resampled with replacement, :data:`BOOTSTRAP_RESAMPLES`
-times, from a generator with a fixed seed, so a plot is reproducible), and each run as a faint
-line.
+95% confidence band from rliable's stratified bootstrap (one task, so the runs resampled with
+replacement, :data:`BOOTSTRAP_RESAMPLES` times, with a fixed seed, so a plot is reproducible:
+:mod:`atari_dqn.plot.stats`), and each run as a faint line.
 
 What is a point (``--metric``):
 
@@ -16,9 +16,15 @@ What is a point (``--metric``):
   k·W >= the run's ``total_steps``): a run still training does not show a window it is in.
 
 A run's "final" score is its last point, its "final step" that point's step (for ``train`` the
-window's end k·W), its "best" its highest point. With two groups or more, the table gives each
-group's final mean minus the first group's, with a percentile bootstrap interval of that
-difference (:func:`compare_to_first`).
+window's end k·W), its "best" its highest point; the table gives rliable's IQM of the finals.
+With two groups or more, it gives each group's final mean minus the first group's, with
+rliable's percentile interval of that difference (each group's runs resampled on their own),
+and rliable's probability of improvement: that a run of the group ends above a run of the first
+(:func:`compare_to_first`).
+
+The modules, by job: :mod:`~atari_dqn.plot.runs` reads run directories, :mod:`.curves` makes
+their points and groups' curves, :mod:`.stats` wraps rliable, :mod:`.tables` writes the table
+(text, CSV), :mod:`.draw` the figure (matplotlib); :func:`plot_runs` puts them together.
 
 Where a point is (``--x``):
 
@@ -92,12 +98,17 @@ from atari_dqn.plot.stats import (
     bootstrap_ci,
     difference_ci,
     interquartile_mean,
+    interval_estimates,
+    mean_intervals,
+    probability_of_improvement,
 )
 from atari_dqn.plot.tables import (
+    DIFF_COLUMNS,
     TABLE_COLUMNS,
     compare_to_first,
     diff_text,
     hosts_note,
+    improvement_text,
     parse_thresholds,
     reach_summary,
     reach_text,
@@ -111,11 +122,12 @@ from atari_dqn.plot.tables import (
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CONFIDENCE", "DEFAULT_SIZE", "DEFAULT_WINDOW",
-    "EVAL_STEPS", "GRID_POINTS", "IGNORED_KEYS", "METRICS", "TABLE_COLUMNS", "X_AXES", "Games",
-    "GamesNeed", "Group", "PlotError", "Rates", "Run", "View", "bootstrap_ci", "check_size",
-    "compare_to_first", "diff_text", "difference_ci", "draw", "group_runs", "hosts_note",
-    "interquartile_mean", "load_run", "output_paths", "parse_rates", "parse_size",
-    "parse_thresholds", "plot_runs", "rate_runs", "reach_summary", "reach_text", "read_games",
+    "DIFF_COLUMNS", "EVAL_STEPS", "GRID_POINTS", "Games", "GamesNeed", "Group", "IGNORED_KEYS",
+    "METRICS", "PlotError", "Rates", "Run", "TABLE_COLUMNS", "View", "X_AXES", "bootstrap_ci",
+    "check_size", "compare_to_first", "diff_text", "difference_ci", "draw", "group_runs",
+    "hosts_note", "improvement_text", "interquartile_mean", "interval_estimates", "load_run",
+    "mean_intervals", "output_paths", "parse_rates", "parse_size", "parse_thresholds", "plot_runs",
+    "probability_of_improvement", "rate_runs", "reach_summary", "reach_text", "read_games",
     "read_hosts", "read_rewards", "summary_row", "table_columns", "table_csv", "table_text",
     "threshold_columns", "threshold_name",
 ]  # fmt: skip

@@ -17,7 +17,7 @@ import numpy as np
 
 from atari_dqn.config import RUN_NEUTRAL
 from atari_dqn.plot.runs import _EMPTY, _EMPTY_STEPS, PlotError, Run
-from atari_dqn.plot.stats import BOOTSTRAP_SEED, bootstrap_ci
+from atari_dqn.plot.stats import mean_intervals
 
 # Keys that do not change what a run is, only how long it ran or where: not used for grouping.
 IGNORED_KEYS = ("seed", *RUN_NEUTRAL)
@@ -172,18 +172,10 @@ class Group:
                     kept.append(g)
                     columns.append(np.array(covering, dtype=np.float64))
             xs = np.array(kept, dtype=np.float64)
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
-        mean, low, high = (np.empty(len(xs)) for _ in range(3))
-        bands: dict[tuple[float, ...], tuple[float, float]] = {}
-        for i, values in enumerate(columns):
-            mean[i] = values.mean()
-            if view.x == "steps":
-                low[i], high[i] = bootstrap_ci(values, rng)
-            else:  # the same runs' same values at many grid minutes: one band, not a flicker
-                key = tuple(values.tolist())
-                if key not in bands:
-                    bands[key] = bootstrap_ci(values, rng)
-                low[i], high[i] = bands[key]
+        # Bands: each step's (or grid minute's) runs resampled; at the grid, the same runs' same
+        # values at many minutes get one band, not a flicker.
+        mean = np.array([values.mean() for values in columns], dtype=np.float64)
+        low, high = mean_intervals(columns)
         return xs, mean, low, high
 
     def finals(self, view: View = EVAL_STEPS) -> np.ndarray:

@@ -14,7 +14,12 @@ import numpy as np
 
 from atari_dqn.plot.curves import EVAL_STEPS, Group, View
 from atari_dqn.plot.runs import PlotError, Run
-from atari_dqn.plot.stats import BOOTSTRAP_SEED, CONFIDENCE, difference_ci, interquartile_mean
+from atari_dqn.plot.stats import (
+    CONFIDENCE,
+    difference_ci,
+    interquartile_mean,
+    probability_of_improvement,
+)
 
 
 def summary_row(
@@ -86,22 +91,24 @@ def parse_thresholds(texts: Sequence[str]) -> tuple[float, ...]:
 
 def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], view: View) -> None:
     """Add to each row but the first ``final_diff`` (its final mean minus the first group's)
-    and the 95% bootstrap interval of that difference, ``final_diff_low``/``_high`` (None for
-    the first group). An interval that holds 0 is no difference detected at that confidence.
+    and the 95% interval of that difference, ``final_diff_low``/``_high`` (rliable's stratified
+    bootstrap, each group's runs resampled on their own), and ``final_p_improvement``
+    (rliable's probability that one of its runs' finals is above one of the first group's); None
+    for the first group. An interval that holds 0 is no difference detected at that confidence.
 
     Only finals at one step are compared: where a run of either group ends at another step
-    (one still training, a shorter run), the three are None and ``final_diff_why`` says why."""
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    (one still training, a shorter run), the four are None and ``final_diff_why`` says why."""
     base, base_steps = groups[0].finals(view), groups[0].final_steps(view)
     for i, (group, row) in enumerate(zip(groups, rows, strict=True)):
-        diff: tuple[float | None, ...] = (None, None, None)
+        diff: tuple[float | None, ...] = (None, None, None, None)
         steps = group.final_steps(view)
         if i and len(steps | base_steps) > 1:
             listed = ", ".join(str(s) for s in sorted(steps | base_steps))
             row["final_diff_why"] = f"not compared: finals at {listed}"
         elif i:
-            diff = difference_ci(group.finals(view), base, rng)
-        row.update(zip(("final_diff", "final_diff_low", "final_diff_high"), diff, strict=True))
+            finals = group.finals(view)
+            diff = (*difference_ci(finals, base), probability_of_improvement(finals, base))
+        row.update(zip(DIFF_COLUMNS, diff, strict=True))
 
 
 def hosts_note(runs: Sequence[Run]) -> str:
@@ -123,8 +130,9 @@ def hosts_note(runs: Sequence[Run]) -> str:
 TABLE_COLUMNS = (
     "group", "runs", "seeds", "final_step_min", "final_step_max",
     "final_mean", "final_std", "best", "iqm",
-    "final_diff", "final_diff_low", "final_diff_high",
+    "final_diff", "final_diff_low", "final_diff_high", "final_p_improvement",
 )  # fmt: skip
+DIFF_COLUMNS = ("final_diff", "final_diff_low", "final_diff_high", "final_p_improvement")
 
 
 def threshold_columns(threshold: float) -> tuple[str, ...]:
@@ -174,6 +182,12 @@ def reach_text(row: dict[str, Any], threshold: float, kind: str) -> str:
     return text if k == n else f"not reached by {n - k}/{n}; {k} did: {text}"
 
 
+def improvement_text(row: dict[str, Any]) -> str:
+    """The printed cell of the probability that a run of the group beats one of the first's."""
+    p = row.get("final_p_improvement")
+    return "-" if p is None else f"{p:.2f}"
+
+
 def diff_text(row: dict[str, Any]) -> str:
     """The printed cell of a group's final mean minus the first group's, with its interval."""
     if row.get("final_diff") is None:
@@ -185,7 +199,8 @@ def table_text(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ())
     compare = len(rows) > 1  # a column of each group's final mean minus the first group's
     header: tuple[str, ...] = ("group", "runs", "final step", "final mean ± std", "best", "IQM")
     if compare:
-        header += (f"final - {rows[0]['group']} [{CONFIDENCE:.0%} CI]",)
+        first = rows[0]["group"]
+        header += (f"P(final > {first})", f"final - {first} [{CONFIDENCE:.0%} CI]")
     for t in thresholds:
         name = threshold_name(t)
         header += (f"reached {name}", f"steps to {name}", f"minutes to {name}")
@@ -200,7 +215,7 @@ def table_text(rows: Sequence[dict[str, Any]], thresholds: Sequence[float] = ())
             f"{r['best']:.1f}",
             f"{r['iqm']:.1f}",
         )
-        + ((diff_text(r),) if compare else ())
+        + ((improvement_text(r), diff_text(r)) if compare else ())
         + tuple(
             cell
             for t in thresholds
