@@ -22,7 +22,7 @@ import torch
 from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
 from atari_dqn.config import Config, UsageError
 from atari_dqn.envs import check_env_id, make_env, resolve_actions
-from atari_dqn.loop import LoopSettings, TrainLoop
+from atari_dqn.loop import LoopSettings, PhaseTimer, TrainLoop
 from atari_dqn.networks import QNetwork
 from atari_dqn.replay import Replay
 from atari_dqn.replay.prioritized import PrioritizedReplay
@@ -338,8 +338,11 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
     )
 
 
-def build_training(config: Config, *, restore: Path | None = None) -> Training:
-    """A single-process run: the learner, the training env(s), the replay and the loop."""
+def build_training(
+    config: Config, *, restore: Path | None = None, timer: PhaseTimer | None = None
+) -> Training:
+    """A single-process run: the learner, the training env(s), the replay and the loop;
+    ``timer`` (``bench train``'s breakdown) is given the time of each phase of the loop."""
     learner = build_learner(config, restore=restore)
     env = build_env(config, learner.actions, config.num_envs)
     replay = build_replay(config, learner.replay_rng, config.num_envs)
@@ -352,5 +355,6 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         beta=learner.beta,
         rng=learner.loop_rng,
         settings=learner.settings,
+        timer=timer,
     )
     return Training(learner, env, replay, loop)
