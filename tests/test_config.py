@@ -19,6 +19,13 @@ def test_seed_defaults() -> None:
     assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "seed"
 
 
+def test_replay_ratio_is_transitions_trained_per_agent_step() -> None:
+    assert Config().replay_ratio == 8.0  # batch 32, an update every 4 steps
+    assert Config(batch_size=32, update_every=1).replay_ratio == 32.0
+    assert Config(batch_size=64, update_every=8).replay_ratio == 8.0
+    assert "replay_ratio" not in to_toml(Config())  # derived: not a setting of its own
+
+
 def test_toml_round_trip(tmp_path) -> None:
     c = Config(seed=3, lr=1e-4, env_id="ALE/Pong-v5", actions="NOOP,FIRE")
     path = tmp_path / "c.toml"

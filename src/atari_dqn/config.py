@@ -63,11 +63,19 @@ class Config:
     warmup_steps: int = _opt(
         50_000, "Agent steps of random play that fill the replay before learning starts."
     )
-    update_every: int = _opt(4, "One gradient update every this many agent steps.")
+    update_every: int = _opt(
+        4,
+        "One gradient update every this many agent steps (over all envs). The replay ratio,"
+        " transitions trained per agent step, is --batch-size / --update-every (32 / 4 = 8).",
+    )
     target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
     # --- replay ---
     buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
-    batch_size: int = _opt(32, "Transitions per gradient update.")
+    batch_size: int = _opt(
+        32,
+        "Transitions per gradient update; the replay ratio (transitions trained per agent step)"
+        " is --batch-size / --update-every.",
+    )
     replay: str = _opt(
         "uniform",
         "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
@@ -220,6 +228,13 @@ class Config:
                 f"--device must be auto, cpu, cuda or cuda:N (or mps on Apple silicon), "
                 f"got {self.device!r}"
             )
+
+    @property
+    def replay_ratio(self) -> float:
+        """Transitions trained per agent step: ``batch_size / update_every``. Derived, not a
+        setting of its own, so config.toml has one source for each (update_every is whole:
+        the ratios are batch_size / k)."""
+        return self.batch_size / self.update_every
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -269,7 +269,7 @@ def config_rows(
                             return child_segments(config_segments, kwargs, t)
 
                         note = f"preset={preset} replay={kind} envs={n} threads={t} bf16={half}"
-                        ratio = config.batch_size / config.update_every
+                        ratio = config.replay_ratio
                         rows.append(Row(name, segments, note=note, replay_ratio=ratio))
     return rows
 
