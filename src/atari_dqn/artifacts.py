@@ -426,7 +426,8 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(invalid)
     try:
-        # Files from before the distributional and noisy heads lack those keys: plain heads.
+        # Files from before the distributional and noisy heads and LayerNorm lack those keys:
+        # plain heads, no LayerNorm.
         distributional = meta.get("distributional", "false") == "true"
         noisy = meta.get("noisy", "false") == "true"
         network = QNetwork(
@@ -439,6 +440,7 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
             v_max=float(meta["v_max"]) if distributional else 10.0,
             noisy=noisy,
             sigma0=float(meta["noisy_sigma0"]) if noisy else 0.5,
+            layer_norm=meta.get("layer_norm", "false") == "true",
         )
         network.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError):

@@ -86,6 +86,18 @@ def mean_weights(network: nn.Module) -> Iterator[None]:
         network.train(was_training)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels at each position of a (B, C, H, W) feature map, with a scale
+    and a bias per channel: what ``flax.linen.LayerNorm`` does to the NHWC maps of purejaxql's
+    PQN network (it normalises the last axis). ε = 1e-6, flax's default."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class QNetwork(nn.Module):
     """Nature CNN (Mnih et al. 2015) mapping uint8 stacks (B, 4, 84, 84) to Q-values (B, A).
 
@@ -98,6 +110,11 @@ class QNetwork(nn.Module):
     dueling the streams are over atoms, ``logits = V(s) + A(s, a) - mean_a A(s, a)`` per atom,
     as Rainbow (Hessel et al. 2018). ``noisy``: both fc layers of every stream are
     :class:`NoisyLinear` with ``sigma0`` (the torso stays plain).
+
+    ``layer_norm`` (PQN, Gallici et al. 2024, as purejaxql's ``pqn_atari.py``): a LayerNorm
+    after each convolution (over the channels at each position, :class:`ChannelLayerNorm`) and
+    after the hidden fc layer of each stream (over its 512 units), before the ReLU; the output
+    layer stays as it is. Without it the modules and state-dict keys are the plain network's.
 
     ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
     function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
@@ -120,6 +137,7 @@ class QNetwork(nn.Module):
         v_max: float = 10.0,
         noisy: bool = False,
         sigma0: float = 0.5,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_actions = num_actions
@@ -130,25 +148,32 @@ class QNetwork(nn.Module):
         self.v_min, self.v_max = float(v_min), float(v_max)
         self.noisy = noisy
         self.sigma0 = float(sigma0)
+        self.layer_norm = layer_norm
         support = torch.linspace(self.v_min, self.v_max, self.atoms) if distributional else None
         self.register_buffer("support", support, persistent=False)
+
+        def layer(module: nn.Module, outputs: int, *, conv: bool) -> list[nn.Module]:
+            """``module``, its LayerNorm if ``layer_norm`` asks for one, then the ReLU."""
+            if not layer_norm:
+                return [module, nn.ReLU()]
+            return [module, ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs), nn.ReLU()]
+
         self.torso = nn.Sequential(
-            nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False),
-            nn.ReLU(),
+            *layer(nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False), 32, conv=True),
+            *layer(nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False), 64, conv=True),
+            *layer(nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False), 64, conv=True),
             nn.Flatten(),
         )
         features = 64 * 7 * 7
 
         def stream(outputs: int) -> nn.Sequential:
-            if noisy:
-                return nn.Sequential(
-                    NoisyLinear(features, 512, sigma0), nn.ReLU(), NoisyLinear(512, outputs, sigma0)
-                )
-            return nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, outputs))
+            hidden: nn.Module = (
+                NoisyLinear(features, 512, sigma0) if noisy else nn.Linear(features, 512)
+            )
+            last: nn.Module = (
+                NoisyLinear(512, outputs, sigma0) if noisy else nn.Linear(512, outputs)
+            )
+            return nn.Sequential(*layer(hidden, 512, conv=False), last)
 
         if dueling:
             self.value = stream(self.atoms)
@@ -223,6 +248,7 @@ class QNetwork(nn.Module):
             "in_frames": str(self.torso[0].in_channels),
             "distributional": str(self.distributional).lower(),
             "noisy": str(self.noisy).lower(),
+            "layer_norm": str(self.layer_norm).lower(),
         }
         if self.distributional:
             arch |= {"atoms": str(self.atoms), "v_min": repr(self.v_min), "v_max": repr(self.v_max)}
