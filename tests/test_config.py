@@ -44,6 +44,19 @@ def test_toml_round_trip_of_the_rainbow_head(tmp_path) -> None:
     assert load_toml(path) == {"distributional": True, "atoms": 11, "v_min": -1.0, "noisy": True}
 
 
+def test_toml_round_trip_of_the_sample_efficiency_options(tmp_path) -> None:
+    c = Config(layer_norm=True, augment="shift", double=True, one_pass_double=True)
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(c))
+    text = path.read_text()
+    assert 'augment = "shift"' in text and "layer_norm = true" in text
+    assert Config(**load_toml(path)) == c
+    # a file from before these options: their defaults, the old behaviour
+    path.write_text("double = true\n")
+    old = Config(**load_toml(path))
+    assert (old.layer_norm, old.augment, old.one_pass_double) == (False, "none", False)
+
+
 def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("total-steps = 1000\nlr = 1\n")
@@ -87,6 +100,8 @@ def test_missing_toml() -> None:
         ({"v_max": float("inf")}, "--v-min and --v-max must be finite"),
         ({"noisy_sigma0": 0.0}, "--noisy-sigma0 must be a positive number"),
         ({"noisy_sigma0": float("nan")}, "--noisy-sigma0 must be a positive number"),
+        ({"augment": "crop"}, "--augment must be one of none, shift, got 'crop'"),
+        ({"replay": "fifo"}, "--replay must be one of uniform, prioritized"),
     ],
 )
 def test_validation(changes: dict, message: str) -> None:

@@ -6,8 +6,9 @@ optimisers or loops from a config, so a new setting is wired in exactly one plac
 
 One run seed is split (``SeedSequence.spawn``) into independent streams for the training env,
 the evaluation env, the network's initial weights, the replay's sampler, the loop's ε draws and
-the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets);
-the order of the streams is part of the reproducibility contract (same seed, same weights).
+the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets)
+and the augmentation's shifts (a seventh); the order of the streams is part of the
+reproducibility contract (same seed, same weights).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
+from atari_dqn.augment import RandomShift
 from atari_dqn.config import Config, UsageError
 from atari_dqn.envs import check_env_id, make_env, resolve_actions
 from atari_dqn.loop import LoopSettings, PhaseTimer, TrainLoop
@@ -209,6 +211,7 @@ def build_network(
         v_max=config.v_max,
         noisy=config.noisy,
         sigma0=config.noisy_sigma0,
+        layer_norm=config.layer_norm,
     )
 
 
@@ -236,9 +239,11 @@ def build_agent(
     *,
     online: QNetwork | None = None,
     noise: torch.Generator | None = None,
+    augment: torch.Generator | None = None,
 ) -> DQNAgent:
     """The learner around ``online`` (default: a fresh network): a target network, Adam; with
-    noisy nets, ``noise`` is the generator of their noise (default: seeded from 0)."""
+    noisy nets, ``noise`` is the generator of their noise, with ``--augment shift``,
+    ``augment`` the generator of the shifts (default for each: seeded from 0)."""
     if online is None:
         online = build_online(config, num_actions, device)
     target = build_network(config, num_actions).to(device)
@@ -254,7 +259,13 @@ def build_agent(
         double=config.double,
         grad_clip=config.grad_clip,
         bf16=config.bf16,
+        one_pass=config.one_pass_double,
         noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,
+        augment=(
+            RandomShift(augment or torch.Generator().manual_seed(0), pad=4)
+            if config.augment == "shift"
+            else None
+        ),
     )
 
 
@@ -302,13 +313,16 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
     from atari_dqn.perf import tune_allocator
 
     actions, device = check_training_input(config)
-    seeds = np.random.SeedSequence(config.seed).spawn(6)  # child i is the same for any count
+    seeds = np.random.SeedSequence(config.seed).spawn(7)  # child i is the same for any count
     env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
     torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
     noise_gen = torch.Generator().manual_seed(int(seeds[5].generate_state(1)[0]))
+    augment_gen = torch.Generator().manual_seed(int(seeds[6].generate_state(1)[0]))
     tune_allocator()
     online = build_online(config, len(actions), device, generator=torch_gen, restore=restore)
-    agent = build_agent(config, len(actions), device, online=online, noise=noise_gen)
+    agent = build_agent(
+        config, len(actions), device, online=online, noise=noise_gen, augment=augment_gen
+    )
     settings = LoopSettings(
         total_steps=config.total_steps,
         warmup_steps=config.warmup_steps,

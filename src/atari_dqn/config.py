@@ -110,6 +110,13 @@ class Config:
         " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
     )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
+    one_pass_double: bool = _opt(
+        False,
+        "With --double, run the online net at s and s' in one forward pass over both batches"
+        " (2 x --batch-size stacks) instead of two: same maths up to float rounding, fewer and"
+        " larger kernels, but the backward pass then runs over both halves; measure with"
+        " `atari-dqn bench update` before choosing it.",
+    )
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
     distributional: bool = _opt(
         False,
@@ -126,6 +133,18 @@ class Config:
         " and update (Fortunato et al. 2018); evaluation uses their mean weights, as Dopamine.",
     )
     noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
+    layer_norm: bool = _opt(
+        False,
+        "LayerNorm before the ReLU of each convolution (over channels) and of the hidden fc"
+        " layer, as PQN's network (Gallici et al. 2024); saved in model files.",
+    )
+    augment: str = _opt(
+        "none",
+        "Augment sampled stacks: 'shift' pads each 84x84 stack by 4 pixels (edge pixels"
+        " repeated) and crops a random 84x84 window, drawn independently for s and s' of every"
+        " sample, as DrQ (Kostrikov et al. 2020); 'none' trains on the stacks as stored.",
+        choices=("none", "shift"),
+    )
     # --- exploration ---
     eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
     eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
@@ -170,6 +189,13 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{_flag(f.name)} must be one of {', '.join(choices)},"
+                    f" got {getattr(self, f.name)!r}"
+                )
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.warmup_steps < 0:

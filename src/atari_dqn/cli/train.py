@@ -121,6 +121,7 @@ _GROUPS = {
         "gamma",
         "grad_clip",
         "double",
+        "one_pass_double",
         "dueling",
         "distributional",
         "atoms",
@@ -128,6 +129,8 @@ _GROUPS = {
         "v_max",
         "noisy",
         "noisy_sigma0",
+        "layer_norm",
+        "augment",
     ),  # fmt: skip
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
