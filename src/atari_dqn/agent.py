@@ -55,29 +55,47 @@ class EpsilonGreedyPolicy:
         self.noise = noise
 
     @torch.no_grad()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+    def q_values(self, obs: np.ndarray) -> torch.Tensor:
+        """Q(s, ·) for a batch of uint8 stacks (N, 4, 84, 84): (N, A) on the device."""
         states = torch.from_numpy(obs).to(self.device)
         if self.noise is not None:
             self.network.resample_noise(self.noise)
-            q = self.network(states)
-        elif self.network.noisy:
+            return self.network(states)
+        if self.network.noisy:
             with mean_weights(self.network):
-                q = self.network(states)
-        else:  # no noisy layers: no train/eval switch over every module at each acting step
-            q = self.network(states)
-        return q.argmax(dim=1).cpu().numpy()
+                return self.network(states)
+        # no noisy layers: no train/eval switch over every module at each acting step
+        return self.network(states)
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+        return self.q_values(obs).argmax(dim=1).cpu().numpy()
+
+    def _draw(
+        self, n: int, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Who explores, and the random actions they take (one order of draws for both acts)."""
+        explore = np.asarray(rng.random(n) < epsilon)
+        return explore, np.asarray(rng.integers(0, self.num_actions, size=n))
 
     def act(
         self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
-        n = obs.shape[0]
-        explore = np.asarray(rng.random(n) < epsilon)
-        random_actions = np.asarray(rng.integers(0, self.num_actions, size=n))
+        explore, random_actions = self._draw(obs.shape[0], epsilon, rng)
         if explore.all():
             return random_actions
         return np.where(explore, random_actions, self.greedy(obs))
+
+    def act_with_max_q(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The actions :meth:`act` takes with the same ``rng``, and ``max_a Q(s, a)`` per state
+        ((N,) on the device, float32): the network always runs (PQN's targets use its values)."""
+        explore, random_actions = self._draw(obs.shape[0], epsilon, rng)
+        q = self.q_values(obs).float()
+        max_q, best = q.max(dim=1)
+        return np.where(explore, random_actions, best.cpu().numpy()), max_q
 
 
 class DQNAgent:
@@ -261,36 +279,55 @@ class DQNAgent:
             tensors["noise_generator"] = self.noise.get_state()
         if self.augment is not None:  # where the augmentation's draws stand
             tensors["augment_generator"] = self.augment.generator.get_state()
-        opt = self.optimizer.state_dict()
-        scalars: dict[str, dict[str, float]] = {}
-        for pid, entries in opt["state"].items():
-            for key, value in entries.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    tensors[f"optim.{pid}.{key}"] = value
-                else:
-                    scalars.setdefault(str(pid), {})[key] = float(value)
-        return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
+        optim_tensors, meta = optimizer_state(self.optimizer)
+        return tensors | optim_tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        def section(prefix: str) -> dict[str, torch.Tensor]:
-            n = len(prefix)
-            return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.online.load_state_dict(section("online."))
-        self.target.load_state_dict(section("target."))
+        self.online.load_state_dict(section(tensors, "online."))
+        self.target.load_state_dict(section(tensors, "target."))
         if self.noise is not None:
             self.noise.set_state(tensors["noise_generator"])
         if self.augment is not None:
             self.augment.generator.set_state(tensors["augment_generator"])
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in section("optim.").items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value
-        for pid, entries in meta["optim_scalars"].items():
-            for name, value in entries.items():
-                # Adam keeps `step` as a 0-d float tensor; restore it the same way.
-                state.setdefault(int(pid), {})[name] = torch.tensor(value, dtype=torch.float32)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        load_optimizer_state(self.optimizer, tensors, meta)
+
+
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` under ``prefix``, with the prefix taken off."""
+    n = len(prefix)
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def optimizer_state(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state as flat tensors (``optim.<param id>.<name>``) plus JSON-able
+    metadata (its param groups; 0-d entries such as Adam's ``step`` as floats): no pickle."""
+    opt = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, entries in opt["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = float(value)
+    return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Restore what :func:`optimizer_state` saved (other keys of ``tensors`` are ignored)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in section(tensors, "optim.").items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entries in meta["optim_scalars"].items():
+        for name, value in entries.items():
+            # Adam and RAdam keep `step` as a 0-d float tensor; restore it the same way.
+            state.setdefault(int(pid), {})[name] = torch.tensor(value, dtype=torch.float32)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def clamp_gradients(module: nn.Module, clip: float) -> None:

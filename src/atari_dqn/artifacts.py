@@ -21,7 +21,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
@@ -29,6 +31,9 @@ from safetensors.torch import save as safetensors_save
 from atari_dqn.config import UsageError
 from atari_dqn.killpoints import kill_point
 from atari_dqn.networks import QNetwork
+
+if TYPE_CHECKING:
+    from atari_dqn.envs import EnvSettings
 
 MODEL_FORMAT = "atari-dqn-model"
 MODEL_VERSION = "1"
@@ -374,6 +379,22 @@ class RunDir:
         return [p for m, p in sorted(numbered, key=lambda mp: int(mp[0].group(1)))]
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a run's model files record besides the network (whose keys are
+    :meth:`QNetwork.architecture`'s): the game as :class:`EnvSettings` records it, the run's
+    seed, and per file the training step (and the score, for the best model)."""
+
+    env: EnvSettings
+    seed: int
+
+    def metadata(self, step: int, score: float | None = None) -> dict[str, str]:
+        meta = {**self.env.metadata(), "seed": str(self.seed), "step": str(step)}
+        if score is not None:
+            meta["score"] = f"{score:g}"
+        return meta
+
+
 def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
     """Weights plus what is needed to rebuild the network and its action set. A noisy layer's
     weights are its means μ (and σ): never a noise sample."""
@@ -426,22 +447,7 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(invalid)
     try:
-        # Files from before the distributional and noisy heads and LayerNorm lack those keys:
-        # plain heads, no LayerNorm.
-        distributional = meta.get("distributional", "false") == "true"
-        noisy = meta.get("noisy", "false") == "true"
-        network = QNetwork(
-            int(meta["num_actions"]),
-            dueling=meta["dueling"] == "true",
-            in_frames=int(meta["in_frames"]),
-            distributional=distributional,
-            atoms=int(meta["atoms"]) if distributional else 51,
-            v_min=float(meta["v_min"]) if distributional else -10.0,
-            v_max=float(meta["v_max"]) if distributional else 10.0,
-            noisy=noisy,
-            sigma0=float(meta["noisy_sigma0"]) if noisy else 0.5,
-            layer_norm=meta.get("layer_norm", "false") == "true",
-        )
+        network = QNetwork.from_architecture(meta)
         network.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError):
         raise ArtifactError(f"{invalid} (its tensors do not match its architecture)") from None

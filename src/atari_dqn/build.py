@@ -13,6 +13,7 @@ reproducibility contract (same seed, same weights).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,13 @@ import torch
 from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
 from atari_dqn.augment import RandomShift
 from atari_dqn.config import Config, UsageError
-from atari_dqn.envs import check_env_id, make_env, resolve_actions
+from atari_dqn.envs import (
+    TRAINING_MAX_FRAMES,
+    EnvSettings,
+    check_env_id,
+    make_env,
+    resolve_actions,
+)
 from atari_dqn.loop import LoopSettings, PhaseTimer, TrainLoop
 from atari_dqn.networks import QNetwork
 from atari_dqn.replay import Replay
@@ -155,46 +162,20 @@ def build_replay(config: Config, rng: np.random.Generator, num_streams: int = 1)
     )
 
 
-def _sticky(config: Config) -> float | None:
-    return None if config.sticky_actions < 0 else config.sticky_actions
-
-
 def build_env(
     config: Config, actions: tuple[str, ...], num_envs: int, *, num_threads: int = 0
 ) -> VecEnv:
-    """The training env(s): one exact, saveable env, or N in ale-py's C++ vector env."""
+    """The training env(s): one exact, saveable env, or N in ale-py's C++ vector env. Training
+    games keep the ALE's 30-minute cap, whatever --eval-max-frames says of evaluation's."""
+    settings = dataclasses.replace(EnvSettings.of(config, actions), max_frames=TRAINING_MAX_FRAMES)
     if num_envs == 1:
-        env = make_env(
-            config.env_id,
-            training=True,
-            actions=actions,
-            noop_max=config.noop_max,
-            frame_skip=config.frame_skip,
-            repeat_action_probability=_sticky(config),
-        )
-        return SingleEnv(env)
-    return AtariVector(
-        config.env_id,
-        num_envs,
-        actions=actions,
-        noop_max=config.noop_max,
-        frame_skip=config.frame_skip,
-        repeat_action_probability=_sticky(config),
-        num_threads=num_threads,
-    )
+        return SingleEnv(make_env(settings, training=True))
+    return AtariVector(settings, num_envs, num_threads=num_threads)
 
 
 def build_eval_env(config: Config, actions: tuple[str, ...]) -> gym.Env:
     """The separate evaluation env: full games, raw rewards, the config's frame cap."""
-    return make_env(
-        config.env_id,
-        training=False,
-        actions=actions,
-        noop_max=config.noop_max,
-        frame_skip=config.frame_skip,
-        max_frames=config.eval_max_frames,
-        repeat_action_probability=_sticky(config),
-    )
+    return make_env(EnvSettings.of(config, actions), training=False)
 
 
 def build_network(

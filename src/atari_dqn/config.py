@@ -268,6 +268,16 @@ class Config:
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))
 
+# Settings that do not change what a run is: how long it goes on, where it computes, how it is
+# checkpointed. They may change on --resume, and `plot` groups runs regardless of them.
+RUN_NEUTRAL = (
+    "total_steps",
+    "device",
+    "checkpoint_replay",
+    "checkpoint_chunk",
+    "checkpoint_every",
+)
+
 # Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
 _NATURE: dict[str, Any] = {
     "actions": "minimal",

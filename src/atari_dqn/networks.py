@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,9 +88,9 @@ def mean_weights(network: nn.Module) -> Iterator[None]:
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels at each position of a (B, C, H, W) feature map, with a scale
+    """LayerNorm over the channels of each position of a (B, C, H, W) feature map, with a scale
     and a bias per channel: what ``flax.linen.LayerNorm`` does to the NHWC maps of purejaxql's
-    PQN network (it normalises the last axis). ε = 1e-6, flax's default."""
+    PQN network (it normalises the last axis). ε = 1e-6 as flax's default."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels, eps=1e-6)
@@ -113,8 +114,8 @@ class QNetwork(nn.Module):
 
     ``layer_norm`` (PQN, Gallici et al. 2024, as purejaxql's ``pqn_atari.py``): a LayerNorm
     after each convolution (over the channels at each position, :class:`ChannelLayerNorm`) and
-    after the hidden fc layer of each stream (over its 512 units), before the ReLU; the output
-    layer stays as it is. Without it the modules and state-dict keys are the plain network's.
+    after the hidden fc layer of each stream (over its 512 units), before the ReLU. Without it
+    the modules and state-dict keys are those of the plain network. ε = 1e-6 (flax's default).
 
     ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
     function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
@@ -152,28 +153,26 @@ class QNetwork(nn.Module):
         support = torch.linspace(self.v_min, self.v_max, self.atoms) if distributional else None
         self.register_buffer("support", support, persistent=False)
 
-        def layer(module: nn.Module, outputs: int, *, conv: bool) -> list[nn.Module]:
-            """``module``, its LayerNorm if ``layer_norm`` asks for one, then the ReLU."""
+        def norm(module: nn.Module, outputs: int, conv: bool) -> list[nn.Module]:
+            """``module``, its LayerNorm where ``layer_norm`` asks for one, then the ReLU."""
             if not layer_norm:
                 return [module, nn.ReLU()]
-            return [module, ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs), nn.ReLU()]
+            layer = ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs, eps=1e-6)
+            return [module, layer, nn.ReLU()]
 
         self.torso = nn.Sequential(
-            *layer(nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False), 32, conv=True),
-            *layer(nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False), 64, conv=True),
-            *layer(nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False), 64, conv=True),
+            *norm(nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False), 32, True),
+            *norm(nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False), 64, True),
+            *norm(nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False), 64, True),
             nn.Flatten(),
         )
         features = 64 * 7 * 7
 
         def stream(outputs: int) -> nn.Sequential:
-            hidden: nn.Module = (
-                NoisyLinear(features, 512, sigma0) if noisy else nn.Linear(features, 512)
-            )
-            last: nn.Module = (
-                NoisyLinear(512, outputs, sigma0) if noisy else nn.Linear(512, outputs)
-            )
-            return nn.Sequential(*layer(hidden, 512, conv=False), last)
+            def linear(inputs: int, outputs: int) -> nn.Module:
+                return NoisyLinear(inputs, outputs, sigma0) if noisy else nn.Linear(inputs, outputs)
+
+            return nn.Sequential(*norm(linear(features, 512), 512, False), linear(512, outputs))
 
         if dueling:
             self.value = stream(self.atoms)
@@ -255,3 +254,30 @@ class QNetwork(nn.Module):
         if self.noisy:
             arch["noisy_sigma0"] = repr(self.sigma0)
         return arch
+
+    @classmethod
+    def from_architecture(cls, arch: Mapping[str, str]) -> QNetwork:
+        """The network :meth:`architecture` describes (fresh weights). Files from before the
+        distributional and noisy heads and LayerNorm lack their keys: plain heads, no norm.
+        KeyError or ValueError where a key is missing or not a number."""
+        distributional = arch.get("distributional", "false") == "true"
+        noisy = arch.get("noisy", "false") == "true"
+        heads: dict[str, Any] = {
+            "distributional": distributional,
+            "noisy": noisy,
+            "layer_norm": arch.get("layer_norm", "false") == "true",
+        }
+        if distributional:
+            heads |= {
+                "atoms": int(arch["atoms"]),
+                "v_min": float(arch["v_min"]),
+                "v_max": float(arch["v_max"]),
+            }
+        if noisy:
+            heads["sigma0"] = float(arch["noisy_sigma0"])
+        return cls(
+            int(arch["num_actions"]),
+            dueling=arch["dueling"] == "true",
+            in_frames=int(arch["in_frames"]),
+            **heads,
+        )

@@ -76,17 +76,10 @@ from atari_dqn.artifacts import (
     atomic_write_bytes,
     atomic_write_text,
 )
-from atari_dqn.config import Config
+from atari_dqn.config import RUN_NEUTRAL, Config
 
 # Keys that do not change what a run is, only how long it ran or where: not used for grouping.
-IGNORED_KEYS = (
-    "seed",
-    "total_steps",
-    "device",
-    "checkpoint_replay",
-    "checkpoint_chunk",
-    "checkpoint_every",
-)
+IGNORED_KEYS = ("seed", *RUN_NEUTRAL)
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95

@@ -30,12 +30,11 @@ import torch
 from atari_dqn.bench.seed_loop import seed_loop_segments
 from atari_dqn.bench.timing import Result, median_us
 from atari_dqn.bench.update import Variant, fixed_batch, variant_agent
-from atari_dqn.build import Training, build_training
+from atari_dqn.build import Training, build_env, build_training
 from atari_dqn.config import Config, ConfigError, preset_config
-from atari_dqn.envs import make_env, resolve_actions
+from atari_dqn.envs import resolve_actions
 from atari_dqn.loop import PHASES, PhaseTimer
 from atari_dqn.perf import tune_allocator
-from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
 
 T = TypeVar("T")
 REPLAY_KINDS = ("uniform", "prioritized")
@@ -444,10 +443,7 @@ def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int 
     rng = np.random.default_rng(0)
     env_rates = {}
     for n in sorted(set(num_envs)):
-        if n == 1:
-            env: VecEnv = SingleEnv(make_env(config.env_id, training=True, actions=actions))
-        else:
-            env = AtariVector(config.env_id, n, actions=actions)
+        env = build_env(config, actions, n)
         env.reset(seed=0)
         steps, start = 0, time.perf_counter()
         while steps < max(2000, 200 * n):
