@@ -9,6 +9,7 @@ Double-DQN argmax at s') and once for the target net.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from atari_dqn import losses
+from atari_dqn.augment import RandomShift
 from atari_dqn.networks import QNetwork, mean_weights
 from atari_dqn.replay.storage import Batch
 
@@ -105,7 +107,10 @@ class DQNAgent:
     clamped element-wise to ``[-grad_clip, grad_clip]`` as the seed's
     ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
     autocast: faster where the hardware has bf16 units, but it changes results beyond float
-    rounding. Acting always runs in float32.
+    rounding. Acting always runs in float32. ``one_pass`` (with ``double``) runs the online
+    net at s and s' as one pass over both batches (:meth:`_online_pair`). ``augment`` (DrQ's
+    random shift) transforms the sampled s and s' stacks of every update, with independent
+    draws for each (s first), as DrQ does; acting and evaluation see the frames as they are.
     """
 
     def __init__(
@@ -120,6 +125,8 @@ class DQNAgent:
         grad_clip: float = 1.0,
         bf16: bool = False,
         noise: torch.Generator | None = None,
+        augment: RandomShift | None = None,
+        one_pass: bool = False,
     ) -> None:
         self.online = online
         self.target = target
@@ -132,6 +139,8 @@ class DQNAgent:
         if online.noisy and noise is None:
             raise ValueError("a noisy network needs a noise generator")
         self.noise = noise if online.noisy else None
+        self.augment = augment
+        self.one_pass = one_pass
         self.target.requires_grad_(False)
         self.sync_target()
         self.policy = EpsilonGreedyPolicy(online, num_actions, device, noise=self.noise)
@@ -165,17 +174,25 @@ class DQNAgent:
         returns = self._to_device(batch.returns)
         discounts = self._to_device(batch.discounts)
         weights = self._to_device(batch.weights)
+        if self.augment is not None:  # DrQ: independent shifts for s and s'
+            obs, next_obs = self.augment(obs), self.augment(next_obs)
         if self.noise is not None:  # fresh noise for this update: online, then target
             self.online.resample_noise(self.noise)
             self.target.resample_noise(self.noise)
         if self.online.distributional:
             return self._categorical_update(obs, actions, returns, discounts, next_obs, weights)
 
+        next_q_online: torch.Tensor | None
         with self._autocast():
-            q = self.online(obs)
-            with torch.no_grad():
-                next_q_target = self.target(next_obs)
-                next_q_online = self.online(next_obs) if self.double else None
+            if self.double and self.one_pass:
+                q, next_q_online = self._online_pair(self.online.forward, obs, next_obs)
+                with torch.no_grad():
+                    next_q_target = self.target(next_obs)
+            else:
+                q = self.online(obs)
+                with torch.no_grad():
+                    next_q_target = self.target(next_obs)
+                    next_q_online = self.online(next_obs) if self.double else None
         # Targets, TD errors and the loss in float32 whatever the networks ran in.
         q, next_q_target = q.float(), next_q_target.float()
         with torch.no_grad():
@@ -202,11 +219,17 @@ class DQNAgent:
         online net (Double) or the target net; loss ``w_i · CE(m, p(s, a))``; priorities CE."""
         support = self.online.support
         assert support is not None
+        next_online: torch.Tensor | None
         with self._autocast():
-            logits = self.online.logits(obs)
-            with torch.no_grad():
-                next_logits = self.target.logits(next_obs)
-                next_online = self.online.logits(next_obs) if self.double else None
+            if self.double and self.one_pass:
+                logits, next_online = self._online_pair(self.online.logits, obs, next_obs)
+                with torch.no_grad():
+                    next_logits = self.target.logits(next_obs)
+            else:
+                logits = self.online.logits(obs)
+                with torch.no_grad():
+                    next_logits = self.target.logits(next_obs)
+                    next_online = self.online.logits(next_obs) if self.double else None
         logits = logits.float()
         with torch.no_grad():
             next_probs = next_logits.float().softmax(dim=-1)  # (B, A, K)
@@ -218,6 +241,19 @@ class DQNAgent:
         with torch.no_grad():
             q_taken = self.online.q_values(logits).gather(1, actions.unsqueeze(1)).squeeze(1)
         return UpdateResult(loss.detach(), q_taken.mean(), per_sample.detach())
+
+    @staticmethod
+    def _online_pair(
+        net: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor, next_obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The online net at s (with gradients) and at s' (detached: Double DQN's argmax) in one
+        pass over the stacked batch ``[s; s']``. A noisy net's noise is one sample per layer
+        for the whole batch, drawn once per update, so both halves see the noise that the two
+        separate passes saw. The backward pass then runs over both halves (the s' half's
+        gradient is zero): fewer, larger kernels, but more arithmetic than two passes."""
+        both = net(torch.cat([obs, next_obs]))
+        b = obs.shape[0]
+        return both[:b], both[b:].detach()
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -241,6 +277,8 @@ class DQNAgent:
         tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
         if self.noise is not None:  # where the noise stream stands (resume draws what's next)
             tensors["noise_generator"] = self.noise.get_state()
+        if self.augment is not None:  # where the augmentation's draws stand
+            tensors["augment_generator"] = self.augment.generator.get_state()
         optim_tensors, meta = optimizer_state(self.optimizer)
         return tensors | optim_tensors, meta
 
@@ -249,6 +287,8 @@ class DQNAgent:
         self.target.load_state_dict(section(tensors, "target."))
         if self.noise is not None:
             self.noise.set_state(tensors["noise_generator"])
+        if self.augment is not None:
+            self.augment.generator.set_state(tensors["augment_generator"])
         load_optimizer_state(self.optimizer, tensors, meta)
 
 

@@ -6,8 +6,9 @@ optimisers or loops from a config, so a new setting is wired in exactly one plac
 
 One run seed is split (``SeedSequence.spawn``) into independent streams for the training env,
 the evaluation env, the network's initial weights, the replay's sampler, the loop's ε draws and
-the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets);
-the order of the streams is part of the reproducibility contract (same seed, same weights).
+the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets)
+and the augmentation's shifts (a seventh); the order of the streams is part of the
+reproducibility contract (same seed, same weights).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
+from atari_dqn.augment import RandomShift
 from atari_dqn.config import Config, UsageError
 from atari_dqn.envs import (
     TRAINING_MAX_FRAMES,
@@ -31,7 +33,7 @@ from atari_dqn.envs import (
     make_env,
     resolve_actions,
 )
-from atari_dqn.loop import EvalAgent, Loop, LoopSettings, TrainLoop
+from atari_dqn.loop import EvalAgent, Loop, LoopSettings, PhaseTimer, TrainLoop
 from atari_dqn.networks import QNetwork
 from atari_dqn.pqn import PQNLearner, PQNLoop, PQNSettings
 from atari_dqn.pqn import make_optimizer as make_pqn_optimizer
@@ -227,9 +229,11 @@ def build_agent(
     *,
     online: QNetwork | None = None,
     noise: torch.Generator | None = None,
+    augment: torch.Generator | None = None,
 ) -> DQNAgent:
     """The learner around ``online`` (default: a fresh network): a target network, Adam; with
-    noisy nets, ``noise`` is the generator of their noise (default: seeded from 0)."""
+    noisy nets, ``noise`` is the generator of their noise, with ``--augment shift``,
+    ``augment`` the generator of the shifts (default for each: seeded from 0)."""
     if online is None:
         online = build_online(config, num_actions, device)
     target = build_network(config, num_actions).to(device)
@@ -245,7 +249,13 @@ def build_agent(
         double=config.double,
         grad_clip=config.grad_clip,
         bf16=config.bf16,
+        one_pass=config.one_pass_double,
         noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,
+        augment=(
+            RandomShift(augment or torch.Generator().manual_seed(0), pad=4)
+            if config.augment == "shift"
+            else None
+        ),
     )
 
 
@@ -304,11 +314,12 @@ class _Seeds:
     replay: np.random.Generator
     loop: np.random.Generator
     noise: torch.Generator
+    augment: torch.Generator  # DQN's --augment shift
     permutations: torch.Generator  # PQN's minibatch permutations
 
     @classmethod
     def of(cls, seed: int) -> _Seeds:
-        seeds = np.random.SeedSequence(seed).spawn(7)
+        seeds = np.random.SeedSequence(seed).spawn(8)
 
         def torch_gen(child: np.random.SeedSequence) -> torch.Generator:
             return torch.Generator().manual_seed(int(child.generate_state(1)[0]))
@@ -321,7 +332,8 @@ class _Seeds:
             replay=np.random.default_rng(seeds[3]),
             loop=np.random.default_rng(seeds[4]),
             noise=torch_gen(seeds[5]),
-            permutations=torch_gen(seeds[6]),
+            augment=torch_gen(seeds[6]),
+            permutations=torch_gen(seeds[7]),
         )
 
 
@@ -369,7 +381,9 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner[DQN
 
     def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> DQNAgent:
         n = online.num_actions
-        return build_agent(config, n, device, online=online, noise=seeds.noise)
+        return build_agent(
+            config, n, device, online=online, noise=seeds.noise, augment=seeds.augment
+        )
 
     return _learner(config, restore, agent)
 
@@ -404,9 +418,12 @@ def build_pqn_learner(config: Config, *, restore: Path | None = None) -> Learner
     return _learner(config, restore, agent)
 
 
-def build_training(config: Config, *, restore: Path | None = None) -> Training:
+def build_training(
+    config: Config, *, restore: Path | None = None, timer: PhaseTimer | None = None
+) -> Training:
     """A single-process run: the learner, the training env(s), the replay (DQN) and the loop;
-    ``config.algo`` is looked at here, once."""
+    ``config.algo`` is looked at here, once. ``timer`` (``bench train``'s breakdown) is given
+    the time of each phase of DQN's loop."""
     if config.algo == "pqn":
         pqn = build_pqn_learner(config, restore=restore)
         env = build_env(config, pqn.actions, config.num_envs)
@@ -434,5 +451,6 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         beta=learner.beta,
         rng=learner.loop_rng,
         settings=learner.settings,
+        timer=timer,
     )
     return Training(learner, env, replay, loop)

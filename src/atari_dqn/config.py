@@ -70,11 +70,19 @@ class Config:
     warmup_steps: int = _opt(
         50_000, "Agent steps of random play that fill the replay before learning starts."
     )
-    update_every: int = _opt(4, "One gradient update every this many agent steps.")
+    update_every: int = _opt(
+        4,
+        "One gradient update every this many agent steps (over all envs). The replay ratio,"
+        " transitions trained per agent step, is --batch-size / --update-every (32 / 4 = 8).",
+    )
     target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
     # --- replay ---
     buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
-    batch_size: int = _opt(32, "Transitions per gradient update.")
+    batch_size: int = _opt(
+        32,
+        "Transitions per gradient update; the replay ratio (transitions trained per agent step)"
+        " is --batch-size / --update-every.",
+    )
     replay: str = _opt(
         "uniform",
         "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
@@ -109,6 +117,13 @@ class Config:
         " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
     )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
+    one_pass_double: bool = _opt(
+        False,
+        "With --double, run the online net at s and s' in one forward pass over both batches"
+        " (2 x --batch-size stacks) instead of two: same maths up to float rounding, fewer and"
+        " larger kernels, but the backward pass then runs over both halves; measure with"
+        " `atari-dqn bench update` before choosing it.",
+    )
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
     distributional: bool = _opt(
         False,
@@ -127,8 +142,15 @@ class Config:
     noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
     layer_norm: bool = _opt(
         False,
-        "LayerNorm after each convolution (over channels) and hidden fc layer, before the ReLU,"
-        " as PQN's network (Gallici et al. 2024).",
+        "LayerNorm before the ReLU of each convolution (over channels) and of the hidden fc"
+        " layer, as PQN's network (Gallici et al. 2024); saved in model files.",
+    )
+    augment: str = _opt(
+        "none",
+        "Augment sampled stacks: 'shift' pads each 84x84 stack by 4 pixels (edge pixels"
+        " repeated) and crops a random 84x84 window, drawn independently for s and s' of every"
+        " sample, as DrQ (Kostrikov et al. 2020); 'none' trains on the stacks as stored.",
+        choices=("none", "shift"),
     )
     # --- PQN ---
     rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).")
@@ -185,6 +207,13 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{_flag(f.name)} must be one of {', '.join(choices)},"
+                    f" got {getattr(self, f.name)!r}"
+                )
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.warmup_steps < 0:
@@ -271,6 +300,8 @@ class Config:
             "distributional": self.distributional,
             "noisy": self.noisy,
             "bf16": self.bf16,
+            "augment": self.augment != "none",
+            "one_pass_double": self.one_pass_double,
         }
         for name, used in dqn_only.items():
             if used:
@@ -278,6 +309,13 @@ class Config:
                     f"--{_flag(name)} {getattr(self, name)} is not available with --algo pqn"
                     " (it has no replay memory or target network)"
                 )
+
+    @property
+    def replay_ratio(self) -> float:
+        """Transitions trained per agent step: ``batch_size / update_every``. Derived, not a
+        setting of its own, so config.toml has one source for each (update_every is whole:
+        the ratios are batch_size / k)."""
+        return self.batch_size / self.update_every
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -63,6 +63,43 @@ class Progress:
     replay_stats: dict[str, float] = field(default_factory=dict)  # the replay's stats()
 
 
+PHASES = ("act", "env", "sample", "update", "store", "eval")
+
+
+class PhaseTimer:
+    """Wall seconds spent in each phase of the training loop, for ``bench train``'s breakdown.
+
+    Phases: ``act`` (ε draws and the acting forward pass), ``env`` (starting the emulators and
+    waiting for them: the part of their work that the updates did not hide), ``sample`` (the
+    replay's draws and stack gathering), ``update`` (the gradient step, and new priorities when
+    the replay uses them), ``store`` (recording the transitions), ``eval`` (evaluations). The
+    loop calls :meth:`start` and :meth:`lap` only when it was given a timer; what it does not
+    time (target syncs, reports, the caller's work between yields) is the rest of the wall
+    time. On a GPU, kernels run asynchronously: their time shows up where the host next waits
+    for the device (acting's copy of the actions back, say), not in ``update``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._mark = clock()
+
+    def start(self) -> None:
+        """Begin timing here: what came since the last lap belongs to no phase."""
+        self._mark = self.clock()
+
+    def lap(self, phase: str) -> None:
+        """The time since the previous lap (or start) was spent in ``phase``."""
+        now = self.clock()
+        self.seconds[phase] += now - self._mark
+        self._mark = now
+
+    def take(self) -> dict[str, float]:
+        """The seconds per phase so far, and start counting from zero."""
+        taken, self.seconds = self.seconds, dict.fromkeys(PHASES, 0.0)
+        return taken
+
+
 class Agent(Protocol):
     """What a loop needs of the learner (:class:`~atari_dqn.agent.DQNAgent` in a real run)."""
 
@@ -176,6 +213,7 @@ class TrainLoop:
         beta: Callable[[int], float],
         rng: np.random.Generator,
         settings: LoopSettings,
+        timer: PhaseTimer | None = None,
     ) -> None:
         self.env = env
         self.eval_env = eval_env
@@ -185,6 +223,7 @@ class TrainLoop:
         self.beta = beta
         self.rng = rng
         self.s = settings
+        self.timer = timer  # None: nothing is timed (the loop does exactly the same work)
         self.step = 0  # agent steps (transitions) so far, over all envs
         self.updates = 0
         self.next_update = settings.warmup_steps + settings.update_every
@@ -248,7 +287,7 @@ class TrainLoop:
     def evaluate(self, index: int) -> EvalResult:
         return evaluate_at(self.eval_env, self.agent.act_eval, self.s, index=index, step=self.step)
 
-    def _learn(self) -> UpdateResult | None:
+    def _learn(self, timer: PhaseTimer | None) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
         s, last = self.s, None
         while self.step >= self.next_update:
@@ -256,15 +295,19 @@ class TrainLoop:
             if len(self.replay) < s.batch_size:
                 continue
             batch = self.replay.sample(s.batch_size, self.beta(self.step))
+            if timer is not None:
+                timer.lap("sample")
             last = self.agent.update(batch)
             if self.replay.uses_priorities:  # else nothing waits for the device here
                 self.replay.update_priorities(batch.indices, last.td_abs.cpu().numpy())
+            if timer is not None:
+                timer.lap("update")
             self.updates += 1
         return last
 
     def run(self) -> Iterator[Progress]:
         """Act, step all envs (updating while they run), store, sync, evaluate, report."""
-        s = self.s
+        s, timer = self.s, self.timer
         last: UpdateResult | None = None
         report = Progress(step=self.step, epsilon=self.epsilon(self.step))
         next_report = (self.step // s.report_every + 1) * s.report_every
@@ -273,13 +316,23 @@ class TrainLoop:
         obs = self._obs
         assert obs is not None
         while self.step < s.total_steps:
+            if timer is not None:
+                timer.start()
             eps = self.epsilon(self.step + 1)
             actions = self.agent.act(obs, eps, self.rng)
+            if timer is not None:
+                timer.lap("act")
             self.env.send(actions)
+            if timer is not None:
+                timer.lap("env")
             # The emulators run while the learner updates (in C++ threads for vector envs).
-            last = self._learn() or last
+            last = self._learn(timer) or last
             vs = self.env.recv()
+            if timer is not None:
+                timer.lap("env")
             record(self.replay, actions, vs)
+            if timer is not None:
+                timer.lap("store")
             self._obs = obs = vs.obs
             self.step += int(vs.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
@@ -294,7 +347,11 @@ class TrainLoop:
 
             evaluation = None
             if step >= self.next_eval:
+                if timer is not None:
+                    timer.start()
                 evaluation = self.evaluate(self.next_eval // s.eval_every)
+                if timer is not None:
+                    timer.lap("eval")
                 self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
             if evaluation is not None or step >= next_report or step >= s.total_steps:
                 next_report = (step // s.report_every + 1) * s.report_every

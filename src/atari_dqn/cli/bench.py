@@ -75,8 +75,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
                     help="replay capacity [default: the preset's]")  # fmt: skip
     bt.add_argument("--device", default="cpu", help="torch device [default: cpu]")
-    bt.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="torch CPU threads [default: torch's choice]")  # fmt: skip
+    bt.add_argument("--threads", default=None, metavar="N[,N]",
+                    help="torch CPU threads, one row each (the seed loop and ceilings use the "
+                    "first) [default: torch's choice]")  # fmt: skip
     bt.add_argument("--json", action="store_true", help="print one JSON object instead")
     bt.set_defaults(handler=cmd_bench_train)
     bm = what.add_parser(
@@ -238,7 +239,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from atari_dqn.bench.timing import check_positive, print_result
+    from atari_dqn.bench.timing import check_positive, parse_ints, print_result
     from atari_dqn.bench.train import (
         TrainBenchSettings,
         parse_kinds,
@@ -256,18 +257,19 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         msg = f"--num-envs takes comma-separated integers, got {args.num_envs!r}"
         raise ConfigError(msg) from None
     check_positive(steps=args.steps, repeats=args.repeats, num_envs=min(num_envs or [0]))
+    threads = parse_ints(args.threads, "--threads") if args.threads is not None else None
     if not presets:
         raise ConfigError("--preset needs at least one preset")
     if args.warmup < 0:
         raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
-    check_positive(buffer_size=args.buffer_size, threads=args.threads)  # None: not given
+    check_positive(buffer_size=args.buffer_size)  # None: not given
     settings = TrainBenchSettings(
         steps=args.steps,
         warmup=args.warmup,
         preset=presets[0],
         device=args.device,
         buffer_size=args.buffer_size,
-        threads=args.threads,
+        threads=threads[0] if threads else None,
     )
     result = train_benchmark(
         settings,
@@ -278,6 +280,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         seed_loop=args.seed_loop,
         with_ceilings=args.ceilings,
+        threads=threads,
     )
     print_result(result, train_report, args.json)
     return 0

@@ -122,6 +122,7 @@ _GROUPS = {
         "gamma",
         "grad_clip",
         "double",
+        "one_pass_double",
         "dueling",
         "distributional",
         "atoms",
@@ -130,6 +131,7 @@ _GROUPS = {
         "noisy",
         "noisy_sigma0",
         "layer_norm",
+        "augment",
     ),  # fmt: skip
     "PQN (--algo pqn)": ("rollout_steps", "epochs", "minibatches", "q_lambda", "max_grad_norm"),
     "exploration": ("eps_start", "eps_end", "eps_decay"),
