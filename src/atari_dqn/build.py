@@ -423,7 +423,7 @@ def build_training(
 ) -> Training:
     """A single-process run: the learner, the training env(s), the replay (DQN) and the loop;
     ``config.algo`` is looked at here, once. ``timer`` (``bench train``'s breakdown) is given
-    the time of each phase of DQN's loop."""
+    the time of each phase of the loop."""
     if config.algo == "pqn":
         pqn = build_pqn_learner(config, restore=restore)
         env = build_env(config, pqn.actions, config.num_envs)
@@ -437,6 +437,7 @@ def build_training(
             settings=pqn.settings,
             rollout_steps=config.rollout_steps,
             lr=lambda step: lr,
+            timer=timer,
         )
         return Training(pqn, env, None, pqn_loop)
     learner = build_learner(config, restore=restore)

@@ -312,9 +312,12 @@ class Config:
 
     @property
     def replay_ratio(self) -> float:
-        """Transitions trained per agent step: ``batch_size / update_every``. Derived, not a
-        setting of its own, so config.toml has one source for each (update_every is whole:
-        the ratios are batch_size / k)."""
+        """Transitions trained per agent step: ``batch_size / update_every`` (PQN: each
+        rollout sample once per epoch, ``epochs``). Derived, not a setting of its own, so
+        config.toml has one source for each (update_every is whole: the ratios are
+        batch_size / k)."""
+        if self.algo == "pqn":
+            return float(self.epochs)
         return self.batch_size / self.update_every
 
     def replace(self, **changes: Any) -> Config:

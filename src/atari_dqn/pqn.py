@@ -66,7 +66,7 @@ from atari_dqn.agent import (
     section,
 )
 from atari_dqn.evaluate import EvalResult
-from atari_dqn.loop import LoopSettings, Progress, close_report, evaluate_at
+from atari_dqn.loop import LoopSettings, PhaseTimer, Progress, close_report, evaluate_at
 from atari_dqn.networks import QNetwork
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import VecEnv, VecStep
@@ -379,8 +379,10 @@ class PQNLoop:
         settings: LoopSettings,
         rollout_steps: int,
         lr: Callable[[int], float],
+        timer: PhaseTimer | None = None,
     ) -> None:
         self.env = env
+        self.timer = timer  # None: nothing is timed (the loop does exactly the same work)
         self.eval_env = eval_env
         self.learner = learner
         self.epsilon = epsilon
@@ -436,24 +438,34 @@ class PQNLoop:
     ) -> tuple[np.ndarray, float]:
         """One rollout into ``rollout``, from ``obs``; returns the envs' states after it and
         the last ε acted with."""
-        learner = self.learner
+        learner, timer = self.learner, self.timer
         eps = self.epsilon(self.step + 1)
+        if timer is not None:
+            timer.start()
         for t in range(rollout.steps):
             eps = self.epsilon(self.step + 1)
             actions, max_q = learner.act_with_max_q(obs, eps, self.rng)
             if t > 0:
                 rollout.record_acting_max_q(t, max_q)
+            if timer is not None:
+                timer.lap("act")
             self.env.send(actions)
             vs = self.env.recv()
+            if timer is not None:
+                timer.lap("env")
             envs, stacks = rollout.record(t, obs, actions, vs)
             if len(envs):
                 rollout.set_next_max_q(t, learner.max_q(stacks), envs)
+            if timer is not None:
+                timer.lap("store")
             obs = vs.obs
             self.step += int(vs.transition.sum())
             report.game_returns += vs.game_returns
             report.game_lengths += vs.game_lengths
             report.game_steps += [self.step] * len(vs.game_returns)
         rollout.record_acting_max_q(rollout.steps, learner.max_q(obs))
+        if timer is not None:
+            timer.lap("act")
         return obs, eps
 
     def run(self) -> Iterator[Progress]:
@@ -473,9 +485,13 @@ class PQNLoop:
             if self.step > s.warmup_steps:
                 last = self.learner.update(self.rollout, self.lr(self.step))
                 self.updates += 1
+                if self.timer is not None:
+                    self.timer.lap("update")
             evaluation = None
             if self.step >= self.next_eval:
                 evaluation = self.evaluate(self.next_eval // s.eval_every)
+                if self.timer is not None:
+                    self.timer.lap("eval")
                 self.next_eval += s.eval_every * (1 + (self.step - self.next_eval) // s.eval_every)
             yield close_report(
                 report,

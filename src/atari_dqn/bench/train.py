@@ -112,7 +112,7 @@ class TrainBenchSettings:
         total = start + self.steps
         changes: dict[str, Any] = {
             "bf16": bf16,
-            "num_envs": num_envs,
+            "num_envs": num_envs or base.num_envs,  # 0: the preset's own
             "device": self.device,
             "warmup_steps": self.warmup,
             "total_steps": total,
@@ -125,7 +125,7 @@ class TrainBenchSettings:
         }
         if self.buffer_size is not None:
             changes["buffer_size"] = self.buffer_size
-        if replay != "preset":  # "preset": the preset's own replay
+        if replay != "preset" and base.algo == "dqn":  # "preset": the preset's own replay
             changes["replay"] = replay
         config = base.replace(**changes)
         config.validate()
@@ -247,7 +247,8 @@ def config_rows(
     counts: list[int | None] = list(threads) if threads else [settings.threads]
     rows = []
     for preset in presets:
-        for kind in kinds:
+        pqn = preset_config(preset).algo == "pqn"  # no replay: one row, not one per kind
+        for kind in ["preset"] if pqn else kinds:
             for n in num_envs:
                 for t in counts:
                     for half in bf16:
