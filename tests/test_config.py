@@ -1,4 +1,4 @@
-"""Config: defaults are the seed's, TOML round trip, validation messages."""
+"""Config: defaults are the course project's, TOML round trip, validation messages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from atari_dqn.config import Config, ConfigError, load_toml, preset_config, to_toml
 
 
-def test_seed_defaults() -> None:
-    c = preset_config("seed")
+def test_course_defaults() -> None:
+    c = preset_config("course")
     assert (c.buffer_size, c.batch_size, c.lr, c.adam_eps, c.gamma) == (
         100_000, 32, 6.25e-5, 1.5e-4, 0.99
     )  # fmt: skip
@@ -16,7 +16,8 @@ def test_seed_defaults() -> None:
         50_000, 4, 10_000, 100_000, 3
     )  # fmt: skip
     assert (c.eps_start, c.eps_end, c.eps_decay, c.grad_clip) == (1.0, 0.1, 1_000_000, 1.0)
-    assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "seed"
+    assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "course"
+    assert c == Config() and c.preset == "course"
 
 
 def test_toml_round_trip(tmp_path) -> None:
@@ -110,7 +111,11 @@ def test_rainbow_preset_has_all_six_parts_with_the_papers_settings() -> None:
 
 
 def test_every_value_of_a_sourced_preset_says_where_it_comes_from() -> None:
-    from atari_dqn.config import PRESET_SOURCES, PRESETS
+    from atari_dqn.config import PRESETS, Preset
 
-    for name, sources in PRESET_SOURCES.items():
-        assert set(sources) == set(PRESETS[name]), name
+    sourced = {name: p for name, p in PRESETS.items() if p.sources}
+    assert set(sourced) >= {"laptop", "rainbow"}
+    for name, preset in sourced.items():
+        assert set(preset.sources) == set(preset.changes), name
+    with pytest.raises(ValueError, match="does not set"):
+        Preset("a preset", {"lr": 1e-4}, {"gamma": "a source of a value it does not set"})

@@ -44,7 +44,7 @@ def test_td_errors_and_huber_by_hand() -> None:
     # huber: 0.5*0.5^2 = 0.125 ; |3| - 0.5 = 2.5 ; 0  -> mean 0.875
     loss = losses.weighted_huber(td)
     assert loss.item() == pytest.approx(0.875)
-    # Equal to the seed's smooth_l1_loss(Q(s,a), y)
+    # Equal to the course project's smooth_l1_loss(Q(s,a), y)
     q_taken = q.gather(1, actions[:, None]).squeeze(1)
     assert F.smooth_l1_loss(q_taken, y).item() == pytest.approx(loss.item())
     # Importance weights multiply each sample's loss before the mean.

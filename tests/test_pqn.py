@@ -210,7 +210,7 @@ def test_atari_vector_keeps_the_true_successor_after_an_episode_end() -> None:
     # env acts from next is that episode's true s_{t+1}, and that next step is no agent step
     # (FIRE or the reset), so row t+1's acting pass gives the bootstrap max_a Q(s_{t+1}).
     game = "BreakoutNoFrameskip-v4"
-    env = AtariVector(game, 2, actions=resolve_actions(game, "seed"), noop_max=0, max_frames=400)
+    env = AtariVector(game, 2, actions=resolve_actions(game, "course"), noop_max=0, max_frames=400)
     obs = env.reset(seed=1).obs
     rng = np.random.default_rng(0)
     ended = {"terminated": 0, "truncated": 0}

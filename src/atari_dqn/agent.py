@@ -102,7 +102,7 @@ class DQNAgent:
     ``double`` selects the Double-DQN target. A distributional ``online``/``target`` pair
     learns C51's way; ``noise`` (noisy networks) is the generator of all their noise, seeded
     from the run seed and saved in checkpoints, so runs and resumes are exact. Gradients are
-    clamped element-wise to ``[-grad_clip, grad_clip]`` as the seed's
+    clamped element-wise to ``[-grad_clip, grad_clip]`` as the course project's
     ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
     autocast: faster where the hardware has bf16 units, but it changes results beyond float
     rounding. Acting always runs in float32.

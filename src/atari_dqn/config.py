@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,10 @@ class Config:
     # --- environment ---
     env_id: str = _opt("BreakoutNoFrameskip-v4", "ALE game id, as XNoFrameskip-v4 or ALE/X-v5.")
     actions: str = _opt(
-        "seed",
-        "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
-        " minimal), 'minimal', 'full', or a comma list of ALE action names.",
+        "course",
+        "Agent action set: 'course' (the course project's: Breakout NOOP,RIGHT,LEFT with FIRE"
+        " automatic; other games: minimal), 'minimal', 'full', or a comma list of ALE action"
+        " names.",
     )
     noop_max: int = _opt(30, "Up to this many random no-ops at each game start (emulator frames).")
     frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
@@ -81,12 +82,14 @@ class Config:
         " as set when it starts).",
     )
     priority_eps: float = _opt(1e-6, "Prioritized replay: added to |td| so no priority is 0.")
-    n_step: int = _opt(1, "Returns over n agent steps (1 = the seed's one-step target).")
+    n_step: int = _opt(1, "Returns over n agent steps (1 = the course project's one-step target).")
     # --- learning ---
     lr: float = _opt(6.25e-5, "Adam learning rate.")
     adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
     gamma: float = _opt(0.99, "Discount factor per agent step.")
-    grad_clip: float = _opt(1.0, "Clamp every gradient element to [-c, c] (the seed's clamp_).")
+    grad_clip: float = _opt(
+        1.0, "Clamp every gradient element to [-c, c] (the course project's clamp_)."
+    )
     fused_adam: bool = _opt(
         True, "Adam as one fused kernel (same maths; --no-fused-adam for the per-tensor loop)."
     )
@@ -129,8 +132,8 @@ class Config:
     eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
     eval_epsilon: float = _opt(
         0.05,
-        "Epsilon during evaluation (0 = greedy, as the seed); noisy layers evaluate with their"
-        " mean weights.",
+        "Epsilon during evaluation (0 = greedy, as the course project); noisy layers evaluate"
+        " with their mean weights.",
     )
     eval_max_frames: int = _opt(
         108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
@@ -150,7 +153,14 @@ class Config:
         " evaluations, at the end and on SIGINT/SIGTERM.",
     )
     # --- bookkeeping ---
-    preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
+    preset: str = _opt("course", "Name of the preset these settings started from (informational).")
+
+    def __post_init__(self) -> None:
+        # Old names of values become the current ones, so a Config names them one way only.
+        for name, aliases in VALUE_ALIASES.items():
+            value = getattr(self, name)
+            if value in aliases:
+                object.__setattr__(self, name, aliases[value])
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field. Cheap: no env or file is touched."""
@@ -237,7 +247,23 @@ RUN_NEUTRAL = (
     "checkpoint_every",
 )
 
-# Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: what it is (``summary``), its ``changes`` to the defaults above
+    and, for a value whose origin is worth a note, where it comes from (``sources``); `atari-dqn
+    presets` prints all three."""
+
+    summary: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not set(self.sources) <= set(self.changes):
+            raise ValueError(f"sources of values the preset does not set: {set(self.sources)}")
+
+
+# Each preset is a set of changes to the defaults above; `course` is the defaults themselves.
 _NATURE: dict[str, Any] = {
     "actions": "minimal",
     "buffer_size": 1_000_000,
@@ -248,131 +274,166 @@ _NATURE: dict[str, Any] = {
     "eps_decay": 1_000_000,
     "target_update": 10_000,
 }
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {},
-    "nature": _NATURE,
-    "double": {**_NATURE, "double": True},
-    "dueling": {**_NATURE, "double": True, "dueling": True},
-    # Rainbow (Hessel et al. 2018) replay settings, without noisy nets and distributional RL.
-    "rainbow-lite": {
-        **_NATURE,
-        "double": True,
-        "dueling": True,
-        "replay": "prioritized",
-        "alpha": 0.5,
-        "beta0": 0.4,
-        "n_step": 3,
-        "lr": 6.25e-5,
-        "adam_eps": 1.5e-4,
-        "warmup_steps": 20_000,
-        "target_update": 8_000,
-        "eps_end": 0.01,
-        "eps_decay": 250_000,
-    },
+# Rainbow (Hessel et al. 2018) replay settings, without noisy nets and distributional RL.
+_RAINBOW_LITE: dict[str, Any] = {
+    **_NATURE,
+    "double": True,
+    "dueling": True,
+    "replay": "prioritized",
+    "alpha": 0.5,
+    "beta0": 0.4,
+    "n_step": 3,
+    "lr": 6.25e-5,
+    "adam_eps": 1.5e-4,
+    "warmup_steps": 20_000,
+    "target_update": 8_000,
+    "eps_end": 0.01,
+    "eps_decay": 250_000,
+}
+PRESETS: dict[str, Preset] = {
+    "course": Preset(
+        "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
+        "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
+    ),
+    "nature": Preset(
+        "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
+        "minimal action set) with Adam lr 1e-4 and PyTorch's default eps 1e-8 in place of RMSProp, "
+        "as CleanRL and SB3 do.",
+        _NATURE,
+    ),
+    "double": Preset(
+        "nature + Double DQN targets (van Hasselt et al. 2016).",
+        {**_NATURE, "double": True},
+    ),
+    "dueling": Preset(
+        "double + the dueling head (Wang et al. 2016, who also used double targets).",
+        {**_NATURE, "double": True, "dueling": True},
+    ),
+    "rainbow-lite": Preset(
+        "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
+        "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5 with "
+        "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
+        _RAINBOW_LITE,
+    ),
     # Chosen on a 2-core CPU for the most learning per wall minute: docs/results/README.md.
-    "laptop": {
-        "actions": "minimal",
-        "num_envs": 8,
-        "buffer_size": 100_000,
-        "warmup_steps": 20_000,
-        "lr": 1e-4,
-        "adam_eps": 1e-8,
-        "n_step": 3,
-        "double": True,
-        "target_update": 1_000,
-        "eps_end": 0.01,
-        "eps_decay": 100_000,
-        "total_steps": 300_000,
-        "eval_every": 50_000,
-        "eval_games": 10,
-    },
-}
-PRESETS["rainbow"] = {
-    **PRESETS["rainbow-lite"],
-    "distributional": True,
-    "atoms": 51,
-    "v_min": -10.0,
-    "v_max": 10.0,
-    "noisy": True,
-    "noisy_sigma0": 0.5,
-    "eps_start": 1.0,  # random play fills the replay during warm-up
-    "eps_end": 0.0,  # then exploration is the noise alone
-    "eps_decay": 1,
+    "laptop": Preset(
+        "For a CPU laptop, 300k steps (docs/results/): 8 envs stepped together (more steps "
+        "per second), uniform replay 100k, warm-up 20k, 3-step double-DQN targets, a target sync "
+        "every 1k steps and epsilon 1->0.01 over 100k (the sync, final epsilon, replay size and lr "
+        "are SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
+        "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
+        "games every 50k.",
+        {
+            "actions": "minimal",
+            "num_envs": 8,
+            "buffer_size": 100_000,
+            "warmup_steps": 20_000,
+            "lr": 1e-4,
+            "adam_eps": 1e-8,
+            "n_step": 3,
+            "double": True,
+            "target_update": 1_000,
+            "eps_end": 0.01,
+            "eps_decay": 100_000,
+            "total_steps": 300_000,
+            "eval_every": 50_000,
+            "eval_games": 10,
+        },
+        sources={
+            "actions": "the minimal action set (Breakout's 4), as every preset but course",
+            "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
+            "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the course project's)",
+            "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
+            "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
+            "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 "
+            "(docs/results/adam-eps)",
+            "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
+            "double": "Double DQN targets (van Hasselt et al. 2016)",
+            "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
+            "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
+            "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
+            "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
+            "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+            "eval_games": "10 full games per evaluation (the learning-results protocol)",
+        },
+    ),
+    "rainbow": Preset(
+        "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
+        " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
+        " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
+        " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
+        " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
+        " agent steps (32k frames), 1M replay (nature's); plus C51's"
+        " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
+        " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
+        " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
+        " (--eps-decay 1), as Rainbow's epsilon 0; evaluation keeps --eval-epsilon 0.05 and the"
+        " noisy layers' mean weights (Dopamine's eval_mode). Not the paper's: gradients are clamped"
+        " element-wise to 1 (the course project's), not clipped by norm 10.",
+        {
+            **_RAINBOW_LITE,
+            "distributional": True,
+            "atoms": 51,
+            "v_min": -10.0,
+            "v_max": 10.0,
+            "noisy": True,
+            "noisy_sigma0": 0.5,
+            "eps_start": 1.0,  # random play fills the replay during warm-up
+            "eps_end": 0.0,  # then exploration is the noise alone
+            "eps_decay": 1,
+        },
+        sources={
+            "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
+            "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
+            "lr": "Adam step size 6.25e-5, Hessel et al. 2018 Table 1",
+            "adam_eps": "Adam epsilon 1.5e-4, Hessel et al. 2018 Table 1",
+            "warmup_steps": "min history 80k frames = 20k agent steps, Hessel et al. 2018 Table 1",
+            "eps_end": "epsilon 0 once learning starts: noisy nets explore, Hessel et al. 2018",
+            "eps_decay": "1 step: epsilon falls from 1 to 0 right after warm-up (see eps_end)",
+            "target_update": "target period 32k frames = 8k agent steps, "
+            "Hessel et al. 2018 Table 1",
+            "double": "Double DQN (van Hasselt et al. 2016), one of Rainbow's six parts",
+            "dueling": "dueling streams over atoms (Wang et al. 2016), as Rainbow's network",
+            "replay": "proportional prioritized replay (Schaul et al. 2016), as Rainbow",
+            "alpha": "priority exponent 0.5, Hessel et al. 2018 Table 1",
+            "beta0": "IS exponent 0.4 annealed to 1 over the run, Hessel et al. 2018 Table 1",
+            "n_step": "multi-step returns n = 3, Hessel et al. 2018 Table 1",
+            "distributional": "C51 (Bellemare et al. 2017), one of Rainbow's six parts",
+            "atoms": "51 atoms, Bellemare et al. 2017, kept by Hessel et al. 2018 Table 1",
+            "v_min": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+            "v_max": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+            "noisy": "factorised NoisyNet (Fortunato et al. 2018), one of Rainbow's six parts",
+            "noisy_sigma0": "sigma0 0.5, Fortunato et al. 2018 factorised, "
+            "Hessel et al. 2018 Table 1",
+            "eps_start": "random play (epsilon 1) fills the replay during warm-up",
+        },
+    ),
 }
 
-PRESET_HELP: dict[str, str] = {
-    "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
-    "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
-    "nature": "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
-    "minimal action set) with Adam lr 1e-4 and PyTorch's default eps 1e-8 in place of RMSProp, "
-    "as CleanRL and SB3 do.",
-    "double": "nature + Double DQN targets (van Hasselt et al. 2016).",
-    "dueling": "double + the dueling head (Wang et al. 2016, who also used double targets).",
-    "rainbow-lite": "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
-    "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5 with "
-    "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
-    "laptop": "For a CPU laptop, 300k steps (docs/results/): 8 envs stepped together (more steps "
-    "per second), uniform replay 100k, warm-up 20k, 3-step double-DQN targets, a target sync "
-    "every 1k steps and epsilon 1->0.01 over 100k (the sync, final epsilon, replay size and lr are "
-    "SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
-    "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
-    "games every 50k.",
-    "rainbow": "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
-    " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
-    " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
-    " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
-    " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
-    " agent steps (32k frames), 1M replay (nature's); plus C51's"
-    " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
-    " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
-    " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
-    " (--eps-decay 1), as Rainbow's epsilon 0; evaluation keeps --eval-epsilon 0.05 and the"
-    " noisy layers' mean weights (Dopamine's eval_mode). Not the paper's: gradients are clamped"
-    " element-wise to 1 (the seed's), not clipped by norm 10.",
-}
 
-# Where each of a preset's values comes from (printed by `atari-dqn presets` beside the value).
-PRESET_SOURCES: dict[str, dict[str, str]] = {
-    "laptop": {
-        "actions": "the minimal action set (Breakout's 4), as every preset but seed",
-        "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
-        "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the seed's)",
-        "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
-        "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
-        "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 (docs/results/adam-eps)",
-        "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
-        "double": "Double DQN targets (van Hasselt et al. 2016)",
-        "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
-        "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
-        "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
-        "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
-        "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
-        "eval_games": "10 full games per evaluation (the learning-results protocol)",
-    },
-    "rainbow": {
-        "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
-        "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
-        "lr": "Adam step size 6.25e-5, Hessel et al. 2018 Table 1",
-        "adam_eps": "Adam epsilon 1.5e-4, Hessel et al. 2018 Table 1",
-        "warmup_steps": "min history 80k frames = 20k agent steps, Hessel et al. 2018 Table 1",
-        "eps_end": "epsilon 0 once learning starts: noisy nets explore, Hessel et al. 2018",
-        "eps_decay": "1 step: epsilon falls from 1 to 0 right after warm-up (see eps_end)",
-        "target_update": "target period 32k frames = 8k agent steps, Hessel et al. 2018 Table 1",
-        "double": "Double DQN (van Hasselt et al. 2016), one of Rainbow's six parts",
-        "dueling": "dueling streams over atoms (Wang et al. 2016), as Rainbow's network",
-        "replay": "proportional prioritized replay (Schaul et al. 2016), as Rainbow",
-        "alpha": "priority exponent 0.5, Hessel et al. 2018 Table 1",
-        "beta0": "IS exponent 0.4 annealed to 1 over the run, Hessel et al. 2018 Table 1",
-        "n_step": "multi-step returns n = 3, Hessel et al. 2018 Table 1",
-        "distributional": "C51 (Bellemare et al. 2017), one of Rainbow's six parts",
-        "atoms": "51 atoms, Bellemare et al. 2017, kept by Hessel et al. 2018 Table 1",
-        "v_min": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
-        "v_max": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
-        "noisy": "factorised NoisyNet (Fortunato et al. 2018), one of Rainbow's six parts",
-        "noisy_sigma0": "sigma0 0.5, Fortunato et al. 2018 factorised, Hessel et al. 2018 Table 1",
-        "eps_start": "random play (epsilon 1) fills the replay during warm-up",
-    },
-}
+# Old names of values, still accepted everywhere: the course project's preset and action set
+# were called "seed" (after the project this tool grew from) until they were named for it. A
+# Config holds the current name; old config.toml files and checkpoints compare through
+# `canonical_settings`.
+PRESET_ALIASES: dict[str, str] = {"seed": "course"}
+ACTIONS_ALIASES: dict[str, str] = {"seed": "course"}
+VALUE_ALIASES: dict[str, dict[str, str]] = {"preset": PRESET_ALIASES, "actions": ACTIONS_ALIASES}
+
+
+def canonical_preset(name: str) -> str:
+    """The current name of preset ``name`` (itself unless it is an old name)."""
+    return PRESET_ALIASES.get(name, name)
+
+
+def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (a config.toml or a checkpoint's config, as read) with old names of values
+    replaced by the current ones, so an old run compares equal to a new one of its settings."""
+    out = dict(settings)
+    for name, aliases in VALUE_ALIASES.items():
+        value = out.get(name)
+        if isinstance(value, str) and value in aliases:
+            out[name] = aliases[value]
+    return out
 
 
 # Names users bring from other tools, and the field they mean here.
@@ -393,9 +454,11 @@ def _flag(name: str) -> str:
 
 
 def preset_config(name: str) -> Config:
+    """The settings of preset ``name`` (an old name of a preset is accepted)."""
+    name = canonical_preset(name)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], "preset": name})
+    return Config(**{**PRESETS[name].changes, "preset": name})
 
 
 def _coerce(name: str, value: Any) -> Any:
