@@ -27,9 +27,10 @@ class UpdateResult:
 
     loss: torch.Tensor  # scalar
     q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
-    # (B,) what new priorities are made from, on the update's device (no sync): |δ|, or with a
-    # distributional head the per-sample cross-entropy (as Rainbow)
-    td_abs: torch.Tensor
+    priority: torch.Tensor
+    """(B,) each sample's new priority before α and ε (the replay applies them), on the
+    update's device (no sync): the TD error |δ|, or with a distributional head the per-sample
+    cross-entropy (as Rainbow: the KL up to the target's entropy)."""
 
 
 class EpsilonGreedyPolicy:
@@ -138,9 +139,6 @@ class DQNAgent:
         self.eval_policy = EpsilonGreedyPolicy(online, num_actions, device)
 
     # ------------------------------------------------------------------ acting
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.greedy(obs)
-
     def act(
         self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:

@@ -135,7 +135,7 @@ def update_benchmark(
                 start = time.perf_counter()
                 agents[name] = variant_agent(v, config, num_actions, dev)
                 r = agents[name].update(batch)  # compiles, if it compiles
-                first[name] = (float(r.loss), r.td_abs.float().cpu().numpy())
+                first[name] = (float(r.loss), r.priority.float().cpu().numpy())
                 for _ in range(2):
                     agents[name].update(batch)
                 warm_s[name] = time.perf_counter() - start
