@@ -88,6 +88,42 @@ def test_validation(changes: dict, message: str) -> None:
         Config(**changes).validate()
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"sticky_actions": 1.5}, r"--sticky-actions must be in \[0, 1\] or -1, got 1.5"),
+        ({"alpha": -0.5}, "--alpha must be >= 0, got -0.5"),
+        ({"num_envs": 0}, "--num-envs must be between 1 and 1024, got 0"),
+        ({"checkpoint_every": -1}, "--checkpoint-every must be >= 0, got -1"),
+        ({"priority_eps": float("nan")}, "--priority-eps must be a positive number"),
+        ({"gamma": float("nan")}, r"--gamma must be in \[0, 1\]"),
+    ],
+)
+def test_validation_of_bounds_beside_the_fields(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**changes).validate()
+
+
+def test_every_bounded_field_refuses_a_value_past_its_bounds_and_keeps_its_unset_value() -> None:
+    from dataclasses import fields
+
+    Config(sticky_actions=-1.0).validate()  # -1: the env id's default
+    checked = 0
+    for f in fields(Config):
+        meta, default = f.metadata, f.default
+        step = 1 if isinstance(default, int) else 0.5
+        if meta.get("positive"):
+            bad = [type(default)(0)] + ([float("nan"), float("inf")] if step == 0.5 else [])
+        else:
+            bad = [meta["min"] - step] if "min" in meta else []
+            bad += [meta["max"] + step] if "max" in meta else []
+        for value in bad:
+            with pytest.raises(ConfigError, match=f"^--{f.name.replace('_', '-')} must be"):
+                Config(**{f.name: value}).validate()
+            checked += 1
+    assert checked > 30
+
+
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         preset_config("nope")

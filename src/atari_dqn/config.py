@@ -25,11 +25,48 @@ class ConfigError(UsageError, ValueError):
     """A configuration value a user gave is invalid; the message is one line."""
 
 
-def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    positive: bool = False,
+    unset: float | None = None,
+) -> Any:
+    """A Config field: its default, its help line and the bounds :meth:`Config.validate` checks
+    (``positive``: > 0, and finite for a float; ``min`` / ``max``: inclusive; ``unset``: a value
+    outside them that means "not set", e.g. -1)."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    bounds = {"min": min, "max": max, "positive": positive or None, "unset": unset}
+    meta.update({k: v for k, v in bounds.items() if v is not None})
     return field(default=default, metadata=meta)
+
+
+def _out_of_bounds(value: Any, meta: Mapping[str, Any]) -> str | None:
+    """What ``value`` must be if it breaks its field's bounds (a phrase for "must be ..."), else
+    None. NaN breaks every bound."""
+    if "unset" in meta and value == meta["unset"]:
+        return None
+    is_float = isinstance(value, float)
+    if meta.get("positive"):
+        if is_float:
+            return None if value > 0 and math.isfinite(value) else "a positive number"
+        return None if value > 0 else "positive"
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        if low <= value <= high:
+            return None
+        either = f" or {meta['unset']:g}" if "unset" in meta else ""
+        return (f"in [{low:g}, {high:g}]" if is_float else f"between {low} and {high}") + either
+    if low is not None and not value >= low:
+        return f">= {low:g}"
+    if high is not None and not value <= high:
+        return f"<= {high:g}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -44,15 +81,25 @@ class Config:
         " automatic; other games: minimal), 'minimal', 'full', or a comma list of ALE action"
         " names.",
     )
-    noop_max: int = _opt(30, "Up to this many random no-ops at each game start (emulator frames).")
-    frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
+    noop_max: int = _opt(
+        30, "Up to this many random no-ops at each game start (emulator frames).", min=0
+    )
+    frame_skip: int = _opt(
+        4, "Emulator frames per agent step (max-pooled over the last two).", positive=True
+    )
     sticky_actions: float = _opt(
-        -1.0, "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25)."
+        -1.0,
+        "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25).",
+        min=0.0,
+        max=1.0,
+        unset=-1.0,
     )
     num_envs: int = _opt(
         1,
         "Training envs stepped together (C++ threads when > 1; evaluation keeps its own env)."
         " The replay ratio stays one update per --update-every agent steps over all envs.",
+        min=1,
+        max=1024,
     )
     # --- schedule of the run ---
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
@@ -60,35 +107,48 @@ class Config:
         "auto",
         "Torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps (Apple).",
     )
-    total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.")
+    total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.", positive=True)
     warmup_steps: int = _opt(
-        50_000, "Agent steps of random play that fill the replay before learning starts."
+        50_000, "Agent steps of random play that fill the replay before learning starts.", min=0
     )
-    update_every: int = _opt(4, "One gradient update every this many agent steps.")
-    target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
+    update_every: int = _opt(4, "One gradient update every this many agent steps.", positive=True)
+    target_update: int = _opt(
+        10_000, "Copy the online network to the target every N agent steps.", positive=True
+    )
     # --- replay ---
-    buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
-    batch_size: int = _opt(32, "Transitions per gradient update.")
+    buffer_size: int = _opt(
+        100_000, "Replay capacity, in transitions (agent steps).", positive=True
+    )
+    batch_size: int = _opt(32, "Transitions per gradient update.", positive=True)
     replay: str = _opt(
         "uniform",
         "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
         choices=("uniform", "prioritized"),
     )
-    alpha: float = _opt(0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.")
-    beta0: float = _opt(0.4, "Prioritized replay: importance-sampling exponent at the start.")
+    alpha: float = _opt(
+        0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.", min=0.0
+    )
+    beta0: float = _opt(
+        0.4, "Prioritized replay: importance-sampling exponent at the start.", min=0.0, max=1.0
+    )
     beta_steps: int = _opt(
         0,
         "Prioritized replay: agent steps over which beta anneals to 1 (0 = the whole run,"
         " as set when it starts).",
+        min=0,
     )
-    priority_eps: float = _opt(1e-6, "Prioritized replay: added to |td| so no priority is 0.")
-    n_step: int = _opt(1, "Returns over n agent steps (1 = the course project's one-step target).")
+    priority_eps: float = _opt(
+        1e-6, "Prioritized replay: added to |td| so no priority is 0.", positive=True
+    )
+    n_step: int = _opt(
+        1, "Returns over n agent steps (1 = the course project's one-step target).", min=1, max=100
+    )
     # --- learning ---
-    lr: float = _opt(6.25e-5, "Adam learning rate.")
-    adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
-    gamma: float = _opt(0.99, "Discount factor per agent step.")
+    lr: float = _opt(6.25e-5, "Adam learning rate.", positive=True)
+    adam_eps: float = _opt(1.5e-4, "Adam epsilon.", positive=True)
+    gamma: float = _opt(0.99, "Discount factor per agent step.", min=0.0, max=1.0)
     grad_clip: float = _opt(
-        1.0, "Clamp every gradient element to [-c, c] (the course project's clamp_)."
+        1.0, "Clamp every gradient element to [-c, c] (the course project's clamp_).", positive=True
     )
     fused_adam: bool = _opt(
         True, "Adam as one fused kernel (same maths; --no-fused-adam for the per-tensor loop)."
@@ -112,7 +172,9 @@ class Config:
         " [--v-min, --v-max] per action, Q = sum z p, projected n-step targets, cross-entropy"
         " loss whose per-sample value is also the new priority (Bellemare et al. 2017).",
     )
-    atoms: int = _opt(51, "Distributional head: atoms of the support (at least 2).")
+    atoms: int = _opt(
+        51, "Distributional head: atoms of the support (at least 2).", min=2, max=1001
+    )
     v_min: float = _opt(-10.0, "Distributional head: smallest value of the support (returns).")
     v_max: float = _opt(10.0, "Distributional head: largest value of the support (returns).")
     noisy: bool = _opt(
@@ -120,23 +182,35 @@ class Config:
         "NoisyNet head: factorised-Gaussian noisy linear layers, fresh noise at every acting step"
         " and update (Fortunato et al. 2018); evaluation uses their mean weights, as Dopamine.",
     )
-    noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
+    noisy_sigma0: float = _opt(
+        0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).", positive=True
+    )
     # --- exploration ---
-    eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
-    eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
+    eps_start: float = _opt(
+        1.0, "Exploration epsilon at the start (and during warm-up).", min=0.0, max=1.0
+    )
+    eps_end: float = _opt(0.1, "Exploration epsilon after the decay.", min=0.0, max=1.0)
     eps_decay: int = _opt(
-        1_000_000, "Agent steps, counted after warm-up, over which epsilon decays linearly."
+        1_000_000,
+        "Agent steps, counted after warm-up, over which epsilon decays linearly.",
+        positive=True,
     )
     # --- evaluation ---
-    eval_every: int = _opt(100_000, "Evaluate (and save a model) every N agent steps.")
-    eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
+    eval_every: int = _opt(
+        100_000, "Evaluate (and save a model) every N agent steps.", positive=True
+    )
+    eval_games: int = _opt(3, "Full games (all lives) per evaluation.", positive=True)
     eval_epsilon: float = _opt(
         0.05,
         "Epsilon during evaluation (0 = greedy, as the course project); noisy layers evaluate"
         " with their mean weights.",
+        min=0.0,
+        max=1.0,
     )
     eval_max_frames: int = _opt(
-        108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
+        108_000,
+        "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes).",
+        positive=True,
     )
     checkpoint_replay: bool = _opt(
         True, "Save the replay memory in checkpoints, for exact resume (big: ~7 KB a slot)."
@@ -145,12 +219,14 @@ class Config:
         16_384,
         "Replay slots per checkpoint file of frames (16384: 116 MB); a checkpoint writes only"
         " the filled ones holding frames written since the previous checkpoint.",
+        positive=True,
     )
     checkpoint_every: int = _opt(
         0,
         "Also checkpoint every N agent steps (at the first report, every 100 steps, at or after"
         " each multiple), so a kill or a power cut loses at most about N steps; 0: only at"
         " evaluations, at the end and on SIGINT/SIGTERM.",
+        min=0,
     )
     # --- bookkeeping ---
     preset: str = _opt("course", "Name of the preset these settings started from (informational).")
@@ -163,61 +239,25 @@ class Config:
                 object.__setattr__(self, name, aliases[value])
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad field. Cheap: no env or file is touched."""
-        positive = [
-            "total_steps", "update_every", "target_update", "buffer_size", "batch_size",
-            "eval_every", "eval_games", "eval_max_frames", "frame_skip", "eps_decay",
-            "checkpoint_chunk",
-        ]  # fmt: skip
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        if self.noop_max < 0:
-            raise ConfigError(f"--noop-max must be >= 0, got {self.noop_max}")
+        """Raise ConfigError naming the first bad field. Cheap: no env or file is touched.
+
+        Each field's own bounds sit beside it (``_opt``); below them, the checks that relate
+        two fields or a string's form."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            must = _out_of_bounds(value, f.metadata)
+            if must is not None:
+                raise ConfigError(f"--{_flag(f.name)} must be {must}, got {value}")
         if self.batch_size > self.buffer_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
             )
-        for name in ("eps_start", "eps_end", "eval_epsilon"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1], got {value}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}")
-        for name in ("lr", "adam_eps", "grad_clip"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"--{_flag(name)} must be a positive number, got {value}")
-        if self.sticky_actions != -1.0 and not 0.0 <= self.sticky_actions <= 1.0:
-            raise ConfigError(
-                f"--sticky-actions must be in [0, 1] or -1, got {self.sticky_actions}"
-            )
-        if self.alpha < 0:
-            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
-        if not 0.0 <= self.beta0 <= 1.0:
-            raise ConfigError(f"--beta0 must be in [0, 1], got {self.beta0}")
-        if self.beta_steps < 0:
-            raise ConfigError(f"--beta-steps must be >= 0, got {self.beta_steps}")
-        if not self.priority_eps > 0:
-            raise ConfigError(f"--priority-eps must be positive, got {self.priority_eps}")
-        if not 2 <= self.atoms <= 1001:
-            raise ConfigError(f"--atoms must be between 2 and 1001, got {self.atoms}")
         if not (math.isfinite(self.v_min) and math.isfinite(self.v_max)):
             raise ConfigError(f"--v-min and --v-max must be finite, got {self.v_min}, {self.v_max}")
         if not self.v_min < self.v_max:
             raise ConfigError(
                 f"--v-min must be smaller than --v-max, got {self.v_min} and {self.v_max}"
             )
-        if not (self.noisy_sigma0 > 0 and math.isfinite(self.noisy_sigma0)):
-            raise ConfigError(f"--noisy-sigma0 must be a positive number, got {self.noisy_sigma0}")
-        if not 1 <= self.n_step <= 100:
-            raise ConfigError(f"--n-step must be between 1 and 100, got {self.n_step}")
-        if not 1 <= self.num_envs <= 1024:
-            raise ConfigError(f"--num-envs must be between 1 and 1024, got {self.num_envs}")
         if self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
