@@ -33,7 +33,7 @@ __all__ = ["CourseFenwickSampler"]
 
 
 class CourseFenwickSampler:
-    """Seed ``treearray``: Fenwick tree with a randomized top-down search."""
+    """The course project's ``treearray``: Fenwick tree with a randomized top-down search."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 2:

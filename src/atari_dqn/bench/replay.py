@@ -257,7 +257,8 @@ def replay_table(result: Result) -> str:
         f"gather: building the batch from indices ({b} x 2 stacks of 4 frames); "
         "sample = sample() end to end = draw + gather",
         f"update: update_priorities({b} TD errors) (a no-op for uniform); "
-        "draw+upd: draw then update, timed together (the seed: sample() + update(), no gather)",
+        "draw+upd: draw then update, timed together (the course project: sample() + update(), "
+        "no gather)",
         "SumTree alone: sample_stratified + update, without IS weights, α and the ready check",
         "B/transition: storage array nbytes / capacity at 84x84 frames "
         "(+ sum tree nbytes / capacity for prioritized)",
