@@ -322,7 +322,7 @@ def make_learner(
     net = QNetwork(3, layer_norm=settings.layer_norm, generator=g)
     return PQNLearner(
         net,
-        make_optimizer(net, settings),
+        make_optimizer(net, settings.lr),
         num_actions=3,
         device=torch.device("cpu"),
         settings=settings,

@@ -13,8 +13,10 @@ the order of the streams is part of the reproducibility contract (same seed, sam
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -29,8 +31,10 @@ from atari_dqn.envs import (
     make_env,
     resolve_actions,
 )
-from atari_dqn.loop import LoopSettings, TrainLoop
+from atari_dqn.loop import EvalAgent, Loop, LoopSettings, TrainLoop
 from atari_dqn.networks import QNetwork
+from atari_dqn.pqn import PQNLearner, PQNLoop, PQNSettings
+from atari_dqn.pqn import make_optimizer as make_pqn_optimizer
 from atari_dqn.replay import Replay
 from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import FrameStorage
@@ -66,7 +70,9 @@ def check_training_input(config: Config) -> tuple[tuple[str, ...], torch.device]
 class MemoryNeed:
     """Host memory a run's config asks for, estimated before anything is allocated."""
 
-    replay: int  # frames and per-slot arrays at full capacity, plus the sum tree if prioritized
+    # frames and per-slot arrays at full capacity, plus the sum tree if prioritized; PQN: the
+    # rollout's frame stacks
+    replay: int
     networks: int  # online and target weights, their gradients, Adam's two moments
 
     @property
@@ -77,10 +83,13 @@ class MemoryNeed:
 def memory_need(config: Config, num_actions: int) -> MemoryNeed:
     """What :func:`build_training` will allocate for the replay and the networks (the same
     capacity as :func:`build_replay`; the kind mirrors :func:`make_replay`'s one look at it)."""
-    capacity = config.buffer_size // config.num_envs * config.num_envs
-    replay = FrameStorage.nbytes_for(capacity)
-    if config.replay == "prioritized":
-        replay += SumTree.nbytes_for(capacity)
+    if config.algo == "pqn":  # no replay: the rollout's frame stacks
+        replay = config.rollout_steps * config.num_envs * 4 * 84 * 84
+    else:
+        capacity = config.buffer_size // config.num_envs * config.num_envs
+        replay = FrameStorage.nbytes_for(capacity)
+        if config.replay == "prioritized":
+            replay += SumTree.nbytes_for(capacity)
     weights = sum(
         p.numel() * p.element_size() for p in build_network(config, num_actions).parameters()
     )
@@ -190,6 +199,7 @@ def build_network(
         v_max=config.v_max,
         noisy=config.noisy,
         sigma0=config.noisy_sigma0,
+        layer_norm=config.layer_norm,
     )
 
 
@@ -250,15 +260,20 @@ def build_policy(
 
 
 # ---------------------------------------------------------------------- a training run
-@dataclass
-class Learner:
-    """The learner's side of a run, shared by the single-process loop and the Ape-X learner:
-    agent, evaluation env, schedules, the loop's settings and the generators it continues."""
+AgentT = TypeVar("AgentT", bound=EvalAgent, covariant=True)
+A = TypeVar("A", bound=EvalAgent)
+
+
+@dataclass(frozen=True)
+class Learner(Generic[AgentT]):
+    """The learner's side of a run, shared by the single-process loops and the Ape-X learner:
+    agent (``DQNAgent`` or ``PQNLearner``), evaluation env, schedules, the loop's settings and
+    the generators it continues."""
 
     config: Config
     actions: tuple[str, ...]
     device: torch.device
-    agent: DQNAgent
+    agent: AgentT
     online: QNetwork  # the agent's online network, as built (what model files save)
     eval_env: gym.Env
     settings: LoopSettings
@@ -272,24 +287,54 @@ class Learner:
 class Training:
     """Every part of a single-process training run, built and wired, not yet started."""
 
-    learner: Learner
+    learner: Learner[EvalAgent]
     env: VecEnv
-    replay: Replay
-    loop: TrainLoop
+    replay: Replay | None  # None: PQN has no replay memory
+    loop: Loop
 
 
-def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
-    """Networks, optimiser, evaluation env, schedules and generators of a run."""
+@dataclass(frozen=True)
+class _Seeds:
+    """The run seed's independent streams (``SeedSequence.spawn``: child i is the same for any
+    count, so a stream added at the end changes none before it)."""
+
+    env: int
+    eval: int
+    weights: torch.Generator
+    replay: np.random.Generator
+    loop: np.random.Generator
+    noise: torch.Generator
+    permutations: torch.Generator  # PQN's minibatch permutations
+
+    @classmethod
+    def of(cls, seed: int) -> _Seeds:
+        seeds = np.random.SeedSequence(seed).spawn(7)
+
+        def torch_gen(child: np.random.SeedSequence) -> torch.Generator:
+            return torch.Generator().manual_seed(int(child.generate_state(1)[0]))
+
+        env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
+        return cls(
+            env=env_seed,
+            eval=eval_seed,
+            weights=torch_gen(seeds[2]),
+            replay=np.random.default_rng(seeds[3]),
+            loop=np.random.default_rng(seeds[4]),
+            noise=torch_gen(seeds[5]),
+            permutations=torch_gen(seeds[6]),
+        )
+
+
+def _learner(
+    config: Config, restore: Path | None, make_agent: Callable[[QNetwork, torch.device, _Seeds], A]
+) -> Learner[A]:
+    """The parts every learner has, around the agent ``make_agent`` builds on the online net."""
     from atari_dqn.perf import tune_allocator
 
     actions, device = check_training_input(config)
-    seeds = np.random.SeedSequence(config.seed).spawn(6)  # child i is the same for any count
-    env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
-    torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
-    noise_gen = torch.Generator().manual_seed(int(seeds[5].generate_state(1)[0]))
+    seeds = _Seeds.of(config.seed)
     tune_allocator()
-    online = build_online(config, len(actions), device, generator=torch_gen, restore=restore)
-    agent = build_agent(config, len(actions), device, online=online, noise=noise_gen)
+    online = build_online(config, len(actions), device, generator=seeds.weights, restore=restore)
     settings = LoopSettings(
         total_steps=config.total_steps,
         warmup_steps=config.warmup_steps,
@@ -299,14 +344,14 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
         eval_every=config.eval_every,
         eval_games=config.eval_games,
         eval_epsilon=config.eval_epsilon,
-        eval_seed=eval_seed,
-        env_seed=env_seed,
+        eval_seed=seeds.eval,
+        env_seed=seeds.env,
     )
     return Learner(
         config=config,
         actions=actions,
         device=device,
-        agent=agent,
+        agent=make_agent(online, device, seeds),
         online=online,
         eval_env=build_eval_env(config, actions),
         settings=settings,
@@ -314,13 +359,69 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
             config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
         ),
         beta=LinearSchedule(config.beta0, 1.0, config.beta_steps or config.total_steps),
-        loop_rng=np.random.default_rng(seeds[4]),
-        replay_rng=np.random.default_rng(seeds[3]),
+        loop_rng=seeds.loop,
+        replay_rng=seeds.replay,
     )
 
 
+def build_learner(config: Config, *, restore: Path | None = None) -> Learner[DQNAgent]:
+    """A DQN learner: networks, optimiser, evaluation env, schedules and generators of a run."""
+
+    def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> DQNAgent:
+        n = online.num_actions
+        return build_agent(config, n, device, online=online, noise=seeds.noise)
+
+    return _learner(config, restore, agent)
+
+
+def pqn_settings(config: Config) -> PQNSettings:
+    return PQNSettings(
+        num_envs=config.num_envs,
+        rollout_steps=config.rollout_steps,
+        epochs=config.epochs,
+        minibatches=config.minibatches,
+        lr=config.lr,
+        max_grad_norm=config.max_grad_norm,
+        gamma=config.gamma,
+        lam=config.q_lambda,
+        layer_norm=config.layer_norm,
+    )
+
+
+def build_pqn_learner(config: Config, *, restore: Path | None = None) -> Learner[PQNLearner]:
+    """A PQN learner: the online network (no target), RAdam, the permutation generator."""
+
+    def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> PQNLearner:
+        return PQNLearner(
+            online,
+            make_pqn_optimizer(online, config.lr, config.adam_eps),
+            num_actions=online.num_actions,
+            device=device,
+            settings=pqn_settings(config),
+            generator=seeds.permutations,
+        )
+
+    return _learner(config, restore, agent)
+
+
 def build_training(config: Config, *, restore: Path | None = None) -> Training:
-    """A single-process run: the learner, the training env(s), the replay and the loop."""
+    """A single-process run: the learner, the training env(s), the replay (DQN) and the loop;
+    ``config.algo`` is looked at here, once."""
+    if config.algo == "pqn":
+        pqn = build_pqn_learner(config, restore=restore)
+        env = build_env(config, pqn.actions, config.num_envs)
+        lr = config.lr
+        pqn_loop = PQNLoop(
+            env,
+            pqn.eval_env,
+            pqn.agent,
+            pqn.epsilon,
+            rng=pqn.loop_rng,
+            settings=pqn.settings,
+            rollout_steps=config.rollout_steps,
+            lr=lambda step: lr,
+        )
+        return Training(pqn, env, None, pqn_loop)
     learner = build_learner(config, restore=restore)
     env = build_env(config, learner.actions, config.num_envs)
     replay = build_replay(config, learner.replay_rng, config.num_envs)

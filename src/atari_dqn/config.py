@@ -102,6 +102,13 @@ class Config:
         max=1024,
     )
     # --- schedule of the run ---
+    algo: str = _opt(
+        "dqn",
+        "Learning algorithm: dqn (replay memory, target network) or pqn (Gallici et al. 2024:"
+        " --num-envs envs act for --rollout-steps, Q(lambda) targets over each rollout, no"
+        " replay, no target network); --algo pqn without --preset starts from the pqn preset.",
+        choices=("dqn", "pqn"),
+    )
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
     device: str = _opt(
         "auto",
@@ -185,6 +192,22 @@ class Config:
     noisy_sigma0: float = _opt(
         0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).", positive=True
     )
+    layer_norm: bool = _opt(
+        False,
+        "LayerNorm after each convolution (over channels) and hidden fc layer, before the ReLU,"
+        " as PQN's network (Gallici et al. 2024).",
+    )
+    # --- PQN --- (their bounds are checked for --algo pqn only: Config._validate_pqn)
+    rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).")
+    epochs: int = _opt(2, "PQN: passes over each rollout's num_envs x rollout_steps samples.")
+    minibatches: int = _opt(
+        32,
+        "PQN: minibatches per pass, a gradient step each; must divide num_envs x rollout_steps.",
+    )
+    q_lambda: float = _opt(
+        0.65, "PQN: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo)."
+    )
+    max_grad_norm: float = _opt(10.0, "PQN: clip the gradient's global norm to this.")
     # --- exploration ---
     eps_start: float = _opt(
         1.0, "Exploration epsilon at the start (and during warm-up).", min=0.0, max=1.0
@@ -270,6 +293,41 @@ class Config:
                 f"--device must be auto, cpu, cuda or cuda:N (or mps on Apple silicon), "
                 f"got {self.device!r}"
             )
+
+        if self.algo == "pqn":
+            self._validate_pqn()
+
+    def _validate_pqn(self) -> None:
+        for name in ("rollout_steps", "epochs", "minibatches"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        samples = self.num_envs * self.rollout_steps
+        if samples % self.minibatches:
+            raise ConfigError(
+                f"--minibatches {self.minibatches} must divide the rollout's --num-envs "
+                f"{self.num_envs} x --rollout-steps {self.rollout_steps} = {samples} samples"
+            )
+        if not 0.0 <= self.q_lambda <= 1.0:
+            raise ConfigError(f"--q-lambda must be in [0, 1], got {self.q_lambda}")
+        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise ConfigError(
+                f"--max-grad-norm must be a positive number, got {self.max_grad_norm}"
+            )
+        # What only DQN's replay and target network give meaning to: refused, not ignored.
+        dqn_only = {
+            "replay": self.replay != "uniform",
+            "n_step": self.n_step != 1,
+            "double": self.double,
+            "distributional": self.distributional,
+            "noisy": self.noisy,
+            "bf16": self.bf16,
+        }
+        for name, used in dqn_only.items():
+            if used:
+                raise ConfigError(
+                    f"--{_flag(name)} {getattr(self, name)} is not available with --algo pqn"
+                    " (it has no replay memory or target network)"
+                )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -394,6 +452,53 @@ PRESETS: dict[str, Preset] = {
             "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
             "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
             "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+            "eval_games": "10 full games per evaluation (the learning-results protocol)",
+        },
+    ),
+    # PQN with the paper's Atari settings: purejaxql's purejaxql/config/alg/pqn_atari.yaml.
+    "pqn": Preset(
+        "PQN (Gallici et al. 2024) with the paper's Atari settings (purejaxql's pqn_atari.yaml):"
+        " 128 envs x 32-step rollouts, Q(lambda) targets with lambda 0.65, 2 epochs x 32"
+        " minibatches of 128, RAdam lr 2.5e-4, gradient norm clipped to 10, LayerNorm, epsilon"
+        " 1 -> 0.001 over the first 10% of 10M steps; no replay, no target network.",
+        {
+            "algo": "pqn",
+            "actions": "minimal",
+            "num_envs": 128,
+            "rollout_steps": 32,
+            "epochs": 2,
+            "minibatches": 32,
+            "lr": 2.5e-4,
+            "adam_eps": 1e-8,
+            "q_lambda": 0.65,
+            "max_grad_norm": 10.0,
+            "layer_norm": True,
+            "warmup_steps": 0,
+            "eps_start": 1.0,
+            "eps_end": 0.001,
+            "eps_decay": 1_000_000,
+            "total_steps": 10_000_000,
+            "eval_every": 500_000,
+            "eval_games": 10,
+        },
+        sources={
+            "algo": "PQN, Gallici et al. 2024 (Simplifying Deep Temporal Difference Learning)",
+            "actions": "the minimal action set (envpool's default in purejaxql)",
+            "num_envs": "NUM_ENVS 128, purejaxql pqn_atari.yaml",
+            "rollout_steps": "NUM_STEPS 32, purejaxql pqn_atari.yaml",
+            "epochs": "NUM_EPOCHS 2, purejaxql pqn_atari.yaml",
+            "minibatches": "NUM_MINIBATCHES 32, purejaxql pqn_atari.yaml",
+            "lr": "LR 2.5e-4 (no decay: LR_LINEAR_DECAY False), purejaxql pqn_atari.yaml",
+            "adam_eps": "RAdam's default eps 1e-8, as optax.radam in purejaxql",
+            "q_lambda": "LAMBDA 0.65, purejaxql pqn_atari.yaml",
+            "max_grad_norm": "MAX_GRAD_NORM 10, purejaxql pqn_atari.yaml",
+            "layer_norm": "NORM_TYPE layer_norm, purejaxql pqn_atari.yaml",
+            "warmup_steps": "no warm-up: PQN learns from its first rollout",
+            "eps_start": "EPS_START 1, purejaxql pqn_atari.yaml",
+            "eps_end": "EPS_FINISH 0.001, purejaxql pqn_atari.yaml",
+            "eps_decay": "EPS_DECAY 0.1 of the run: 1M of 10M steps, purejaxql pqn_atari.yaml",
+            "total_steps": "TOTAL_TIMESTEPS 1e7 agent steps, purejaxql pqn_atari.yaml",
+            "eval_every": "an evaluation every 500k steps: twenty points on a 10M curve",
             "eval_games": "10 full games per evaluation (the learning-results protocol)",
         },
     ),

@@ -60,7 +60,7 @@ from atari_dqn.config import (
 from atari_dqn.envs import EnvSettings
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.host import session_record
-from atari_dqn.loop import Loop, Progress
+from atari_dqn.loop import EvalAgent, Loop, Progress
 from atari_dqn.metrics import MetricsWriter
 from atari_dqn.reporting import (
     Reporting,
@@ -109,9 +109,9 @@ class RunReplay(StatefulReplay, Protocol):
 class Driven:
     """What the driver needs of a built run, whichever loop it is."""
 
-    learner: Learner
+    learner: Learner[EvalAgent]
     loop: Loop
-    replay: RunReplay
+    replay: RunReplay | None  # None: a loop without a replay memory (PQN)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
     # Told the path of each checkpoint once it is saved or loaded (the Ape-X replay server
     # restores a dead server's replay from it).
@@ -273,7 +273,7 @@ class Driver:
                 agent=parts.learner.agent,
                 replay=parts.replay,
                 loop=parts.loop,
-                include_replay=self.config.checkpoint_replay,
+                include_replay=self.config.checkpoint_replay and parts.replay is not None,
                 extra={
                     "train_seconds": self.clock.seconds,
                     "best": list(self.best) if self.best else None,
@@ -334,7 +334,9 @@ class Driver:
         self.console.bar = bar
         # TensorBoard event files in the run directory; a resumed run continues after its step.
         self.metrics = MetricsWriter(
-            self.run_dir.path, start_step=loop.step, replay_beta=self.parts.replay.uses_priorities
+            self.run_dir.path,
+            start_step=loop.step,
+            replay_beta=self.parts.replay is not None and self.parts.replay.uses_priorities,
         )
         failing = False
         try:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from atari_dqn import killpoints
 from atari_dqn.agent import UpdateResult
@@ -78,6 +79,30 @@ class Agent(Protocol):
     def sync_target(self) -> None: ...
 
 
+class UpdateStats(Protocol):
+    """What a report reads of a learner's latest update (DQN's and PQN's results): scalars
+    on the update's device, read only when a report is made."""
+
+    @property
+    def loss(self) -> torch.Tensor: ...
+
+    @property
+    def q_mean(self) -> torch.Tensor: ...
+
+
+class EvalAgent(Protocol):
+    """What a run's evaluations, videos and checkpoints need of any learner (``DQNAgent``,
+    ``PQNLearner``): acting as evaluation does, and its checkpoint state."""
+
+    def act_eval(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+
 class Loop(Protocol):
     """What the driver runs: the single-process :class:`TrainLoop` and the Ape-X learner's
     loop. ``run`` yields a :class:`Progress` per report; ``state``/``load_state`` are the
@@ -122,7 +147,7 @@ def close_report(
     evaluation: EvalResult | None,
     beta: float,
     replay_stats: dict[str, float],
-    last: UpdateResult | None,
+    last: UpdateStats | None,
 ) -> Progress:
     """Fill in a report with the loop's position and the latest update; the NaN guard: a loss
     or mean Q that is not finite stops the run (NonFiniteLossError) before anything is saved."""

@@ -1,5 +1,6 @@
 """PQN (Gallici et al. 2024, "Simplifying Deep Temporal Difference Learning"): the rollout, the
-settings and the learner. Not wired into a loop yet.
+settings, the learner and its loop (:class:`PQNLoop`, built by ``build.build_training`` for
+``--algo pqn``, driven by the same driver as DQN's loop).
 
 N envs act ε-greedily for T steps; the Q(λ) targets of the whole rollout are computed once
 (:func:`atari_dqn.losses.q_lambda_returns`) from the ``max_a Q`` the network gave while acting,
@@ -48,9 +49,11 @@ A loop's rollout, then::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -62,9 +65,11 @@ from atari_dqn.agent import (
     optimizer_state,
     section,
 )
+from atari_dqn.evaluate import EvalResult
+from atari_dqn.loop import LoopSettings, Progress, close_report, evaluate_at
 from atari_dqn.networks import QNetwork
 from atari_dqn.schedules import LinearSchedule
-from atari_dqn.vector import VecStep
+from atari_dqn.vector import VecEnv, VecStep
 
 
 @dataclass(frozen=True)
@@ -146,11 +151,18 @@ class Rollout:
     rebuilt: np.ndarray
 
     @classmethod
-    def empty(cls, steps: int, num_envs: int, device: torch.device, frames: int = 4) -> Rollout:
+    def empty(
+        cls,
+        steps: int,
+        num_envs: int,
+        device: torch.device,
+        frames: int = 4,
+        frame_shape: tuple[int, ...] = (84, 84),
+    ) -> Rollout:
         """Zeroed storage for ``steps`` rows of ``num_envs`` envs (``next_max_q`` on ``device``)."""
         t, n = steps, num_envs
         return cls(
-            obs=np.zeros((t, n, frames, 84, 84), dtype=np.uint8),
+            obs=np.zeros((t, n, frames, *frame_shape), dtype=np.uint8),
             actions=np.zeros((t, n), dtype=np.int64),
             rewards=np.zeros((t, n), dtype=np.float32),
             terminated=np.zeros((t, n), dtype=bool),
@@ -344,6 +356,134 @@ class PQNLearner:
         self.updates = int(meta["updates"])
 
 
-def make_optimizer(network: nn.Module, settings: PQNSettings) -> torch.optim.Optimizer:
-    """RAdam (Liu et al. 2020) with its default betas and eps, as optax.radam in purejaxql."""
-    return torch.optim.RAdam(network.parameters(), lr=settings.lr)
+def make_optimizer(network: nn.Module, lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """RAdam (Liu et al. 2020) with its default betas, as optax.radam in purejaxql."""
+    return torch.optim.RAdam(network.parameters(), lr=lr, eps=eps)
+
+
+class PQNLoop:
+    """PQN's training loop behind the :class:`~atari_dqn.loop.Loop` protocol: a rollout of
+    ``T`` steps of all envs (ε-greedy, recording ``max_a Q`` as it acts), then one
+    :meth:`PQNLearner.update` over it; a report after every rollout (so every checkpoint is at
+    a rollout boundary); evaluations as DQN's loop has them, at the first boundary at or past
+    each multiple of ``eval_every``. During ``warmup_steps`` it acts and learns nothing.
+    """
+
+    def __init__(
+        self,
+        env: VecEnv,
+        eval_env: gym.Env,
+        learner: PQNLearner,
+        epsilon: Callable[[int], float],
+        rng: np.random.Generator,
+        settings: LoopSettings,
+        rollout_steps: int,
+        lr: Callable[[int], float],
+    ) -> None:
+        self.env = env
+        self.eval_env = eval_env
+        self.learner = learner
+        self.epsilon = epsilon
+        self.rng = rng
+        self.s = settings
+        self.lr = lr
+        self.rollout_steps = rollout_steps
+        self.rollout: Rollout | None = None  # allocated for the envs' stacks at the first one
+        self.step = 0  # agent steps (transitions) so far, over all envs
+        self.updates = 0  # rollouts learned from
+        self.next_eval = settings.eval_every
+        self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The loop's position, its generator and, where it can be saved, the envs' state."""
+        env = self.env.state() if self._obs is not None else None
+        arrays = {f"env.{k}": v for k, v in env[0].items()} if env is not None else {}
+        meta = {
+            "step": self.step,
+            "updates": self.updates,
+            "next_eval": self.next_eval,
+            "started": self._obs is not None,
+            "rng": self.rng.bit_generator.state,
+            "env": env[1] if env is not None else None,
+        }
+        return arrays, meta
+
+    def load_state(
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
+    ) -> None:
+        """Continue from a saved state (there is no replay: ``replay_restored`` is moot). The
+        single env is restored exactly; vectorised C++ envs start new games, as in DQN's loop."""
+        del replay_restored
+        self.step = int(meta["step"])
+        self.updates = int(meta["updates"])
+        self.next_eval = int(meta["next_eval"])
+        self.rng.bit_generator.state = meta["rng"]
+        if not meta["started"]:
+            return
+        if meta["env"] is not None:
+            env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
+            self._obs = self.env.load_state(env_arrays, meta["env"])
+            return
+        self._obs = self.env.reset(seed=self.s.env_seed + self.step).obs
+
+    def evaluate(self, index: int) -> EvalResult:
+        return evaluate_at(
+            self.eval_env, self.learner.act_eval, self.s, index=index, step=self.step
+        )
+
+    def _collect(
+        self, rollout: Rollout, obs: np.ndarray, report: Progress
+    ) -> tuple[np.ndarray, float]:
+        """One rollout into ``rollout``, from ``obs``; returns the envs' states after it and
+        the last ε acted with."""
+        learner = self.learner
+        eps = self.epsilon(self.step + 1)
+        for t in range(rollout.steps):
+            eps = self.epsilon(self.step + 1)
+            actions, max_q = learner.act_with_max_q(obs, eps, self.rng)
+            if t > 0:
+                rollout.record_acting_max_q(t, max_q)
+            self.env.send(actions)
+            vs = self.env.recv()
+            envs, stacks = rollout.record(t, obs, actions, vs)
+            if len(envs):
+                rollout.set_next_max_q(t, learner.max_q(stacks), envs)
+            obs = vs.obs
+            self.step += int(vs.transition.sum())
+            report.game_returns += vs.game_returns
+            report.game_lengths += vs.game_lengths
+            report.game_steps += [self.step] * len(vs.game_returns)
+        rollout.record_acting_max_q(rollout.steps, learner.max_q(obs))
+        return obs, eps
+
+    def run(self) -> Iterator[Progress]:
+        """Collect a rollout, learn from it, evaluate when due, report; until total_steps."""
+        s = self.s
+        last: PQNUpdateResult | None = None
+        if self._obs is None:
+            self._obs = self.env.reset(seed=s.env_seed).obs
+        while self.step < s.total_steps:
+            report = Progress(step=self.step, epsilon=self.epsilon(self.step))
+            if self.rollout is None:
+                n, frames, *shape = self._obs.shape
+                self.rollout = Rollout.empty(
+                    self.rollout_steps, n, self.learner.device, frames, tuple(shape)
+                )
+            self._obs, eps = self._collect(self.rollout, self._obs, report)
+            if self.step > s.warmup_steps:
+                last = self.learner.update(self.rollout, self.lr(self.step))
+                self.updates += 1
+            evaluation = None
+            if self.step >= self.next_eval:
+                evaluation = self.evaluate(self.next_eval // s.eval_every)
+                self.next_eval += s.eval_every * (1 + (self.step - self.next_eval) // s.eval_every)
+            yield close_report(
+                report,
+                step=self.step,
+                epsilon=eps,
+                updates=self.updates,
+                evaluation=evaluation,
+                beta=0.0,
+                replay_stats={},
+                last=last,
+            )
