@@ -37,7 +37,7 @@ from atari_dqn.artifacts import (
     save_model,
     writing,
 )
-from atari_dqn.build import Learner, build_training, check_memory, check_training_input
+from atari_dqn.build import LearnerSide, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -109,7 +109,7 @@ class RunReplay(StatefulReplay, Protocol):
 class Driven:
     """What the driver needs of a built run, whichever loop it is."""
 
-    learner: Learner[EvalAgent]
+    learner: LearnerSide[EvalAgent]
     loop: Loop
     replay: RunReplay | None  # None: a loop without a replay memory (PQN)
     banner: str | None = None  # one line on how the run is laid out, said when it starts

@@ -46,7 +46,7 @@ import ray
 import torch
 
 from atari_dqn.agent import DQNAgent, UpdateResult
-from atari_dqn.build import Learner, build_learner, build_replay
+from atari_dqn.build import LearnerSide, build_learner, build_replay
 from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_exploration
@@ -635,7 +635,7 @@ def start_server(make_replay: Callable[[], Replay]) -> Any:
     return remote_server.options(num_cpus=0, max_restarts=0).remote(make_replay)
 
 
-def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = None) -> ApexRun:
+def start_apex(learner: LearnerSide, apex: ApexSettings, *, address: str | None = None) -> ApexRun:
     """Start (or join) Ray, the replay server (its replay built from the learner's config and
     replay generator, one stream per actor env) and the actors; wire the learner's loop."""
     config = learner.config
