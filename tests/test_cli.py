@@ -262,8 +262,11 @@ def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("preset", [name for name in PRESETS if name != "course"])
 def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     out = tmp_path / preset
-    # TINY overrides the run's length and sizes; the preset keeps its learning settings.
-    assert train(out, "--preset", preset, "--total-steps", "120") == 0
+    # TINY overrides the run's length and sizes; the preset keeps its learning settings
+    # (PQN's: 4 envs x 8-step rollouts in place of 128 x 32, the sizes of a tiny run).
+    sizes = ["--num-envs", "4", "--rollout-steps", "8", "--minibatches", "4"]
+    extra = sizes if preset == "pqn" else []
+    assert train(out, "--preset", preset, "--total-steps", "120", *extra) == 0
     assert len((out / "rewards.txt").read_text().splitlines()) == 1
     assert f'preset = "{preset}"' in (out / "config.toml").read_text()
 

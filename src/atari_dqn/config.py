@@ -302,7 +302,8 @@ class Config:
                     f"--{_flag(f.name)} must be one of {', '.join(choices)},"
                     f" got {getattr(self, f.name)!r}"
                 )
-        if self.batch_size > self.buffer_size:
+        # The replay's sizes bind DQN only (PQN has no replay memory).
+        if self.algo == "dqn" and self.batch_size > self.buffer_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
             )
@@ -312,7 +313,7 @@ class Config:
             raise ConfigError(
                 f"--v-min must be smaller than --v-max, got {self.v_min} and {self.v_max}"
             )
-        if self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
+        if self.algo == "dqn" and self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
                 f" with --num-envs {self.num_envs}"
