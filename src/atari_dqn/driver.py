@@ -394,6 +394,8 @@ def start_run(
     actions, _ = check_training_input(config)
     if not force_memory:
         check_memory(config, actions)
+    for warning in config.warnings():  # legal but pointless: said, and the run goes on
+        print(f"atari-dqn: warning: {warning}", file=sys.stderr, flush=True)
     if restore is not None:
         load_model(restore)
     out = Path(out) if out is not None else default_out(config)
@@ -486,6 +488,7 @@ def check_resume(
         saved = Config(**load_toml(run.path / "config.toml"))
     except (ConfigError, TypeError) as exc:
         raise UsageError(f"--resume {run.path}: unreadable config.toml ({exc})") from None
+    run.check_history()  # a damaged rewards.txt, games.csv: refused before anything is touched
     config = saved
     for f in fields(Config):
         if f.name == "preset" or f.name not in changes:

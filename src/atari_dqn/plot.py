@@ -71,10 +71,12 @@ import numpy as np
 
 from atari_dqn.artifacts import (
     GAMES_HEADER,
+    REWARD_LINE,
     ArtifactError,
     RunDir,
     atomic_write_bytes,
     atomic_write_text,
+    read_utf8,
 )
 from atari_dqn.config import Config
 
@@ -493,18 +495,28 @@ def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], vi
     the first group). An interval that holds 0 is no difference detected at that confidence.
 
     Only finals at one step are compared: where a run of either group ends at another step
-    (one still training, a shorter run), the three are None and ``final_diff_why`` says why."""
+    (one still training, a shorter run), or where the groups play different games (their
+    scores do not subtract), the three are None and ``final_diff_why`` says why."""
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     base, base_steps = groups[0].finals(view), groups[0].final_steps(view)
+    base_games = _games_of(groups[0])
     for i, (group, row) in enumerate(zip(groups, rows, strict=True)):
         diff: tuple[float | None, ...] = (None, None, None)
         steps = group.final_steps(view)
-        if i and len(steps | base_steps) > 1:
+        games = _games_of(group)
+        if i and games | base_games != base_games:  # scores of two games do not subtract
+            listed = ", ".join(sorted(games | base_games))
+            row["final_diff_why"] = f"not compared: games {listed}"
+        elif i and len(steps | base_steps) > 1:
             listed = ", ".join(str(s) for s in sorted(steps | base_steps))
             row["final_diff_why"] = f"not compared: finals at {listed}"
         elif i:
             diff = difference_ci(group.finals(view), base, rng)
         row.update(zip(("final_diff", "final_diff_low", "final_diff_high"), diff, strict=True))
+
+
+def _games_of(group: Group) -> set[str]:
+    return {str(run.config.get("env_id", "?")) for run in group.runs}
 
 
 def interquartile_mean(values: np.ndarray) -> float:
@@ -516,18 +528,17 @@ def interquartile_mean(values: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- reading runs
-_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 
 
 def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Steps and scores of rewards.txt (``index step score`` per line, the seed's format)."""
     steps: list[int] = []
     scores: list[float] = []
-    lines = path.read_text().splitlines(keepends=True)
+    lines = read_utf8(path, PlotError).splitlines(keepends=True)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        match = _LINE.match(line)
+        match = REWARD_LINE.match(line)
         if match is None:
             if number == len(lines) and not line.endswith("\n"):
                 break  # a line being written right now by a running training
@@ -543,7 +554,7 @@ def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_games(path: Path) -> Games:
     """games.csv: its header, then ``step,score,length,train_seconds`` lines. An unterminated
     last line (being written right now by a running training) is left out."""
-    lines = path.read_text().splitlines(keepends=True)
+    lines = read_utf8(path, PlotError).splitlines(keepends=True)
     if lines and lines[0].strip() != GAMES_HEADER.strip():
         raise PlotError(f"{path}:1: expected the header {GAMES_HEADER.strip()!r}")
     rows: list[tuple[int, float, int, float]] = []

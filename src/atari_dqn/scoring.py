@@ -9,6 +9,7 @@ override that differs from the run's is reported as a note.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ import gymnasium as gym
 import numpy as np
 
 from atari_dqn.agent import EpsilonGreedyPolicy
-from atari_dqn.artifacts import load_model, resolve_model_path
+from atari_dqn.artifacts import ArtifactError, load_model, resolve_model_path
 from atari_dqn.build import build_policy, resolve_device
-from atari_dqn.config import UsageError
+from atari_dqn.config import SEED_LIMIT, UsageError, env_setting_problem
 from atari_dqn.envs import check_env_id, make_env, resolve_actions
 from atari_dqn.evaluate import FrameSink, Game, ScoredFrameSink, play, png_writer
 
@@ -63,16 +64,29 @@ class ModelScore:
 
 
 def env_settings(
-    meta: dict[str, str], overrides: dict[str, float | None]
+    meta: dict[str, str], overrides: dict[str, float | None], source: str = "the model file"
 ) -> tuple[dict[str, float], list[str]]:
-    """The run's settings (from the model file), each overridden where ``overrides`` gives a
-    value, with a note for every override that differs from what the run trained with."""
+    """The run's settings (from the model file ``source``), each overridden where ``overrides``
+    gives a value, with a note for every override that differs from what the run trained with.
+    A recorded value or an override out of its bounds (config.env_setting_problem) is refused:
+    ArtifactError for the file, UsageError for the flag."""
     settings: dict[str, float] = {}
     notes: list[str] = []
     for key, flag, default in ENV_SETTINGS:
-        recorded = float(meta[key]) if key in meta else None
+        recorded = None
+        if key in meta:
+            try:
+                recorded = float(meta[key])
+            except ValueError:
+                recorded = math.nan
+            problem = env_setting_problem(key, recorded)
+            if problem is not None:
+                raise ArtifactError(f"{source}: its metadata {key} = {meta[key]!r}: {problem}")
         given = overrides.get(key)
         if given is not None:
+            problem = env_setting_problem(key, float(given))
+            if problem is not None:
+                raise UsageError(f"{flag} {problem}")
             settings[key] = float(given)
             if recorded is not None and float(given) != recorded:
                 notes.append(f"note: {flag} {given:g} differs from the run's {recorded:g}")
@@ -147,6 +161,8 @@ class Policy:
         on_scored_frame: ScoredFrameSink | None = None,
     ) -> list[Game]:
         """Play full games, as the evaluation protocol does: each game's raw score and length."""
+        if not 0 <= seed <= SEED_LIMIT:
+            raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
         return play(
             env if env is not None else self.make_env(),
             self._policy.act,
@@ -170,7 +186,11 @@ def load_policy(
     evaluation's), ready to play in its run's env (each ENV_SETTINGS key may be overridden)."""
     path = resolve_model_path(Path(path), which)
     network, meta = load_model(path)
-    env_id = env_id or meta.get("env_id", "BreakoutNoFrameskip-v4")
+    settings, notes = env_settings(meta, overrides or {}, source=str(path))
+    trained_on = meta.get("env_id", "BreakoutNoFrameskip-v4")
+    if env_id is not None and env_id != trained_on:
+        notes.insert(0, f"note: --env-id {env_id} differs from the run's {trained_on}")
+    env_id = env_id or trained_on
     check_env_id(env_id)
     if meta.get("actions"):
         actions = tuple(meta["actions"].split(","))
@@ -180,7 +200,6 @@ def load_policy(
         raise UsageError(
             f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
         )
-    settings, notes = env_settings(meta, overrides or {})
     act = build_policy(network, resolve_device(device))
     return Policy(path, meta, act, env_id, actions, settings, notes)
 
@@ -202,6 +221,8 @@ def score_model(
     """Play ``episodes`` full games with a model file, or with a run directory's model
     (``which``: latest, best, N, or the newest evaluation's); ``frames``: a PNG per frame
     there; ``video``: an MP4 or GIF of the games (replacing one only if ``overwrite_video``)."""
+    if not 0 <= seed <= SEED_LIMIT:
+        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     policy = load_policy(path, which=which, env_id=env_id, overrides=overrides, device=device)
     sink = png_writer(frames) if frames is not None else None
     with contextlib.ExitStack() as stack:
