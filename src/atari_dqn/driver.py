@@ -146,7 +146,10 @@ def drive(
     """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals;
     evaluation videos as ``reporting`` asks, also sent to the W&B run ``tracker`` if any.
 
-    Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint."""
+    Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint. A
+    signal is honoured at the loop's next agent step (an evaluation under way is abandoned and
+    played first when the run continues), after the checkpoint being written if any; one that
+    arrives once every step is done ends the run as finished (0)."""
     from tqdm import tqdm
 
     reporting = reporting or Reporting()
@@ -215,6 +218,7 @@ def drive(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         del frame
         stop.append(signum)
+        loop.request_stop()  # the loop reports at its next step, even inside an evaluation
 
     # Only the main thread may take signals (a sweep's trial trains in another thread).
     previous = (
@@ -287,6 +291,12 @@ def drive(
             if result is not None or stop or (every and loop.step >= next_checkpoint):
                 checkpoint()
             clock.pause_until_now()
+            if stop and loop.step >= config.total_steps and not progress.evaluation_pending:
+                # A late signal: every step is done and saved, so the run has finished (exit
+                # status 0: there is nothing to continue, a script may go on with its results).
+                name = signal.Signals(stop[0]).name
+                console.log(f"{name} after the last step: the run is complete")
+                break
             if stop:
                 name = signal.Signals(stop[0]).name
                 console.log(
@@ -520,7 +530,9 @@ def check_resume(
                 f"({key}: {theirs.get(key)!r} vs {value!r})"
             )
     step = int(state["loop"]["step"])
-    if step >= config.total_steps:
+    # (a stop that abandoned the evaluation of the last step leaves it due: resuming plays it)
+    evaluation_due = int(state["loop"].get("next_eval", step + 1)) <= step
+    if step >= config.total_steps and not evaluation_due:
         raise UsageError(
             f"the run is already at step {step} of --total-steps {config.total_steps}; "
             "pass a larger --total-steps to continue it"

@@ -378,6 +378,7 @@ class ApexLoop:
         # cadence when the learner keeps up: target_update agent steps).
         self.sync_every = max(1, settings.target_update // settings.update_every)
         self._samples: deque[Any] = deque()
+        self._stop = False  # request_stop(): report at the next harvest (evaluations finish)
         self._priority_updates: deque[Any] = deque()
         self._replay_size = 0
         self._size_known_at = -1
@@ -423,6 +424,12 @@ class ApexLoop:
         if not replay_restored:  # an empty replay: a new warm-up before learning
             self.learn_from = self.step + self.s.warmup_steps
             self.updates_from = self.updates
+
+    def request_stop(self) -> None:
+        """Report at the next harvest. An evaluation under way plays to its end: this loop
+        counts it as done before it is played (next_eval moves first), so it cannot be left
+        due for the resumed run."""
+        self._stop = True
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
@@ -558,7 +565,8 @@ class ApexLoop:
                 learned = False
                 continue
             step = self.step
-            if evaluation is not None or step >= next_report or step >= s.total_steps:
+            due = evaluation is not None or step >= next_report or step >= s.total_steps
+            if due or self._stop:
                 next_report = (step // s.report_every + 1) * s.report_every
                 report = close_report(
                     report,
