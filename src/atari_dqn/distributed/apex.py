@@ -49,7 +49,7 @@ from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.build import Learner, build_learner, build_replay
 from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
-from atari_dqn.distributed.settings import ApexSettings, actor_exploration
+from atari_dqn.distributed.settings import ApexSettings, actor_exploration, check_local_ray
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
 from atari_dqn.driver import Driven, Launch
 from atari_dqn.evaluate import EvalResult
@@ -79,6 +79,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     is. Returns whether this call started or joined Ray, and so should shut it down."""
     if ray.is_initialized():
         return False
+    check_local_ray(address)  # never a local Ray open to the network without authentication
     if address is not None or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
