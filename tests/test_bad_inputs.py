@@ -111,7 +111,7 @@ def test_warmup_not_shorter_than_the_run_is_a_warning(tmp_path: Path, capsys) ->
     "meta, words",
     [
         ({"noop_max": "2000000000"}, "noop_max = '2000000000': must be between 0 and 1000"),
-        ({"frame_skip": "abc"}, "frame_skip = 'abc': must be a finite number"),
+        ({"frame_skip": "abc"}, "frame_skip = 'abc' is not a number"),
         ({"eval_max_frames": "-5"}, "eval_max_frames = '-5': must be between 1"),
         ({"num_actions": "2000000000"}, "num_actions = '2000000000' is not between 1 and 18"),
     ],

@@ -9,7 +9,6 @@ override that differs from the run's is reported as a note.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,9 @@ def env_settings(
             try:
                 recorded = float(meta[key])
             except ValueError:
-                recorded = math.nan
+                raise ArtifactError(
+                    f"{source}: its metadata {key} = {meta[key]!r} is not a number"
+                ) from None
             problem = env_setting_problem(key, recorded)
             if problem is not None:
                 raise ArtifactError(f"{source}: its metadata {key} = {meta[key]!r}: {problem}")
