@@ -19,6 +19,13 @@ def test_seed_defaults() -> None:
     assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "seed"
 
 
+def test_replay_ratio_is_transitions_trained_per_agent_step() -> None:
+    assert Config().replay_ratio == 8.0  # batch 32, an update every 4 steps
+    assert Config(batch_size=32, update_every=1).replay_ratio == 32.0
+    assert Config(batch_size=64, update_every=8).replay_ratio == 8.0
+    assert "replay_ratio" not in to_toml(Config())  # derived: not a setting of its own
+
+
 def test_toml_round_trip(tmp_path) -> None:
     c = Config(seed=3, lr=1e-4, env_id="ALE/Pong-v5", actions="NOOP,FIRE")
     path = tmp_path / "c.toml"
@@ -35,6 +42,19 @@ def test_toml_round_trip_of_the_rainbow_head(tmp_path) -> None:
     assert Config(**load_toml(path)) == c
     path.write_text("distributional = true\natoms = 11\nv-min = -1\nnoisy = true\n")
     assert load_toml(path) == {"distributional": True, "atoms": 11, "v_min": -1.0, "noisy": True}
+
+
+def test_toml_round_trip_of_the_sample_efficiency_options(tmp_path) -> None:
+    c = Config(layer_norm=True, augment="shift", double=True, one_pass_double=True)
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(c))
+    text = path.read_text()
+    assert 'augment = "shift"' in text and "layer_norm = true" in text
+    assert Config(**load_toml(path)) == c
+    # a file from before these options: their defaults, the old behaviour
+    path.write_text("double = true\n")
+    old = Config(**load_toml(path))
+    assert (old.layer_norm, old.augment, old.one_pass_double) == (False, "none", False)
 
 
 def test_toml_accepts_dashes_and_ints_for_floats(tmp_path) -> None:
@@ -80,6 +100,8 @@ def test_missing_toml() -> None:
         ({"v_max": float("inf")}, "--v-min and --v-max must be finite"),
         ({"noisy_sigma0": 0.0}, "--noisy-sigma0 must be a positive number"),
         ({"noisy_sigma0": float("nan")}, "--noisy-sigma0 must be a positive number"),
+        ({"augment": "crop"}, "--augment must be one of none, shift, got 'crop'"),
+        ({"replay": "fifo"}, "--replay must be one of uniform, prioritized"),
     ],
 )
 def test_validation(changes: dict, message: str) -> None:

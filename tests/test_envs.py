@@ -15,6 +15,7 @@ from atari_dqn.envs import (
     ALL_ACTIONS,
     ENV_ID_HELP,
     EnvError,
+    EnvSettings,
     check_env_id,
     make_env,
     resolve_actions,
@@ -50,8 +51,11 @@ def spy(env: gym.Env) -> list:
 
 def breakout(training: bool, **kwargs) -> gym.Env:
     kwargs.setdefault("noop_max", 0)
-    kwargs.setdefault("actions", SEED_ACTIONS)
-    return make_env(BREAKOUT, training=training, **kwargs)
+    actions = kwargs.pop("actions", SEED_ACTIONS)
+    frame_stack = kwargs.pop("frame_stack", 4)
+    return make_env(
+        EnvSettings(BREAKOUT, actions, **kwargs), training=training, frame_stack=frame_stack
+    )
 
 
 # ----------------------------------------------------------------------------- ids and actions
@@ -77,7 +81,7 @@ def test_check_env_id_rejects_others(env_id):
 def test_env_error_is_value_error():
     assert issubclass(EnvError, ValueError)
     with pytest.raises(EnvError):
-        make_env("CartPole-v1", training=True, actions=("NOOP",))
+        make_env(EnvSettings("CartPole-v1", ("NOOP",)), training=True)
 
 
 def test_resolve_actions_sets():
@@ -112,14 +116,12 @@ def test_make_env_bad_action_name():
 
 
 def test_v5_sticky_actions_and_frameskip_1():
-    env = make_env("ALE/Breakout-v5", training=True, actions=SEED_ACTIONS, max_frames=5000)
+    env = make_env(EnvSettings("ALE/Breakout-v5", SEED_ACTIONS, max_frames=5000), training=True)
     ale = env.unwrapped.ale
     assert ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
     assert env.unwrapped._frameskip == 1
     assert ale.getInt("max_num_frames_per_episode") == 5000
-    env = make_env(
-        "ALE/Breakout-v5", training=True, actions=SEED_ACTIONS, repeat_action_probability=0.0
-    )
+    env = make_env(EnvSettings("ALE/Breakout-v5", SEED_ACTIONS, sticky_actions=0.0), training=True)
     assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
 
 
@@ -128,7 +130,7 @@ def test_v4_no_sticky_actions_by_default():
     assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     assert env.unwrapped._frameskip == 1
     assert env.unwrapped.ale.getInt("max_num_frames_per_episode") == 108_000
-    env = breakout(True, repeat_action_probability=0.25)
+    env = breakout(True, sticky_actions=0.25)
     assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
 
 
@@ -137,7 +139,7 @@ def test_spaces_and_ale_reachable():
     assert env.observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     assert env.action_space == gym.spaces.Discrete(3)
     assert env.unwrapped.ale.getScreenRGB().shape == (210, 160, 3)
-    env = make_env(BREAKOUT, training=False, actions=ALL_ACTIONS, frame_stack=2)
+    env = make_env(EnvSettings(BREAKOUT, ALL_ACTIONS), training=False, frame_stack=2)
     assert env.observation_space.shape == (2, 84, 84)
     assert env.action_space == gym.spaces.Discrete(18)
 
@@ -145,7 +147,7 @@ def test_spaces_and_ale_reachable():
 @pytest.mark.parametrize("training", [True, False])
 def test_check_env_passes(training):
     for env_id in (BREAKOUT, "ALE/Breakout-v5"):
-        env = make_env(env_id, training=training, actions=SEED_ACTIONS, noop_max=5)
+        env = make_env(EnvSettings(env_id, SEED_ACTIONS, noop_max=5), training=training)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "env is wrapped" advice
             check_env(env, skip_render_check=True)
@@ -172,7 +174,7 @@ def test_observation_stack_filled_with_first_frame():
 
 def test_observation_is_resized_grayscale_screen():
     # frame_skip=1 (no max-pool) and Pong (FIRE pressed at reset, one emulator frame).
-    env = make_env(PONG, training=False, actions=("NOOP",), noop_max=0, frame_skip=1)
+    env = make_env(EnvSettings(PONG, ("NOOP",), noop_max=0, frame_skip=1), training=False)
     obs, _ = env.reset(seed=0)
     for _ in range(60):
         obs, *_ = env.step(0)
@@ -284,7 +286,7 @@ def test_reset_seed_or_full_reset_is_real_in_training():
 
 def test_pseudo_reset_without_fire_does_not_step():
     # Ms. Pac-Man has lives but no FIRE: the pseudo reset returns the current frame.
-    env = make_env("MsPacmanNoFrameskip-v4", training=True, actions=("NOOP",), noop_max=0)
+    env = make_env(EnvSettings("MsPacmanNoFrameskip-v4", ("NOOP",), noop_max=0), training=True)
     calls = spy(env)
     env.reset(seed=0)
     assert calls == ["RESET"]
@@ -360,7 +362,7 @@ def test_life_loss_not_terminal_in_evaluation():
 @pytest.mark.parametrize("training", [True, False])
 def test_frame_cap_truncates_the_game(training):
     # NOOP survives in Pong for far longer than 400 frames (lives are not used).
-    env = make_env(PONG, training=training, actions=("NOOP",), noop_max=0, max_frames=400)
+    env = make_env(EnvSettings(PONG, ("NOOP",), noop_max=0, max_frames=400), training=training)
     calls = spy(env)
     env.reset(seed=0)
     steps = 0
@@ -382,9 +384,8 @@ def test_rewards_clipped_in_training_raw_in_evaluation():
     # Space Invaders pays 5..30 per invader, so raw rewards above 1 come quickly.
     env_id = "SpaceInvadersNoFrameskip-v4"
     for training in (True, False):
-        env = make_env(
-            env_id, training=training, actions=resolve_actions(env_id, "seed"), noop_max=0
-        )
+        settings = EnvSettings(env_id, resolve_actions(env_id, "seed"), noop_max=0)
+        env = make_env(settings, training=training)
         rng = np.random.default_rng(0)
         env.reset(seed=0)
         big = 0

@@ -200,3 +200,41 @@ def test_bf16_update_is_close_to_the_float32_update_and_keeps_float32_state(doub
     assert not torch.equal(b.td_abs, a.td_abs)  # it does run in bf16
     for p in half.online.parameters():
         assert p.dtype == torch.float32 and p.grad is not None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [{}, {"dueling": True}, {"noisy": True}, {"distributional": True, "atoms": 11},
+     {"distributional": True, "atoms": 11, "noisy": True, "dueling": True}],
+)  # fmt: skip
+def test_one_pass_double_is_the_two_pass_update_within_float_rounding(head: dict) -> None:
+    """--one-pass-double: the online net at s and s' in one pass over [s; s'] learns what the
+    two passes learn (the same loss, TD errors or cross-entropies, and gradients, to ~1e-5),
+    with one pass of each net per update. Noisy nets: one noise sample per layer for the whole
+    batch, drawn once per update, so both halves see the noise they saw before and the noise
+    stream stays where it was."""
+
+    def agent(one_pass: bool) -> tuple[DQNAgent, list[int]]:
+        g = torch.Generator().manual_seed(0)
+        online, target = QNetwork(3, generator=g, **head), QNetwork(3, generator=g, **head)
+        opt = torch.optim.Adam(online.parameters(), lr=1e-3, eps=1.5e-4)
+        calls = [0, 0]  # torso passes of the online and the target net
+        online.torso.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        target.torso.register_forward_hook(lambda *_: calls.__setitem__(1, calls[1] + 1))
+        noise = torch.Generator().manual_seed(1) if online.noisy else None
+        return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
+                        double=True, noise=noise, one_pass=one_pass), calls  # fmt: skip
+
+    (two, two_calls), (one, one_calls) = agent(False), agent(True)
+    rng = np.random.default_rng(2)
+    for _ in range(2):
+        batch = tiny_batch(rng)
+        a, b = two.update(batch), one.update(batch)
+        assert b.loss.item() == pytest.approx(a.loss.item(), rel=1e-5)
+        torch.testing.assert_close(b.td_abs, a.td_abs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.q_mean, a.q_mean, rtol=1e-5, atol=1e-5)
+        for p, q in zip(two.online.parameters(), one.online.parameters(), strict=True):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-5)
+    assert two_calls == [4, 2] and one_calls == [2, 2]  # per update: 2 + 1 passes, then 1 + 1
+    if two.noise is not None and one.noise is not None:
+        assert torch.equal(two.noise.get_state(), one.noise.get_state())

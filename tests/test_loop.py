@@ -26,8 +26,10 @@ from atari_dqn.agent import UpdateResult
 from atari_dqn.build import make_replay
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.loop import (
+    PHASES,
     LoopSettings,
     NonFiniteLossError,
+    PhaseTimer,
     Progress,
     TrainLoop,
     close_report,
@@ -208,6 +210,7 @@ def rig(
     n_step: int = 1,
     nan_at: int | None = None,
     env_type: type[FakeVecEnv] = FakeVecEnv,
+    timer: PhaseTimer | None = None,
 ) -> Rig:
     n = len(lengths)
     replay = make_replay(
@@ -216,7 +219,7 @@ def rig(
     env, eval_env = env_type(lengths), FakeEvalEnv()
     agent = FakeAgent(settings.batch_size, nan_at=nan_at)
     loop = TrainLoop(
-        env, eval_env, agent, replay, EPSILON, beta, np.random.default_rng(3), settings
+        env, eval_env, agent, replay, EPSILON, beta, np.random.default_rng(3), settings, timer
     )
     agent.loop = loop
     return Rig(loop, agent, env, eval_env, replay)
@@ -285,6 +288,60 @@ def test_one_env_updates_syncs_evaluations_and_reports() -> None:
     # ε of the iteration's transition, ε(step) with one env: 1 - step / 40
     assert [p.epsilon for p in reports] == pytest.approx([0.75, 0.625, 0.5, 0.25, 0.0])
     assert [p.beta for p in reports] == pytest.approx([0.10, 0.15, 0.20, 0.30, 0.40])
+
+
+# ---------------------------------------------------------------------- the time breakdown
+class TickingClock:
+    """A clock that moves 1 s forward at every reading: a lap then counts the calls."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_timer_counts_each_phase_and_changes_nothing() -> None:
+    plain = rig(BASE, (6,))
+    plain_reports = run_until(plain.loop)
+    timer = PhaseTimer(TickingClock())
+    timed = rig(BASE, (6,), timer=timer)
+    timed_reports = run_until(timed.loop)
+    # The same run with and without a timer: updates, syncs, reports, generator.
+    assert timed.agent.update_steps == plain.agent.update_steps
+    assert timed.agent.batch_indices == plain.agent.batch_indices
+    assert timed.agent.sync_steps == plain.agent.sync_steps
+
+    def without_clock(reports: list[Progress]) -> list[dict[str, Any]]:  # eval's wall seconds
+        return [
+            dataclasses.asdict(p) | {"evaluation": p.evaluation and p.evaluation.scores}
+            for p in reports
+        ]
+
+    assert without_clock(timed_reports) == without_clock(plain_reports)
+    assert timed.loop.rng.bit_generator.state == plain.loop.rng.bit_generator.state
+    # With the clock ticking 1 s a reading, each lap adds 1 s: 40 iterations (one env, 40
+    # steps) each lap act once, env twice (send, recv) and store once; 7 updates (at 12, 16,
+    # ..., 36, as above) each lap sample and update once; 2 evaluations (15, 30) lap eval.
+    assert timer.take() == {"act": 40, "env": 80, "sample": 7, "update": 7, "store": 40,
+                            "eval": 2}  # fmt: skip
+    assert timer.take() == dict.fromkeys(PHASES, 0.0)  # take() starts again from zero
+
+
+def test_timed_phases_are_non_negative_and_sum_to_at_most_the_wall_time() -> None:
+    import time
+
+    timer = PhaseTimer()
+    r = rig(N3, N3_LENGTHS, timer=timer)
+    start = time.perf_counter()
+    run_until(r.loop)
+    total = time.perf_counter() - start
+    parts = timer.take()
+    assert set(parts) == set(PHASES)
+    assert all(v >= 0 for v in parts.values())
+    assert parts["update"] > 0 and parts["eval"] > 0 and parts["act"] > 0
+    assert sum(parts.values()) <= total
 
 
 # ---------------------------------------------------------------------- N envs

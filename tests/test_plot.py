@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,16 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from rliable import library as rly
+from rliable import metrics as rly_metrics
 
 from atari_dqn.artifacts import GAMES_HEADER, RunDir
 from atari_dqn.cli import main
 from atari_dqn.config import Config, to_toml
 from atari_dqn.host import session_record
 from atari_dqn.plot import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
     TABLE_COLUMNS,
     Group,
     PlotError,
@@ -28,8 +33,11 @@ from atari_dqn.plot import (
     difference_ci,
     interquartile_mean,
     load_run,
+    mean_intervals,
     parse_thresholds,
     plot_runs,
+    probability_of_improvement,
+    summary_row,
     threshold_columns,
     threshold_name,
 )
@@ -101,6 +109,7 @@ def test_plot_writes_png_of_the_size_and_csv_of_hand_computed_numbers(
     # The uniform runs end at 2000, 3000 and 4000: finals at other steps are not compared.
     assert p["final_diff"] == p["final_diff_low"] == p["final_diff_high"] == ""
     assert u["final_diff"] == u["final_diff_low"] == u["final_diff_high"] == ""
+    assert p["final_p_improvement"] == u["final_p_improvement"] == ""
     out = capsys.readouterr().out
     assert "replay=uniform" in out and "3.0 ± 1.6" in out and "7.0 ± 2.2" in out
     assert "final - replay=uniform [95% CI]" in out
@@ -132,8 +141,14 @@ def test_difference_of_finals_at_one_step_against_the_exact_bootstrap(
     exact = np.percentile([x - y for x in a for y in b], [2.5, 97.5])
     assert float(p["final_diff_low"]) == pytest.approx(exact[0], abs=0.5)
     assert float(p["final_diff_high"]) == pytest.approx(exact[1], abs=0.5)
-    prioritized = next(ln for ln in capsys.readouterr().out.splitlines() if "prior" in ln)
-    assert "+4.0 [" in prioritized
+    # rliable's probability of improvement: a prioritized final beats a uniform one in 8 of the
+    # 9 pairs (see test_probability_of_improvement_by_hand).
+    assert float(p["final_p_improvement"]) == pytest.approx(8 / 9, abs=1e-4)
+    assert u["final_p_improvement"] == ""
+    out = capsys.readouterr().out
+    assert "P(final > replay=uniform)" in out
+    prioritized = next(ln for ln in out.splitlines() if "prior" in ln)
+    assert "+4.0 [" in prioritized and "  0.89  " in prioritized
 
 
 def test_curve_is_the_mean_of_the_runs_that_reached_each_step(runs: list[Path]) -> None:
@@ -162,46 +177,109 @@ def test_evaluations_a_few_steps_late_meet_at_the_step_they_were_due(tmp_path: P
     assert mean == pytest.approx([3.0, 7.0])  # (2 + 4) / 2, (6 + 8) / 2
     assert (low[0], high[0]) == pytest.approx((2.0, 4.0))  # the band spans the two seeds
     assert View().points(group.runs[0])[0].tolist() == [1004, 2004]
-    row = group.summary()
+    row = summary_row(group)
     assert (row["final_step_min"], row["final_step_max"]) == (2004, 2007)
 
 
-def test_bootstrap_band_is_the_percentile_interval_of_resampled_means() -> None:
+def rliable_interval(scores: Any, func: Any, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """rliable called directly, as its README does: percentile intervals, 1000 reps. rliable 1.2
+    draws from NumPy's global generator whatever its random_state, so that is what is seeded."""
+    np.random.seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated
+        _, intervals = rly.get_interval_estimates(
+            {"x": scores}, func, reps=BOOTSTRAP_RESAMPLES, random_state=np.random.RandomState(seed)
+        )
+    return intervals["x"]
+
+
+def test_bootstrap_band_is_rliables_interval_of_the_mean() -> None:
     values = np.array([0.0, 10.0])
     # Each resample of 2 draws has mean 0 (1/4), 5 (1/2) or 10 (1/4): 2.5% and 97.5% -> 0, 10.
-    low, high = bootstrap_ci(values, np.random.default_rng(0))
+    low, high = bootstrap_ci(values)
     assert (low, high) == (0.0, 10.0)
     many = np.arange(20.0)
-    low, high = bootstrap_ci(many, np.random.default_rng(0))
+    low, high = bootstrap_ci(many)
     se = many.std() / np.sqrt(len(many))
     assert low == pytest.approx(many.mean() - 1.96 * se, abs=0.5)
     assert high == pytest.approx(many.mean() + 1.96 * se, abs=0.5)
+    # Exactly rliable's stratified bootstrap of the runs (one task), same seed and reps.
+    direct = rliable_interval(
+        many.reshape(-1, 1), lambda x: np.array([rly_metrics.aggregate_mean(x)])
+    )
+    assert (low, high) == (direct[0, 0], direct[1, 0])
+    assert bootstrap_ci(many) == (low, high)  # reproducible: a fixed seed
+    assert bootstrap_ci(many, seed=1) != (low, high)
+    # ... and the caller's global generator is as it was.
+    np.random.seed(7)
+    expected = np.random.random()
+    np.random.seed(7)
+    bootstrap_ci(many)
+    assert np.random.random() == expected
+    assert bootstrap_ci(np.array([4.0])) == (4.0, 4.0)  # one run: no spread
+
+
+def test_curve_bands_go_to_rliable_a_matrix_per_number_of_runs() -> None:
+    # Columns of 3 runs as one (runs, 1, columns) matrix: each column's runs resampled on their
+    # own; equal columns get one band; a column of one run is its value.
+    columns = [np.array([1.0, 5, 2]), np.array([0.0, 9, 4]), np.array([7.0]), np.array([1.0, 5, 2])]
+    low, high = mean_intervals(columns)
+    matrix = np.array([[1.0, 0.0], [5, 9], [2, 4]])[:, None, :]
+    direct = rliable_interval(matrix, rly_metrics.aggregate_mean)
+    assert low.tolist() == [direct[0, 0], direct[0, 1], 7.0, direct[0, 0]]
+    assert high.tolist() == [direct[1, 0], direct[1, 1], 7.0, direct[1, 0]]
 
 
 def test_difference_interval_by_hand() -> None:
-    rng = np.random.default_rng(0)
     # [4, 4] minus [0, 2]: the baseline's resample means are 0, 1, 2 (1/4, 1/2, 1/4), so the
     # differences 4, 3, 2: the 2.5% and 97.5% points are 2 and 4.
-    assert difference_ci(np.array([4.0, 4.0]), np.array([0.0, 2.0]), rng) == (3.0, 2.0, 4.0)
+    assert difference_ci(np.array([4.0, 4.0]), np.array([0.0, 2.0])) == (3.0, 2.0, 4.0)
     # One run each: no spread to resample.
-    assert difference_ci(np.array([5.0]), np.array([2.0]), rng) == (3.0, 3.0, 3.0)
+    assert difference_ci(np.array([5.0]), np.array([2.0])) == (3.0, 3.0, 3.0)
     # Two groups of the same values: 0, and an interval around it that holds it.
-    diff, low, high = difference_ci(np.array([1.0, 2, 3]), np.array([1.0, 2, 3]), rng)
+    diff, low, high = difference_ci(np.array([1.0, 2, 3]), np.array([1.0, 2, 3]))
     assert diff == 0.0 and low < 0 < high
+    # Exactly rliable's interval of a metric of two groups (each resampled on its own).
+    a, b = np.array([8.0, 4.0, 9.0, 6.5]), np.array([3.0, 5.0, 1.0])
+    direct = rliable_interval(
+        [a.reshape(-1, 1), b.reshape(-1, 1)],
+        lambda x, y: np.array([rly_metrics.aggregate_mean(x) - rly_metrics.aggregate_mean(y)]),
+    )
+    assert difference_ci(a, b) == (pytest.approx(a.mean() - b.mean()), direct[0, 0], direct[1, 0])
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    # The share of (run of a, run of b) pairs where a's is higher, ties counting half.
+    # 8 beats 3, 5, 1; 4 beats 3, 1; 9 beats all three: 8 of 9 pairs.
+    a, b = np.array([8.0, 4.0, 9.0]), np.array([3.0, 5.0, 1.0])
+    assert probability_of_improvement(a, b) == pytest.approx(8 / 9)
+    assert probability_of_improvement(b, a) == pytest.approx(1 / 9)
+    assert (
+        probability_of_improvement(np.array([2.0, 3]), np.array([2.0, 1])) == 3.5 / 4
+    )  # (2, 2) a tie
+    assert probability_of_improvement(b, b) == 0.5
+    expected = rly_metrics.probability_of_improvement(a.reshape(-1, 1), b.reshape(-1, 1))
+    assert probability_of_improvement(a, b) == expected
 
 
 def test_one_group_has_no_difference_column(runs: list[Path], tmp_path: Path, capsys) -> None:
     assert main(["plot", *map(str, runs[:3]), "-o", str(tmp_path / "u.png")]) == 0
-    assert "CI]" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "CI]" not in out and "P(final" not in out
     [row] = read_csv(tmp_path / "u.csv").values()
     assert row["final_diff"] == row["final_diff_low"] == row["final_diff_high"] == ""
+    assert row["final_p_improvement"] == ""
 
 
 def test_interquartile_mean_by_hand() -> None:
     assert interquartile_mean(np.array([1.0, 2.0, 3.0, 100.0])) == 2.5  # mean of 2, 3
     # 8 values: drop 2 at each end -> mean(3, 4, 5, 6) = 4.5, whatever the extremes.
-    assert interquartile_mean(np.array([-50, 1, 3, 4, 5, 6, 7, 90.0])) == 4.5
+    eight = np.array([-50, 1, 3, 4, 5, 6, 7, 90.0])
+    assert interquartile_mean(eight) == 4.5
+    assert interquartile_mean(np.random.default_rng(0).permutation(eight)) == 4.5
     assert interquartile_mean(np.array([4.0])) == 4.0
+    assert interquartile_mean(np.array([3.0, 5.0, 1.0])) == 3.0  # fewer than 4: the mean
+    assert interquartile_mean(eight) == rly_metrics.aggregate_iqm(eight.reshape(-1, 1))
 
 
 def test_label_by_and_default_label(runs: list[Path], tmp_path: Path) -> None:

@@ -87,14 +87,28 @@ def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, p
     same_run(ref, out)
 
 
+def test_resume_is_exact_with_shift_augmentation_and_layer_norm(tmp_path: Path) -> None:
+    # The shifts' generator is in the checkpoint: the resumed run draws what the whole one did.
+    flags = [*TINY, "--augment", "shift", "--layer-norm", "--double", "--seed", "4"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *flags, "--total-steps", "300", "--out", str(ref)]) == 0
+    assert main(["train", *flags, "--total-steps", "100", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--total-steps", "300", "--quiet"]) == 0
+    same_run(ref, out)
+    text = (out / "config.toml").read_text()
+    assert 'augment = "shift"' in text and "layer_norm = true" in text
+
+
 NEW_HEAD_KEYS = ("distributional", "atoms", "v_min", "v_max", "noisy", "noisy_sigma0")
+NEW_KEYS = (*NEW_HEAD_KEYS, "layer_norm", "augment")
 
 
 def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
     reference: Path, tmp_path: Path
 ) -> None:
-    # A run started before --distributional/--noisy existed: neither its config.toml nor its
-    # checkpoint's config has those keys. It resumes, exactly, as a run without them.
+    # A run started before --distributional/--noisy (or --layer-norm, --augment) existed:
+    # neither its config.toml nor its checkpoint's config has those keys. It resumes, exactly,
+    # as a run without them.
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
@@ -102,13 +116,13 @@ def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
     assert main(["train", *TINY, "--total-steps", "200", "--seed", "3", "--out", str(out)]) == 0
     toml = out / "config.toml"
     lines = toml.read_text().splitlines(keepends=True)
-    toml.write_text("".join(ln for ln in lines if ln.split(" = ")[0] not in NEW_HEAD_KEYS))
+    toml.write_text("".join(ln for ln in lines if ln.split(" = ")[0] not in NEW_KEYS))
     ckpt = out / CHECKPOINT_NAME
     with safe_open(str(ckpt), framework="np") as fh:
         meta = dict(fh.metadata())
         arrays = {k: fh.get_tensor(k) for k in fh.keys()}
     state = json.loads(meta["state"])
-    for key in NEW_HEAD_KEYS:
+    for key in NEW_KEYS:
         del state["config"][key]
     save_file(arrays, str(ckpt), metadata={**meta, "state": json.dumps(state)})
     assert main(["train", "--resume", str(out), "--total-steps", "400", "--quiet"]) == 0

@@ -9,6 +9,7 @@ Double-DQN argmax at s') and once for the target net.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from atari_dqn import losses
+from atari_dqn.augment import RandomShift
 from atari_dqn.networks import QNetwork, mean_weights
 from atari_dqn.replay.storage import Batch
 
@@ -53,29 +55,47 @@ class EpsilonGreedyPolicy:
         self.noise = noise
 
     @torch.no_grad()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+    def q_values(self, obs: np.ndarray) -> torch.Tensor:
+        """Q(s, ·) for a batch of uint8 stacks (N, 4, 84, 84): (N, A) on the device."""
         states = torch.from_numpy(obs).to(self.device)
         if self.noise is not None:
             self.network.resample_noise(self.noise)
-            q = self.network(states)
-        elif self.network.noisy:
+            return self.network(states)
+        if self.network.noisy:
             with mean_weights(self.network):
-                q = self.network(states)
-        else:  # no noisy layers: no train/eval switch over every module at each acting step
-            q = self.network(states)
-        return q.argmax(dim=1).cpu().numpy()
+                return self.network(states)
+        # no noisy layers: no train/eval switch over every module at each acting step
+        return self.network(states)
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of uint8 stacks (N, 4, 84, 84)."""
+        return self.q_values(obs).argmax(dim=1).cpu().numpy()
+
+    def _draw(
+        self, n: int, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Who explores, and the random actions they take (one order of draws for both acts)."""
+        explore = np.asarray(rng.random(n) < epsilon)
+        return explore, np.asarray(rng.integers(0, self.num_actions, size=n))
 
     def act(
         self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         """ε-greedy actions for a batch of states; the network runs only if some act greedily."""
-        n = obs.shape[0]
-        explore = np.asarray(rng.random(n) < epsilon)
-        random_actions = np.asarray(rng.integers(0, self.num_actions, size=n))
+        explore, random_actions = self._draw(obs.shape[0], epsilon, rng)
         if explore.all():
             return random_actions
         return np.where(explore, random_actions, self.greedy(obs))
+
+    def act_with_max_q(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The actions :meth:`act` takes with the same ``rng``, and ``max_a Q(s, a)`` per state
+        ((N,) on the device, float32): the network always runs (PQN's targets use its values)."""
+        explore, random_actions = self._draw(obs.shape[0], epsilon, rng)
+        q = self.q_values(obs).float()
+        max_q, best = q.max(dim=1)
+        return np.where(explore, random_actions, best.cpu().numpy()), max_q
 
 
 class DQNAgent:
@@ -87,7 +107,10 @@ class DQNAgent:
     clamped element-wise to ``[-grad_clip, grad_clip]`` as the seed's
     ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
     autocast: faster where the hardware has bf16 units, but it changes results beyond float
-    rounding. Acting always runs in float32.
+    rounding. Acting always runs in float32. ``one_pass`` (with ``double``) runs the online
+    net at s and s' as one pass over both batches (:meth:`_online_pair`). ``augment`` (DrQ's
+    random shift) transforms the sampled s and s' stacks of every update, with independent
+    draws for each (s first), as DrQ does; acting and evaluation see the frames as they are.
     """
 
     def __init__(
@@ -102,6 +125,8 @@ class DQNAgent:
         grad_clip: float = 1.0,
         bf16: bool = False,
         noise: torch.Generator | None = None,
+        augment: RandomShift | None = None,
+        one_pass: bool = False,
     ) -> None:
         self.online = online
         self.target = target
@@ -114,6 +139,8 @@ class DQNAgent:
         if online.noisy and noise is None:
             raise ValueError("a noisy network needs a noise generator")
         self.noise = noise if online.noisy else None
+        self.augment = augment
+        self.one_pass = one_pass
         self.target.requires_grad_(False)
         self.sync_target()
         self.policy = EpsilonGreedyPolicy(online, num_actions, device, noise=self.noise)
@@ -147,17 +174,25 @@ class DQNAgent:
         returns = self._to_device(batch.returns)
         discounts = self._to_device(batch.discounts)
         weights = self._to_device(batch.weights)
+        if self.augment is not None:  # DrQ: independent shifts for s and s'
+            obs, next_obs = self.augment(obs), self.augment(next_obs)
         if self.noise is not None:  # fresh noise for this update: online, then target
             self.online.resample_noise(self.noise)
             self.target.resample_noise(self.noise)
         if self.online.distributional:
             return self._categorical_update(obs, actions, returns, discounts, next_obs, weights)
 
+        next_q_online: torch.Tensor | None
         with self._autocast():
-            q = self.online(obs)
-            with torch.no_grad():
-                next_q_target = self.target(next_obs)
-                next_q_online = self.online(next_obs) if self.double else None
+            if self.double and self.one_pass:
+                q, next_q_online = self._online_pair(self.online.forward, obs, next_obs)
+                with torch.no_grad():
+                    next_q_target = self.target(next_obs)
+            else:
+                q = self.online(obs)
+                with torch.no_grad():
+                    next_q_target = self.target(next_obs)
+                    next_q_online = self.online(next_obs) if self.double else None
         # Targets, TD errors and the loss in float32 whatever the networks ran in.
         q, next_q_target = q.float(), next_q_target.float()
         with torch.no_grad():
@@ -184,11 +219,17 @@ class DQNAgent:
         online net (Double) or the target net; loss ``w_i · CE(m, p(s, a))``; priorities CE."""
         support = self.online.support
         assert support is not None
+        next_online: torch.Tensor | None
         with self._autocast():
-            logits = self.online.logits(obs)
-            with torch.no_grad():
-                next_logits = self.target.logits(next_obs)
-                next_online = self.online.logits(next_obs) if self.double else None
+            if self.double and self.one_pass:
+                logits, next_online = self._online_pair(self.online.logits, obs, next_obs)
+                with torch.no_grad():
+                    next_logits = self.target.logits(next_obs)
+            else:
+                logits = self.online.logits(obs)
+                with torch.no_grad():
+                    next_logits = self.target.logits(next_obs)
+                    next_online = self.online.logits(next_obs) if self.double else None
         logits = logits.float()
         with torch.no_grad():
             next_probs = next_logits.float().softmax(dim=-1)  # (B, A, K)
@@ -200,6 +241,19 @@ class DQNAgent:
         with torch.no_grad():
             q_taken = self.online.q_values(logits).gather(1, actions.unsqueeze(1)).squeeze(1)
         return UpdateResult(loss.detach(), q_taken.mean(), per_sample.detach())
+
+    @staticmethod
+    def _online_pair(
+        net: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor, next_obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The online net at s (with gradients) and at s' (detached: Double DQN's argmax) in one
+        pass over the stacked batch ``[s; s']``. A noisy net's noise is one sample per layer
+        for the whole batch, drawn once per update, so both halves see the noise that the two
+        separate passes saw. The backward pass then runs over both halves (the s' half's
+        gradient is zero): fewer, larger kernels, but more arithmetic than two passes."""
+        both = net(torch.cat([obs, next_obs]))
+        b = obs.shape[0]
+        return both[:b], both[b:].detach()
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -223,34 +277,57 @@ class DQNAgent:
         tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
         if self.noise is not None:  # where the noise stream stands (resume draws what's next)
             tensors["noise_generator"] = self.noise.get_state()
-        opt = self.optimizer.state_dict()
-        scalars: dict[str, dict[str, float]] = {}
-        for pid, entries in opt["state"].items():
-            for key, value in entries.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    tensors[f"optim.{pid}.{key}"] = value
-                else:
-                    scalars.setdefault(str(pid), {})[key] = float(value)
-        return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
+        if self.augment is not None:  # where the augmentation's draws stand
+            tensors["augment_generator"] = self.augment.generator.get_state()
+        optim_tensors, meta = optimizer_state(self.optimizer)
+        return tensors | optim_tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        def section(prefix: str) -> dict[str, torch.Tensor]:
-            n = len(prefix)
-            return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.online.load_state_dict(section("online."))
-        self.target.load_state_dict(section("target."))
+        self.online.load_state_dict(section(tensors, "online."))
+        self.target.load_state_dict(section(tensors, "target."))
         if self.noise is not None:
             self.noise.set_state(tensors["noise_generator"])
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in section("optim.").items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value
-        for pid, entries in meta["optim_scalars"].items():
-            for name, value in entries.items():
-                # Adam keeps `step` as a 0-d float tensor; restore it the same way.
-                state.setdefault(int(pid), {})[name] = torch.tensor(value, dtype=torch.float32)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        if self.augment is not None:
+            self.augment.generator.set_state(tensors["augment_generator"])
+        load_optimizer_state(self.optimizer, tensors, meta)
+
+
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` under ``prefix``, with the prefix taken off."""
+    n = len(prefix)
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def optimizer_state(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state as flat tensors (``optim.<param id>.<name>``) plus JSON-able
+    metadata (its param groups; 0-d entries such as Adam's ``step`` as floats): no pickle."""
+    opt = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, entries in opt["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = float(value)
+    return tensors, {"param_groups": opt["param_groups"], "optim_scalars": scalars}
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Restore what :func:`optimizer_state` saved (other keys of ``tensors`` are ignored)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in section(tensors, "optim.").items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entries in meta["optim_scalars"].items():
+        for name, value in entries.items():
+            # Adam and RAdam keep `step` as a 0-d float tensor; restore it the same way.
+            state.setdefault(int(pid), {})[name] = torch.tensor(value, dtype=torch.float32)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def clamp_gradients(module: nn.Module, clip: float) -> None:

@@ -21,7 +21,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -36,6 +38,9 @@ from atari_dqn.config import (
 )
 from atari_dqn.killpoints import kill_point
 from atari_dqn.networks import QNetwork
+
+if TYPE_CHECKING:
+    from atari_dqn.envs import EnvSettings
 
 MODEL_FORMAT = "atari-dqn-model"
 MODEL_VERSION = "1"
@@ -442,6 +447,22 @@ class RunDir:
         return [p for m, p in sorted(numbered, key=lambda mp: int(mp[0].group(1)))]
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a run's model files record besides the network (whose keys are
+    :meth:`QNetwork.architecture`'s): the game as :class:`EnvSettings` records it, the run's
+    seed, and per file the training step (and the score, for the best model)."""
+
+    env: EnvSettings
+    seed: int
+
+    def metadata(self, step: int, score: float | None = None) -> dict[str, str]:
+        meta = {**self.env.metadata(), "seed": str(self.seed), "step": str(step)}
+        if score is not None:
+            meta["score"] = f"{score:g}"
+        return meta
+
+
 def save_model(path: Path, network: QNetwork, metadata: dict[str, str]) -> None:
     """Weights plus what is needed to rebuild the network and its action set. A noisy layer's
     weights are its means μ (and σ): never a noise sample."""
@@ -493,35 +514,9 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
         raise ArtifactError(invalid) from None
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(invalid)
-    # Files from before the distributional and noisy heads lack those keys: plain heads.
-    distributional = meta.get("distributional", "false") == "true"
-    noisy = meta.get("noisy", "false") == "true"
-    num_actions = _meta_int(meta, "num_actions", 1, NUM_ACTIONS_LIMIT, invalid)
-    in_frames = _meta_int(meta, "in_frames", 1, MAX_IN_FRAMES, invalid)
-    atoms, v_min, v_max, sigma0 = 51, -10.0, 10.0, 0.5
-    if distributional:
-        atoms = _meta_int(meta, "atoms", 2, ATOMS_LIMIT, invalid)
-        v_min, v_max = _meta_float(meta, "v_min", invalid), _meta_float(meta, "v_max", invalid)
-        problem = support_problem(v_min, v_max, atoms)
-        if problem is not None:
-            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
-    if noisy:
-        sigma0 = _meta_float(meta, "noisy_sigma0", invalid)
-        problem = sigma0_problem(sigma0)
-        if problem is not None:
-            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
+    _check_architecture(meta, invalid)
     try:
-        network = QNetwork(
-            num_actions,
-            dueling=meta["dueling"] == "true",
-            in_frames=in_frames,
-            distributional=distributional,
-            atoms=atoms,
-            v_min=v_min,
-            v_max=v_max,
-            noisy=noisy,
-            sigma0=sigma0,
-        )
+        network = QNetwork.from_architecture(meta)
         network.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError):
         raise ArtifactError(f"{invalid} (its tensors do not match its architecture)") from None
@@ -533,6 +528,25 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
 
 
 MAX_IN_FRAMES = 64  # frames stacked per network input (4 in every run)
+
+
+def _check_architecture(meta: Mapping[str, str], invalid: str) -> None:
+    """ArtifactError (one line) where a model file's architecture is out of bounds: more
+    actions than the ALE has, more stacked frames than :data:`MAX_IN_FRAMES`, a support or
+    noise scale float32 cannot hold. Files from before the distributional and noisy heads lack
+    those keys: plain heads (:meth:`QNetwork.from_architecture` reads them the same way)."""
+    _meta_int(meta, "num_actions", 1, NUM_ACTIONS_LIMIT, invalid)
+    _meta_int(meta, "in_frames", 1, MAX_IN_FRAMES, invalid)
+    if meta.get("distributional", "false") == "true":
+        atoms = _meta_int(meta, "atoms", 2, ATOMS_LIMIT, invalid)
+        v_min, v_max = _meta_float(meta, "v_min", invalid), _meta_float(meta, "v_max", invalid)
+        problem = support_problem(v_min, v_max, atoms)
+        if problem is not None:
+            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
+    if meta.get("noisy", "false") == "true":
+        problem = sigma0_problem(_meta_float(meta, "noisy_sigma0", invalid))
+        if problem is not None:
+            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
 
 
 def _meta_int(meta: Mapping[str, str], key: str, low: int, high: int, invalid: str) -> int:

@@ -6,24 +6,37 @@ optimisers or loops from a config, so a new setting is wired in exactly one plac
 
 One run seed is split (``SeedSequence.spawn``) into independent streams for the training env,
 the evaluation env, the network's initial weights, the replay's sampler, the loop's ε draws and
-the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets);
-the order of the streams is part of the reproducibility contract (same seed, same weights).
+the noisy nets' noise (a sixth stream: the first five are what they were before noisy nets)
+and the augmentation's shifts (a seventh); the order of the streams is part of the
+reproducibility contract (same seed, same weights).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from atari_dqn.agent import DQNAgent, EpsilonGreedyPolicy
+from atari_dqn.augment import RandomShift
 from atari_dqn.config import Config, UsageError
-from atari_dqn.envs import check_env_id, make_env, resolve_actions
-from atari_dqn.loop import LoopSettings, TrainLoop
+from atari_dqn.envs import (
+    TRAINING_MAX_FRAMES,
+    EnvSettings,
+    check_env_id,
+    make_env,
+    resolve_actions,
+)
+from atari_dqn.loop import EvalAgent, Loop, LoopSettings, PhaseTimer, TrainLoop
 from atari_dqn.networks import QNetwork
+from atari_dqn.pqn import PQNLearner, PQNLoop, PQNSettings
+from atari_dqn.pqn import make_optimizer as make_pqn_optimizer
 from atari_dqn.replay import Replay
 from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import FrameStorage
@@ -59,7 +72,9 @@ def check_training_input(config: Config) -> tuple[tuple[str, ...], torch.device]
 class MemoryNeed:
     """Host memory a run's config asks for, estimated before anything is allocated."""
 
-    replay: int  # frames and per-slot arrays at full capacity, plus the sum tree if prioritized
+    # frames and per-slot arrays at full capacity, plus the sum tree if prioritized; PQN: the
+    # rollout's frame stacks
+    replay: int
     networks: int  # online and target weights, their gradients, Adam's two moments
 
     @property
@@ -70,10 +85,13 @@ class MemoryNeed:
 def memory_need(config: Config, num_actions: int) -> MemoryNeed:
     """What :func:`build_training` will allocate for the replay and the networks (the same
     capacity as :func:`build_replay`; the kind mirrors :func:`make_replay`'s one look at it)."""
-    capacity = config.buffer_size // config.num_envs * config.num_envs
-    replay = FrameStorage.nbytes_for(capacity)
-    if config.replay == "prioritized":
-        replay += SumTree.nbytes_for(capacity)
+    if config.algo == "pqn":  # no replay: the rollout's frame stacks
+        replay = config.rollout_steps * config.num_envs * 4 * 84 * 84
+    else:
+        capacity = config.buffer_size // config.num_envs * config.num_envs
+        replay = FrameStorage.nbytes_for(capacity)
+        if config.replay == "prioritized":
+            replay += SumTree.nbytes_for(capacity)
     weights = sum(
         p.numel() * p.element_size() for p in build_network(config, num_actions).parameters()
     )
@@ -153,46 +171,20 @@ def build_replay(config: Config, rng: np.random.Generator, num_streams: int = 1)
     )
 
 
-def _sticky(config: Config) -> float | None:
-    return None if config.sticky_actions < 0 else config.sticky_actions
-
-
 def build_env(
     config: Config, actions: tuple[str, ...], num_envs: int, *, num_threads: int = 0
 ) -> VecEnv:
-    """The training env(s): one exact, saveable env, or N in ale-py's C++ vector env."""
+    """The training env(s): one exact, saveable env, or N in ale-py's C++ vector env. Training
+    games keep the ALE's 30-minute cap, whatever --eval-max-frames says of evaluation's."""
+    settings = dataclasses.replace(EnvSettings.of(config, actions), max_frames=TRAINING_MAX_FRAMES)
     if num_envs == 1:
-        env = make_env(
-            config.env_id,
-            training=True,
-            actions=actions,
-            noop_max=config.noop_max,
-            frame_skip=config.frame_skip,
-            repeat_action_probability=_sticky(config),
-        )
-        return SingleEnv(env)
-    return AtariVector(
-        config.env_id,
-        num_envs,
-        actions=actions,
-        noop_max=config.noop_max,
-        frame_skip=config.frame_skip,
-        repeat_action_probability=_sticky(config),
-        num_threads=num_threads,
-    )
+        return SingleEnv(make_env(settings, training=True))
+    return AtariVector(settings, num_envs, num_threads=num_threads)
 
 
 def build_eval_env(config: Config, actions: tuple[str, ...]) -> gym.Env:
     """The separate evaluation env: full games, raw rewards, the config's frame cap."""
-    return make_env(
-        config.env_id,
-        training=False,
-        actions=actions,
-        noop_max=config.noop_max,
-        frame_skip=config.frame_skip,
-        max_frames=config.eval_max_frames,
-        repeat_action_probability=_sticky(config),
-    )
+    return make_env(EnvSettings.of(config, actions), training=False)
 
 
 def build_network(
@@ -209,6 +201,7 @@ def build_network(
         v_max=config.v_max,
         noisy=config.noisy,
         sigma0=config.noisy_sigma0,
+        layer_norm=config.layer_norm,
     )
 
 
@@ -236,9 +229,11 @@ def build_agent(
     *,
     online: QNetwork | None = None,
     noise: torch.Generator | None = None,
+    augment: torch.Generator | None = None,
 ) -> DQNAgent:
     """The learner around ``online`` (default: a fresh network): a target network, Adam; with
-    noisy nets, ``noise`` is the generator of their noise (default: seeded from 0)."""
+    noisy nets, ``noise`` is the generator of their noise, with ``--augment shift``,
+    ``augment`` the generator of the shifts (default for each: seeded from 0)."""
     if online is None:
         online = build_online(config, num_actions, device)
     target = build_network(config, num_actions).to(device)
@@ -254,7 +249,13 @@ def build_agent(
         double=config.double,
         grad_clip=config.grad_clip,
         bf16=config.bf16,
+        one_pass=config.one_pass_double,
         noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,
+        augment=(
+            RandomShift(augment or torch.Generator().manual_seed(0), pad=4)
+            if config.augment == "shift"
+            else None
+        ),
     )
 
 
@@ -269,15 +270,20 @@ def build_policy(
 
 
 # ---------------------------------------------------------------------- a training run
-@dataclass
-class Learner:
-    """The learner's side of a run, shared by the single-process loop and the Ape-X learner:
-    agent, evaluation env, schedules, the loop's settings and the generators it continues."""
+AgentT = TypeVar("AgentT", bound=EvalAgent, covariant=True)
+A = TypeVar("A", bound=EvalAgent)
+
+
+@dataclass(frozen=True)
+class Learner(Generic[AgentT]):
+    """The learner's side of a run, shared by the single-process loops and the Ape-X learner:
+    agent (``DQNAgent`` or ``PQNLearner``), evaluation env, schedules, the loop's settings and
+    the generators it continues."""
 
     config: Config
     actions: tuple[str, ...]
     device: torch.device
-    agent: DQNAgent
+    agent: AgentT
     online: QNetwork  # the agent's online network, as built (what model files save)
     eval_env: gym.Env
     settings: LoopSettings
@@ -291,24 +297,56 @@ class Learner:
 class Training:
     """Every part of a single-process training run, built and wired, not yet started."""
 
-    learner: Learner
+    learner: Learner[EvalAgent]
     env: VecEnv
-    replay: Replay
-    loop: TrainLoop
+    replay: Replay | None  # None: PQN has no replay memory
+    loop: Loop
 
 
-def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
-    """Networks, optimiser, evaluation env, schedules and generators of a run."""
+@dataclass(frozen=True)
+class _Seeds:
+    """The run seed's independent streams (``SeedSequence.spawn``: child i is the same for any
+    count, so a stream added at the end changes none before it)."""
+
+    env: int
+    eval: int
+    weights: torch.Generator
+    replay: np.random.Generator
+    loop: np.random.Generator
+    noise: torch.Generator
+    augment: torch.Generator  # DQN's --augment shift
+    permutations: torch.Generator  # PQN's minibatch permutations
+
+    @classmethod
+    def of(cls, seed: int) -> _Seeds:
+        seeds = np.random.SeedSequence(seed).spawn(8)
+
+        def torch_gen(child: np.random.SeedSequence) -> torch.Generator:
+            return torch.Generator().manual_seed(int(child.generate_state(1)[0]))
+
+        env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
+        return cls(
+            env=env_seed,
+            eval=eval_seed,
+            weights=torch_gen(seeds[2]),
+            replay=np.random.default_rng(seeds[3]),
+            loop=np.random.default_rng(seeds[4]),
+            noise=torch_gen(seeds[5]),
+            augment=torch_gen(seeds[6]),
+            permutations=torch_gen(seeds[7]),
+        )
+
+
+def _learner(
+    config: Config, restore: Path | None, make_agent: Callable[[QNetwork, torch.device, _Seeds], A]
+) -> Learner[A]:
+    """The parts every learner has, around the agent ``make_agent`` builds on the online net."""
     from atari_dqn.perf import tune_allocator
 
     actions, device = check_training_input(config)
-    seeds = np.random.SeedSequence(config.seed).spawn(6)  # child i is the same for any count
-    env_seed, eval_seed = (int(s.generate_state(1)[0] >> 1) for s in seeds[:2])
-    torch_gen = torch.Generator().manual_seed(int(seeds[2].generate_state(1)[0]))
-    noise_gen = torch.Generator().manual_seed(int(seeds[5].generate_state(1)[0]))
+    seeds = _Seeds.of(config.seed)
     tune_allocator()
-    online = build_online(config, len(actions), device, generator=torch_gen, restore=restore)
-    agent = build_agent(config, len(actions), device, online=online, noise=noise_gen)
+    online = build_online(config, len(actions), device, generator=seeds.weights, restore=restore)
     settings = LoopSettings(
         total_steps=config.total_steps,
         warmup_steps=config.warmup_steps,
@@ -318,14 +356,14 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
         eval_every=config.eval_every,
         eval_games=config.eval_games,
         eval_epsilon=config.eval_epsilon,
-        eval_seed=eval_seed,
-        env_seed=env_seed,
+        eval_seed=seeds.eval,
+        env_seed=seeds.env,
     )
     return Learner(
         config=config,
         actions=actions,
         device=device,
-        agent=agent,
+        agent=make_agent(online, device, seeds),
         online=online,
         eval_env=build_eval_env(config, actions),
         settings=settings,
@@ -333,13 +371,75 @@ def build_learner(config: Config, *, restore: Path | None = None) -> Learner:
             config.eps_start, config.eps_end, config.eps_decay, begin=config.warmup_steps
         ),
         beta=LinearSchedule(config.beta0, 1.0, config.beta_steps or config.total_steps),
-        loop_rng=np.random.default_rng(seeds[4]),
-        replay_rng=np.random.default_rng(seeds[3]),
+        loop_rng=seeds.loop,
+        replay_rng=seeds.replay,
     )
 
 
-def build_training(config: Config, *, restore: Path | None = None) -> Training:
-    """A single-process run: the learner, the training env(s), the replay and the loop."""
+def build_learner(config: Config, *, restore: Path | None = None) -> Learner[DQNAgent]:
+    """A DQN learner: networks, optimiser, evaluation env, schedules and generators of a run."""
+
+    def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> DQNAgent:
+        n = online.num_actions
+        return build_agent(
+            config, n, device, online=online, noise=seeds.noise, augment=seeds.augment
+        )
+
+    return _learner(config, restore, agent)
+
+
+def pqn_settings(config: Config) -> PQNSettings:
+    return PQNSettings(
+        num_envs=config.num_envs,
+        rollout_steps=config.rollout_steps,
+        epochs=config.epochs,
+        minibatches=config.minibatches,
+        lr=config.lr,
+        max_grad_norm=config.max_grad_norm,
+        gamma=config.gamma,
+        lam=config.q_lambda,
+        layer_norm=config.layer_norm,
+    )
+
+
+def build_pqn_learner(config: Config, *, restore: Path | None = None) -> Learner[PQNLearner]:
+    """A PQN learner: the online network (no target), RAdam, the permutation generator."""
+
+    def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> PQNLearner:
+        return PQNLearner(
+            online,
+            make_pqn_optimizer(online, config.lr, config.adam_eps),
+            num_actions=online.num_actions,
+            device=device,
+            settings=pqn_settings(config),
+            generator=seeds.permutations,
+        )
+
+    return _learner(config, restore, agent)
+
+
+def build_training(
+    config: Config, *, restore: Path | None = None, timer: PhaseTimer | None = None
+) -> Training:
+    """A single-process run: the learner, the training env(s), the replay (DQN) and the loop;
+    ``config.algo`` is looked at here, once. ``timer`` (``bench train``'s breakdown) is given
+    the time of each phase of the loop."""
+    if config.algo == "pqn":
+        pqn = build_pqn_learner(config, restore=restore)
+        env = build_env(config, pqn.actions, config.num_envs)
+        lr = config.lr
+        pqn_loop = PQNLoop(
+            env,
+            pqn.eval_env,
+            pqn.agent,
+            pqn.epsilon,
+            rng=pqn.loop_rng,
+            settings=pqn.settings,
+            rollout_steps=config.rollout_steps,
+            lr=lambda step: lr,
+            timer=timer,
+        )
+        return Training(pqn, env, None, pqn_loop)
     learner = build_learner(config, restore=restore)
     env = build_env(config, learner.actions, config.num_envs)
     replay = build_replay(config, learner.replay_rng, config.num_envs)
@@ -352,5 +452,6 @@ def build_training(config: Config, *, restore: Path | None = None) -> Training:
         beta=learner.beta,
         rng=learner.loop_rng,
         settings=learner.settings,
+        timer=timer,
     )
     return Training(learner, env, replay, loop)

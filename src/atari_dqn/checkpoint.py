@@ -255,7 +255,7 @@ def save_checkpoint(
     *,
     config: dict[str, Any],
     agent: StatefulAgent,
-    replay: StatefulReplay,
+    replay: StatefulReplay | None,
     loop: StatefulLoop,
     include_replay: bool,
     extra: dict[str, Any] | None = None,
@@ -278,6 +278,8 @@ def save_checkpoint(
     replay_meta = on_disk = None
     chunk_bytes = new_chunks = 0
     if include_replay:
+        if replay is None:
+            raise ValueError("include_replay needs a replay")
         replay_arrays, replay_meta = replay.state()
         arrays |= {f"replay/{k}": np.ascontiguousarray(v) for k, v in replay_arrays.items()}
         on_disk, chunk_bytes, new_chunks = _save_frames(path.parent, replay, previous, chunk_slots)
@@ -407,7 +409,7 @@ def _load_frames(run_dir: Path, on_disk: ReplayOnDisk, replay: StatefulReplay) -
 
 
 def load_checkpoint(
-    path: Path, *, agent: StatefulAgent, replay: StatefulReplay, loop: StatefulLoop
+    path: Path, *, agent: StatefulAgent, replay: StatefulReplay | None, loop: StatefulLoop
 ) -> dict[str, Any]:
     """Restore agent, replay (if saved) and loop from ``path`` (and its replay chunks); returns
     the JSON state (:func:`replay_on_disk` of it: what the next save may keep)."""
@@ -426,6 +428,8 @@ def load_checkpoint(
             {k: torch.from_numpy(v.copy()) for k, v in sections["agent"].items()}, state["agent"]
         )
         if state["replay"] is not None:
+            if replay is None:
+                raise ValueError("the checkpoint holds a replay and this run has none")
             _load_replay(path, state, sections["replay"], replay)
         loop.load_state(
             sections["loop"], state["loop"], replay_restored=state["replay"] is not None

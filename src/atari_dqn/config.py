@@ -144,6 +144,13 @@ class Config:
         " The replay ratio stays one update per --update-every agent steps over all envs.",
     )
     # --- schedule of the run ---
+    algo: str = _opt(
+        "dqn",
+        "Learning algorithm: dqn (replay memory, target network) or pqn (Gallici et al. 2024:"
+        " --num-envs envs act for --rollout-steps, Q(lambda) targets over each rollout, no"
+        " replay, no target network); --algo pqn without --preset starts from the pqn preset.",
+        choices=("dqn", "pqn"),
+    )
     seed: int = _opt(0, "Seed for every random generator of the run (envs, replay, network).")
     device: str = _opt(
         "auto",
@@ -153,11 +160,19 @@ class Config:
     warmup_steps: int = _opt(
         50_000, "Agent steps of random play that fill the replay before learning starts."
     )
-    update_every: int = _opt(4, "One gradient update every this many agent steps.")
+    update_every: int = _opt(
+        4,
+        "One gradient update every this many agent steps (over all envs). The replay ratio,"
+        " transitions trained per agent step, is --batch-size / --update-every (32 / 4 = 8).",
+    )
     target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
     # --- replay ---
     buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
-    batch_size: int = _opt(32, "Transitions per gradient update.")
+    batch_size: int = _opt(
+        32,
+        "Transitions per gradient update; the replay ratio (transitions trained per agent step)"
+        " is --batch-size / --update-every.",
+    )
     replay: str = _opt(
         "uniform",
         "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
@@ -192,6 +207,13 @@ class Config:
         " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
     )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
+    one_pass_double: bool = _opt(
+        False,
+        "With --double, run the online net at s and s' in one forward pass over both batches"
+        " (2 x --batch-size stacks) instead of two: same maths up to float rounding, fewer and"
+        " larger kernels, but the backward pass then runs over both halves; measure with"
+        " `atari-dqn bench update` before choosing it.",
+    )
     dueling: bool = _opt(False, "Dueling network head: Q = V + A - mean(A) (Wang et al. 2016).")
     distributional: bool = _opt(
         False,
@@ -208,6 +230,29 @@ class Config:
         " and update (Fortunato et al. 2018); evaluation uses their mean weights, as Dopamine.",
     )
     noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
+    layer_norm: bool = _opt(
+        False,
+        "LayerNorm before the ReLU of each convolution (over channels) and of the hidden fc"
+        " layer, as PQN's network (Gallici et al. 2024); saved in model files.",
+    )
+    augment: str = _opt(
+        "none",
+        "Augment sampled stacks: 'shift' pads each 84x84 stack by 4 pixels (edge pixels"
+        " repeated) and crops a random 84x84 window, drawn independently for s and s' of every"
+        " sample, as DrQ (Kostrikov et al. 2020); 'none' trains on the stacks as stored.",
+        choices=("none", "shift"),
+    )
+    # --- PQN ---
+    rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).")
+    epochs: int = _opt(2, "PQN: passes over each rollout's num_envs x rollout_steps samples.")
+    minibatches: int = _opt(
+        32,
+        "PQN: minibatches per pass, a gradient step each; must divide num_envs x rollout_steps.",
+    )
+    q_lambda: float = _opt(
+        0.65, "PQN: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo)."
+    )
+    max_grad_norm: float = _opt(10.0, "PQN: clip the gradient's global norm to this.")
     # --- exploration ---
     eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
     eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
@@ -258,6 +303,13 @@ class Config:
             value = getattr(self, f.name)
             if type(value) is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
                 raise ConfigError(f"--{_flag(f.name)} {value} is beyond a 64-bit integer")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{_flag(f.name)} must be one of {', '.join(choices)},"
+                    f" got {getattr(self, f.name)!r}"
+                )
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.warmup_steps < 0:
@@ -316,6 +368,53 @@ class Config:
                 f"got {self.device!r}"
             )
 
+        if self.algo == "pqn":
+            self._validate_pqn()
+
+    def _validate_pqn(self) -> None:
+        for name in ("rollout_steps", "epochs", "minibatches"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        samples = self.num_envs * self.rollout_steps
+        if samples % self.minibatches:
+            raise ConfigError(
+                f"--minibatches {self.minibatches} must divide the rollout's --num-envs "
+                f"{self.num_envs} x --rollout-steps {self.rollout_steps} = {samples} samples"
+            )
+        if not 0.0 <= self.q_lambda <= 1.0:
+            raise ConfigError(f"--q-lambda must be in [0, 1], got {self.q_lambda}")
+        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise ConfigError(
+                f"--max-grad-norm must be a positive number, got {self.max_grad_norm}"
+            )
+        # What only DQN's replay and target network give meaning to: refused, not ignored.
+        dqn_only = {
+            "replay": self.replay != "uniform",
+            "n_step": self.n_step != 1,
+            "double": self.double,
+            "distributional": self.distributional,
+            "noisy": self.noisy,
+            "bf16": self.bf16,
+            "augment": self.augment != "none",
+            "one_pass_double": self.one_pass_double,
+        }
+        for name, used in dqn_only.items():
+            if used:
+                raise ConfigError(
+                    f"--{_flag(name)} {getattr(self, name)} is not available with --algo pqn"
+                    " (it has no replay memory or target network)"
+                )
+
+    @property
+    def replay_ratio(self) -> float:
+        """Transitions trained per agent step: ``batch_size / update_every`` (PQN: each
+        rollout sample once per epoch, ``epochs``). Derived, not a setting of its own, so
+        config.toml has one source for each (update_every is whole: the ratios are
+        batch_size / k)."""
+        if self.algo == "pqn":
+            return float(self.epochs)
+        return self.batch_size / self.update_every
+
     def warnings(self) -> list[str]:
         """Settings that are legal but make the run pointless: a line each, to say and go on."""
         said = []
@@ -331,6 +430,16 @@ class Config:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))
+
+# Settings that do not change what a run is: how long it goes on, where it computes, how it is
+# checkpointed. They may change on --resume, and `plot` groups runs regardless of them.
+RUN_NEUTRAL = (
+    "total_steps",
+    "device",
+    "checkpoint_replay",
+    "checkpoint_chunk",
+    "checkpoint_every",
+)
 
 # Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
 _NATURE: dict[str, Any] = {
@@ -381,6 +490,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 50_000,
         "eval_games": 10,
     },
+    # PQN with the paper's Atari settings: purejaxql's purejaxql/config/alg/pqn_atari.yaml.
+    "pqn": {
+        "algo": "pqn",
+        "actions": "minimal",
+        "num_envs": 128,
+        "rollout_steps": 32,
+        "epochs": 2,
+        "minibatches": 32,
+        "lr": 2.5e-4,
+        "adam_eps": 1e-8,
+        "q_lambda": 0.65,
+        "max_grad_norm": 10.0,
+        "layer_norm": True,
+        "warmup_steps": 0,
+        "eps_start": 1.0,
+        "eps_end": 0.001,
+        "eps_decay": 1_000_000,
+        "total_steps": 10_000_000,
+        "eval_every": 500_000,
+        "eval_games": 10,
+    },
 }
 PRESETS["rainbow"] = {
     **PRESETS["rainbow-lite"],
@@ -412,6 +542,10 @@ PRESET_HELP: dict[str, str] = {
     "SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
     "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
     "games every 50k.",
+    "pqn": "PQN (Gallici et al. 2024) with the paper's Atari settings (purejaxql's pqn_atari.yaml):"
+    " 128 envs x 32-step rollouts, Q(lambda) targets with lambda 0.65, 2 epochs x 32 minibatches"
+    " of 128, RAdam lr 2.5e-4, gradient norm clipped to 10, LayerNorm, epsilon 1 -> 0.001 over"
+    " the first 10% of 10M steps; no replay, no target network.",
     "rainbow": "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
     " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
     " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
@@ -428,6 +562,26 @@ PRESET_HELP: dict[str, str] = {
 
 # Where each of a preset's values comes from (printed by `atari-dqn presets` beside the value).
 PRESET_SOURCES: dict[str, dict[str, str]] = {
+    "pqn": {
+        "algo": "PQN, Gallici et al. 2024 (Simplifying Deep Temporal Difference Learning)",
+        "actions": "the minimal action set (envpool's default in purejaxql)",
+        "num_envs": "NUM_ENVS 128, purejaxql pqn_atari.yaml",
+        "rollout_steps": "NUM_STEPS 32, purejaxql pqn_atari.yaml",
+        "epochs": "NUM_EPOCHS 2, purejaxql pqn_atari.yaml",
+        "minibatches": "NUM_MINIBATCHES 32, purejaxql pqn_atari.yaml",
+        "lr": "LR 2.5e-4 (no decay: LR_LINEAR_DECAY False), purejaxql pqn_atari.yaml",
+        "adam_eps": "RAdam's default eps 1e-8, as optax.radam in purejaxql",
+        "q_lambda": "LAMBDA 0.65, purejaxql pqn_atari.yaml",
+        "max_grad_norm": "MAX_GRAD_NORM 10, purejaxql pqn_atari.yaml",
+        "layer_norm": "NORM_TYPE layer_norm, purejaxql pqn_atari.yaml",
+        "warmup_steps": "no warm-up: PQN learns from its first rollout",
+        "eps_start": "EPS_START 1, purejaxql pqn_atari.yaml",
+        "eps_end": "EPS_FINISH 0.001, purejaxql pqn_atari.yaml",
+        "eps_decay": "EPS_DECAY 0.1 of the run: 1M of 10M steps, purejaxql pqn_atari.yaml",
+        "total_steps": "TOTAL_TIMESTEPS 1e7 agent steps, purejaxql pqn_atari.yaml",
+        "eval_every": "an evaluation every 500k steps: twenty points on a 10M curve",
+        "eval_games": "10 full games per evaluation (the learning-results protocol)",
+    },
     "laptop": {
         "actions": "the minimal action set (Breakout's 4), as every preset but seed",
         "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",

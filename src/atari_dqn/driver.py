@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from atari_dqn.artifacts import (
     ArtifactError,
+    ModelInfo,
     RunDir,
     RunLock,
     WriteError,
@@ -47,9 +48,18 @@ from atari_dqn.checkpoint import (
     replay_on_disk,
     save_checkpoint,
 )
-from atari_dqn.config import Config, ConfigError, UsageError, load_toml, to_toml
+from atari_dqn.config import (
+    RUN_NEUTRAL,
+    Config,
+    ConfigError,
+    UsageError,
+    load_toml,
+    to_toml,
+)
+from atari_dqn.envs import EnvSettings
+from atari_dqn.evaluate import EvalResult
 from atari_dqn.host import session_record
-from atari_dqn.loop import Loop
+from atari_dqn.loop import EvalAgent, Loop, Progress
 from atari_dqn.metrics import MetricsWriter
 from atari_dqn.reporting import (
     Reporting,
@@ -64,14 +74,8 @@ from atari_dqn.reporting import (
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-# Settings that may differ on --resume without changing what the run is.
-RESUME_MAY_CHANGE = (
-    "total_steps",
-    "device",
-    "checkpoint_replay",
-    "checkpoint_chunk",
-    "checkpoint_every",
-)
+# Settings that may differ on --resume: those that do not change what the run is.
+RESUME_MAY_CHANGE = RUN_NEUTRAL
 
 
 class Console:
@@ -104,16 +108,22 @@ class RunReplay(StatefulReplay, Protocol):
 class Driven:
     """What the driver needs of a built run, whichever loop it is."""
 
-    learner: Learner
+    learner: Learner[EvalAgent]
     loop: Loop
-    replay: RunReplay
-    train_seconds: float = 0.0  # training wall time before this process (resume), evals excluded
-    best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far (resume)
+    replay: RunReplay | None  # None: a loop without a replay memory (PQN)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
-    replay_on_disk: ReplayOnDisk | None = None  # what the checkpoint holds of the replay (resume)
     # Told the path of each checkpoint once it is saved or loaded (the Ape-X replay server
     # restores a dead server's replay from it).
     on_checkpoint: Callable[[Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a run carries over from its earlier processes (a new run: nothing)."""
+
+    train_seconds: float = 0.0  # training wall time before this process, evaluations excluded
+    best: tuple[int, float] | None = None  # (step, score) of the best evaluation so far
+    replay_on_disk: ReplayOnDisk | None = None  # what the checkpoint holds of the replay
 
 
 class TrainClock:
@@ -136,191 +146,260 @@ class TrainClock:
         self._mark = time.perf_counter()
 
 
+class SignalGuard:
+    """While entered, SIGINT and SIGTERM ask the run to stop (``signum``) instead of killing
+    it; the previous handlers come back on exit. Only the main thread may take signals (a
+    sweep's trial trains in another thread): elsewhere it does nothing. ``on_stop`` is called
+    at each signal, from the handler (the driver's: ``Loop.request_stop``, so the loop reports
+    at its next agent step, even inside an evaluation)."""
+
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+        self.signum: int | None = None
+        self._on_stop = on_stop
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        if self.signum is None:
+            self.signum = signum
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+class Driver:
+    """Drives one loop into one run directory, one method per event: :meth:`progress` (each
+    report), :meth:`evaluation`, :meth:`checkpoint`, :meth:`finish`; :meth:`run` is the loop
+    over them, with the progress bar, TensorBoard and a :class:`SignalGuard` around it."""
+
+    def __init__(
+        self,
+        parts: Driven,
+        run: RunDir,
+        console: Console,
+        carried: Carried = Carried(),
+        reporting: Reporting | None = None,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.parts, self.run_dir, self.console = parts, run, console
+        self.reporting = reporting or Reporting()
+        self.tracker = tracker
+        self.config = parts.learner.config
+        self.model_info = ModelInfo(
+            EnvSettings.of(self.config, parts.learner.actions), seed=self.config.seed
+        )
+        self.best = carried.best
+        self.replay_on_disk = carried.replay_on_disk  # the chunks the next checkpoint may keep
+        self.clock = TrainClock(carried.train_seconds)
+        self.saved_at: int | None = None  # the step of this process's last checkpoint
+        self.next_checkpoint = self._after(parts.loop.step)
+        self.postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
+        self.metrics: MetricsWriter | None = None
+
+    def _after(self, step: int) -> int:
+        """The first multiple of --checkpoint-every past ``step`` (0: no such checkpoints)."""
+        every = self.config.checkpoint_every
+        return (step // every + 1) * every if every else 0
+
+    def _checkpoint_due(self) -> bool:
+        return bool(self.next_checkpoint) and self.parts.loop.step >= self.next_checkpoint
+
+    # ------------------------------------------------------------------ events
+    def progress(self, progress: Progress) -> None:
+        """A report: the games that ended, TensorBoard, the bar."""
+        result = progress.evaluation
+        seconds = self.clock.lap(excluded=result.seconds if result is not None else 0.0)
+        self.run_dir.append_games(
+            [
+                (step, score, length, seconds)
+                for step, score, length in zip(
+                    progress.game_steps, progress.game_returns, progress.game_lengths, strict=True
+                )
+            ]
+        )
+        bar = self.console.bar
+        if bar is not None:
+            bar.update(progress.step - bar.n)
+        if self.metrics is not None:
+            self.metrics.write(progress)
+        self.postfix["eps"] = f"{progress.epsilon:.2f}"
+        if progress.loss is not None:
+            self.postfix["loss"] = f"{progress.loss:.4f}"
+
+    def evaluation(self, result: EvalResult) -> None:
+        """An evaluation: rewards.txt, its model file, the best model, a video if asked."""
+        online = self.parts.learner.online
+        self.run_dir.append_reward(result.index, result.step, result.mean)
+        path = self.run_dir.model_path(result.index)
+        save_model(path, online, self.model_info.metadata(result.step))
+        self.postfix["eval"] = f"{result.mean:.1f}"
+        if self.best is None or result.mean > self.best[1]:
+            self.best = (result.step, result.mean)
+            meta = self.model_info.metadata(result.step, score=result.mean)
+            save_model(self.run_dir.best_model_path, online, meta)
+        self.console.log(
+            f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f} ± "
+            f"{result.std:.1f} over {len(result.scores)} games in {result.seconds:.1f} s "
+            f"-> {path.name}"
+        )
+        if self.reporting.films(result.index):
+            video = video_path(self.run_dir.path, result.index)
+            with writing(video):
+                game = film_evaluation(self.parts.learner, result, video)
+            self.console.log(
+                f"video of evaluation {result.index}'s first game (score "
+                f"{game.score:g}, {game.length} steps) -> {video.relative_to(self.run_dir.path)}"
+            )
+            if self.tracker is not None:
+                self.tracker.video(video, result.step)
+
+    def checkpoint(self) -> None:
+        """A full checkpoint (agent, replay, loop, this driver's state) and the latest model."""
+        parts, run, step = self.parts, self.run_dir, self.parts.loop.step
+        self.saved_at = step
+        self.next_checkpoint = self._after(step)
+        run.sync_games()
+        with writing(run.path / CHECKPOINT_NAME):
+            info = save_checkpoint(
+                run.path / CHECKPOINT_NAME,
+                config=dataclasses.asdict(self.config),
+                agent=parts.learner.agent,
+                replay=parts.replay,
+                loop=parts.loop,
+                include_replay=self.config.checkpoint_replay and parts.replay is not None,
+                extra={
+                    "train_seconds": self.clock.seconds,
+                    "best": list(self.best) if self.best else None,
+                },
+                previous=self.replay_on_disk,
+                chunk_slots=self.config.checkpoint_chunk,
+            )
+        self.replay_on_disk = info.replay
+        if parts.on_checkpoint is not None:
+            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
+        # The online network at this checkpoint, for `evaluate RUN --model latest`.
+        save_model(run.latest_model_path, parts.learner.online, self.model_info.metadata(step))
+        chunks = (
+            f" ({info.chunks_written} replay chunks written, {info.chunks_kept} kept)"
+            if info.replay is not None
+            else ""
+        )
+        self.console.log(
+            f"checkpoint at step {step}: {info.bytes / 1e6:.1f} MB written in "
+            f"{info.seconds:.2f} s{chunks}"
+        )
+
+    def stopped(self, signum: int) -> int:
+        """A signal stopped the run (after its checkpoint): 130 after SIGINT, 0 after SIGTERM."""
+        self.console.log(
+            f"stopped by {signal.Signals(signum).name} at step {self.parts.loop.step}; "
+            f"continue with: atari-dqn train --resume {self.run_dir.path}"
+        )
+        return 0 if signum == signal.SIGTERM else 130
+
+    def finished_late(self, signum: int, progress: Progress) -> bool:
+        """Whether a signal came once every step was done (and its evaluation played): then
+        the run has finished, saved, and ends as such (exit status 0: there is nothing to
+        continue, a script may go on with its results)."""
+        if self.parts.loop.step < self.config.total_steps or progress.evaluation_pending:
+            return False
+        self.console.log(f"{signal.Signals(signum).name} after the last step: the run is complete")
+        return True
+
+    def finish(self) -> int:
+        """The loop ran to its end: a last checkpoint unless one was just saved."""
+        if self.saved_at != self.parts.loop.step:
+            self.checkpoint()
+        return 0
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> int:
+        """Run the loop to its end or to a signal; returns the exit status: 0, or 130 after
+        SIGINT (0 after SIGTERM), with a checkpoint either way. A signal is honoured at the
+        loop's next agent step (an evaluation under way is abandoned and played first when the
+        run continues), after the checkpoint being written if any; one that arrives once every
+        step is done ends the run as finished (0)."""
+        from tqdm import tqdm
+
+        loop, learner, config = self.parts.loop, self.parts.learner, self.config
+        self.console.say(
+            f"run directory: {self.run_dir.path}  ({config.env_id}, preset {config.preset}, "
+            f"{len(learner.actions)} actions: {','.join(learner.actions)}, "
+            f"device {learner.device})"
+        )
+        self.run_dir.append_games([])  # the header, so a run's games.csv exists from its start
+        bar = tqdm(
+            total=config.total_steps,
+            initial=loop.step,
+            unit="step",
+            disable=self.console.quiet,
+            dynamic_ncols=True,
+            smoothing=0.05,
+        )
+        self.console.bar = bar
+        # TensorBoard event files in the run directory; a resumed run continues after its step.
+        self.metrics = MetricsWriter(
+            self.run_dir.path,
+            start_step=loop.step,
+            replay_beta=self.parts.replay is not None and self.parts.replay.uses_priorities,
+        )
+        failing = False
+        try:
+            with SignalGuard(on_stop=loop.request_stop) as signals:
+                if loop.step == 0:
+                    self.metrics.hyperparameters(dataclasses.asdict(config))
+                for progress in loop.run():
+                    self.progress(progress)
+                    if progress.evaluation is not None:
+                        self.evaluation(progress.evaluation)
+                    bar.set_postfix(self.postfix, refresh=False)
+                    stop = signals.signum
+                    if progress.evaluation is not None or stop or self._checkpoint_due():
+                        self.checkpoint()
+                    self.clock.pause_until_now()
+                    if stop and self.finished_late(stop, progress):
+                        break
+                    if stop:
+                        return self.stopped(stop)
+                status = self.finish()
+        except BaseException:
+            failing = True
+            raise
+        finally:
+            bar.close()
+            self.console.bar = None
+            try:
+                self.metrics.close()
+            except WriteError:
+                if not failing:  # (a full disk fails the last events too: one message is enough)
+                    raise
+        self.console.say(
+            f"done: {loop.step} steps, {loop.updates} updates; results in {self.run_dir.path}"
+        )
+        return status
+
+
 def drive(
     parts: Driven,
     run: RunDir,
     console: Console,
     reporting: Reporting | None = None,
     tracker: Tracker | None = None,
+    carried: Carried = Carried(),
 ) -> int:
-    """Run the loop: progress bar, rewards.txt, models and checkpoints; stop cleanly on signals;
-    evaluation videos as ``reporting`` asks, also sent to the W&B run ``tracker`` if any.
-
-    Returns the exit status: 0, or 130 after SIGINT (0 after SIGTERM), with a checkpoint. A
-    signal is honoured at the loop's next agent step (an evaluation under way is abandoned and
-    played first when the run continues), after the checkpoint being written if any; one that
-    arrives once every step is done ends the run as finished (0)."""
-    from tqdm import tqdm
-
-    reporting = reporting or Reporting()
-    learner, loop = parts.learner, parts.loop
-    config, actions, online = learner.config, learner.actions, learner.online
-    model_meta = {
-        "env_id": config.env_id,
-        "actions": ",".join(actions),
-        "seed": str(config.seed),
-        # What evaluate needs to rebuild the run's env.
-        "noop_max": str(config.noop_max),
-        "frame_skip": str(config.frame_skip),
-        "sticky_actions": str(config.sticky_actions),
-        "eval_max_frames": str(config.eval_max_frames),
-    }
-    console.say(
-        f"run directory: {run.path}  ({config.env_id}, preset {config.preset}, "
-        f"{len(actions)} actions: {','.join(actions)}, device {learner.device})"
-    )
-    saved_at: list[int] = []
-    on_disk = parts.replay_on_disk  # the replay chunks the next checkpoint may keep
-    best = parts.best
-    clock = TrainClock(parts.train_seconds)
-    every = config.checkpoint_every  # 0: checkpoints only at evaluations, the end and signals
-
-    def after(step: int) -> int:  # the first multiple of --checkpoint-every past ``step``
-        return (step // every + 1) * every if every else 0
-
-    next_checkpoint = after(loop.step)
-    run.append_games([])  # the header, so a run's games.csv exists from its start
-
-    def checkpoint() -> None:
-        nonlocal on_disk, next_checkpoint
-        saved_at.append(loop.step)
-        next_checkpoint = after(loop.step)
-        run.sync_games()
-        with writing(run.path / CHECKPOINT_NAME):
-            info = save_checkpoint(
-                run.path / CHECKPOINT_NAME,
-                config=dataclasses.asdict(config),
-                agent=learner.agent,
-                replay=parts.replay,
-                loop=loop,
-                include_replay=config.checkpoint_replay,
-                extra={"train_seconds": clock.seconds, "best": list(best) if best else None},
-                previous=on_disk,
-                chunk_slots=config.checkpoint_chunk,
-            )
-        on_disk = info.replay
-        if parts.on_checkpoint is not None:
-            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
-        # The online network at this checkpoint, for `evaluate RUN --model latest`.
-        save_model(run.latest_model_path, online, {**model_meta, "step": str(loop.step)})
-        chunks = (
-            f" ({info.chunks_written} replay chunks written, {info.chunks_kept} kept)"
-            if info.replay is not None
-            else ""
-        )
-        console.log(
-            f"checkpoint at step {loop.step}: {info.bytes / 1e6:.1f} MB written in "
-            f"{info.seconds:.2f} s{chunks}"
-        )
-
-    stop: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        del frame
-        stop.append(signum)
-        loop.request_stop()  # the loop reports at its next step, even inside an evaluation
-
-    # Only the main thread may take signals (a sweep's trial trains in another thread).
-    previous = (
-        {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        if threading.current_thread() is threading.main_thread()
-        else {}
-    )
-    bar = tqdm(
-        total=config.total_steps,
-        initial=loop.step,
-        unit="step",
-        disable=console.quiet,
-        dynamic_ncols=True,
-        smoothing=0.05,
-    )
-    console.bar = bar
-    # TensorBoard event files in the run directory; a resumed run continues after its step.
-    metrics = MetricsWriter(
-        run.path, start_step=loop.step, replay_beta=parts.replay.uses_priorities
-    )
-    postfix: dict[str, str] = {"eps": "1.00", "eval": "-", "loss": "-"}
-    failing = False
-    try:
-        if loop.step == 0:
-            metrics.hyperparameters(dataclasses.asdict(config))
-        for progress in loop.run():
-            result = progress.evaluation
-            seconds = clock.lap(excluded=result.seconds if result is not None else 0.0)
-            run.append_games(
-                [
-                    (step, score, length, seconds)
-                    for step, score, length in zip(
-                        progress.game_steps,
-                        progress.game_returns,
-                        progress.game_lengths,
-                        strict=True,
-                    )
-                ]
-            )
-            bar.update(progress.step - bar.n)
-            metrics.write(progress)
-            postfix["eps"] = f"{progress.epsilon:.2f}"
-            if progress.loss is not None:
-                postfix["loss"] = f"{progress.loss:.4f}"
-            if result is not None:
-                run.append_reward(result.index, result.step, result.mean)
-                path = run.model_path(result.index)
-                save_model(path, online, {**model_meta, "step": str(result.step)})
-                postfix["eval"] = f"{result.mean:.1f}"
-                if best is None or result.mean > best[1]:
-                    best = (result.step, result.mean)
-                    meta = {**model_meta, "step": str(result.step), "score": f"{result.mean:g}"}
-                    save_model(run.best_model_path, online, meta)
-                console.log(
-                    f"eval {result.index:3d} at step {result.step}: score {result.mean:.1f} ± "
-                    f"{result.std:.1f} over {len(result.scores)} games in {result.seconds:.1f} s "
-                    f"-> {path.name}"
-                )
-                if reporting.films(result.index):
-                    video = video_path(run.path, result.index)
-                    with writing(video):
-                        game = film_evaluation(learner, result, video)
-                    console.log(
-                        f"video of evaluation {result.index}'s first game (score "
-                        f"{game.score:g}, {game.length} steps) -> {video.relative_to(run.path)}"
-                    )
-                    if tracker is not None:
-                        tracker.video(video, result.step)
-            bar.set_postfix(postfix, refresh=False)
-            if result is not None or stop or (every and loop.step >= next_checkpoint):
-                checkpoint()
-            clock.pause_until_now()
-            if stop and loop.step >= config.total_steps and not progress.evaluation_pending:
-                # A late signal: every step is done and saved, so the run has finished (exit
-                # status 0: there is nothing to continue, a script may go on with its results).
-                name = signal.Signals(stop[0]).name
-                console.log(f"{name} after the last step: the run is complete")
-                break
-            if stop:
-                name = signal.Signals(stop[0]).name
-                console.log(
-                    f"stopped by {name} at step {loop.step}; continue with: "
-                    f"atari-dqn train --resume {run.path}"
-                )
-                return 0 if stop[0] == signal.SIGTERM else 130
-        if not saved_at or saved_at[-1] != loop.step:
-            checkpoint()
-    except BaseException:
-        failing = True
-        raise
-    finally:
-        bar.close()
-        console.bar = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        try:
-            metrics.close()
-        except WriteError:
-            if not failing:  # (a full disk fails the last events too: one message is enough)
-                raise
-    console.say(f"done: {loop.step} steps, {loop.updates} updates; results in {run.path}")
-    return 0
+    """Run ``parts`` into ``run`` with a :class:`Driver`; returns the exit status."""
+    return Driver(parts, run, console, carried, reporting, tracker).run()
 
 
 # ---------------------------------------------------------------------- entry points
@@ -330,7 +409,6 @@ def default_out(config: Config) -> Path:
     return Path("runs") / f"{game}-{config.preset}-s{config.seed}-{stamp}"
 
 
-OpenRun = Callable[[Driven], RunDir]
 # Builds the parts of a run from its config (and the weights to start from) for as long as the
 # context lasts: one process by default; ``distributed.apex.apex_launch`` for an Ape-X run.
 Launch = Callable[[Config, Path | None], AbstractContextManager[Driven]]
@@ -351,9 +429,66 @@ class Finished:
     status: int
 
 
+class Opening(Protocol):
+    """How a run directory is opened once its parts are built: a new run's files written, or
+    a checkpoint loaded into the parts. Returns the directory and what the run carries."""
+
+    def open(self, parts: Driven, console: Console) -> tuple[RunDir, Carried]: ...
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A new run of ``config`` in ``out`` (``force``: replacing the run files there)."""
+
+    config: Config
+    out: Path
+    force: bool
+
+    def open(self, parts: Driven, console: Console) -> tuple[RunDir, Carried]:
+        del parts, console
+        run = RunDir.create(self.out, self.force)
+        remove_leftovers(run.path)  # of a killed save in the run --force replaces
+        run.write_config(to_toml(self.config))
+        return run, Carried()
+
+
+@dataclass(frozen=True)
+class ResumedRun:
+    """A checked run continued from its checkpoint."""
+
+    target: Resumable
+
+    def open(self, parts: Driven, console: Console) -> tuple[RunDir, Carried]:
+        run, step = self.target.run, self.target.step
+        state = load_checkpoint(
+            run.path / CHECKPOINT_NAME,
+            agent=parts.learner.agent,
+            replay=parts.replay,
+            loop=parts.loop,
+        )
+        on_disk = replay_on_disk(state) if state["replay"] is not None else None
+        remove_leftovers(run.path, on_disk)  # what a killed save left behind
+        if parts.on_checkpoint is not None:
+            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
+        # Anything written after the checkpoint (a kill between an evaluation and its
+        # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
+        run.truncate_rewards(step)
+        run.truncate_games(step)
+        extra = self.target.state.get("extra", {})
+        best = extra.get("best")
+        carried = Carried(
+            train_seconds=float(extra.get("train_seconds", 0.0)),
+            best=(int(best[0]), float(best[1])) if best is not None else None,
+            replay_on_disk=on_disk,
+        )
+        run.write_config(to_toml(self.target.config))
+        console.say(f"resuming {run.path} at step {step}")
+        return run, carried
+
+
 def _launch(
     config: Config,
-    open_run: OpenRun,
+    opening: Opening,
     console: Console,
     launch: Launch,
     *,
@@ -362,19 +497,18 @@ def _launch(
     tracking_id: str | None = None,
     restore: Path | None = None,
 ) -> Finished:
-    """Start the W&B run if asked, build the run, open its run directory with ``open_run``
-    (which may load a checkpoint into the parts), drive it; whatever ``launch`` started is
-    stopped after."""
+    """Start the W&B run if asked, build the run, open its run directory, drive it; whatever
+    ``launch`` started is stopped after."""
     tracker = start_tracking(reporting, config, run_dir.name, tracking_id)
     status = 1  # an exception: the W&B run ends as failed
     try:
         with launch(config, restore) as parts:
-            run = open_run(parts)
+            run, carried = opening.open(parts, console)
             run.append_session(session_record(parts.loop.step, parts.learner.device))
             save_tracking_id(run.path, tracker)
             if parts.banner:
                 console.say(parts.banner)
-            status = drive(parts, run, console, reporting, tracker)
+            status = Driver(parts, run, console, carried, reporting, tracker).run()
             return Finished(run.path, status)
     finally:
         if tracker is not None:
@@ -412,18 +546,11 @@ def start_run(
     RunLock.check(out)  # (first: "in use by process N" says more than "holds a run")
     RunDir.check_new(out, force)
 
-    def new_run(parts: Driven) -> RunDir:
-        del parts
-        run = RunDir.create(out, force)
-        remove_leftovers(run.path)  # of a killed save in the run --force replaces
-        run.write_config(to_toml(config))
-        return run
-
     with after_write_errors(out), RunLock.acquire(out):
         RunDir.check_new(out, force)  # again, now that no other process can start one here
         return _launch(
             config,
-            new_run,
+            NewRun(config, out, force),
             Console(quiet),
             launch,
             run_dir=out,
@@ -556,35 +683,12 @@ def resume_run(
     reporting.check()
     console = Console(quiet)
 
-    def resume(parts: Driven) -> RunDir:
-        state = load_checkpoint(
-            run.path / CHECKPOINT_NAME,
-            agent=parts.learner.agent,
-            replay=parts.replay,
-            loop=parts.loop,
-        )
-        parts.replay_on_disk = replay_on_disk(state) if state["replay"] is not None else None
-        remove_leftovers(run.path, parts.replay_on_disk)  # what a killed save left behind
-        # Anything written after the checkpoint (a kill between an evaluation and its
-        # checkpoint) is replayed exactly by the resumed run, so it is dropped, not duplicated.
-        if parts.on_checkpoint is not None:
-            parts.on_checkpoint(run.path / CHECKPOINT_NAME)
-        run.truncate_rewards(step)
-        run.truncate_games(step)
-        extra = target.state.get("extra", {})
-        parts.train_seconds = float(extra.get("train_seconds", 0.0))
-        if extra.get("best") is not None:
-            parts.best = (int(extra["best"][0]), float(extra["best"][1]))
-        run.write_config(to_toml(config))
-        console.say(f"resuming {run.path} at step {step}")
-        return run
-
     with after_write_errors(run.path), RunLock.acquire(run.path):
         if read_checkpoint_state(run.path / CHECKPOINT_NAME)["loop"]["step"] != step:
             raise ArtifactError(f"{run.path} was trained on since it was checked; check it again")
         return _launch(
             config,
-            resume,
+            ResumedRun(target),
             console,
             launch,
             run_dir=run.path,

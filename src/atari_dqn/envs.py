@@ -17,8 +17,10 @@ The ALE is at ``env.unwrapped.ale`` (e.g. ``getScreenRGB()`` for videos).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ale_py
 import gymnasium as gym
@@ -28,6 +30,9 @@ from gymnasium.spaces import Box, Discrete
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from atari_dqn.config import UsageError
+
+if TYPE_CHECKING:
+    from atari_dqn.config import Config
 
 gym.register_envs(ale_py)
 # The emulator banner on every ROM load is noise on the terminal and in logs.
@@ -41,6 +46,7 @@ __all__ = [
     "check_env_id",
     "resolve_actions",
     "make_env",
+    "EnvSettings",
     "ALL_ACTIONS",
 ]
 
@@ -374,25 +380,91 @@ def load_env_state(env: gym.Env, arrays: dict[str, np.ndarray], meta: dict[str, 
     game.load_state(arrays, meta["game"])
 
 
+# ----------------------------------------------------------------------------- settings
+
+TRAINING_MAX_FRAMES = 108_000  # the cap on a training game (30 minutes), whatever evaluation's
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """The game a run plays, as every env builder takes it and every model file records it:
+    the env id, the action set (ALE names, in the network's output order) and what
+    preprocessing does with them. The one place these settings are named: a run's config.toml
+    has them as ``Config`` fields, a model file as :meth:`metadata` strings."""
+
+    env_id: str
+    actions: tuple[str, ...]
+    noop_max: int = 30  # up to this many random no-ops at each game start (emulator frames)
+    frame_skip: int = 4  # emulator frames per agent step
+    sticky_actions: float = -1.0  # sticky-action probability; -1: the env id's default
+    # Cap on one game, in emulator frames: a run's evaluation games (--eval-max-frames); its
+    # training games keep TRAINING_MAX_FRAMES.
+    max_frames: int = 108_000
+
+    # Model-file key of each field (``max_frames`` is the config's ``eval_max_frames``), and
+    # the flag of `atari-dqn evaluate` that overrides it.
+    KEYS = (
+        ("noop_max", "noop_max", "--noop-max"),
+        ("frame_skip", "frame_skip", "--frame-skip"),
+        ("sticky_actions", "sticky_actions", "--sticky-actions"),
+        ("max_frames", "eval_max_frames", "--max-frames"),
+    )
+
+    @classmethod
+    def of(cls, config: Config, actions: tuple[str, ...]) -> EnvSettings:
+        """A run's settings: its config, with its action set resolved."""
+        return cls(
+            config.env_id,
+            tuple(actions),
+            noop_max=config.noop_max,
+            frame_skip=config.frame_skip,
+            sticky_actions=config.sticky_actions,
+            max_frames=config.eval_max_frames,
+        )
+
+    @property
+    def repeat_action_probability(self) -> float | None:
+        """For the ALE: None keeps the env id's default (v4: 0, v5: 0.25)."""
+        return None if self.sticky_actions < 0 else self.sticky_actions
+
+    def metadata(self) -> dict[str, str]:
+        """The model file's strings for these settings."""
+        meta = {"env_id": self.env_id, "actions": ",".join(self.actions)}
+        for name, key, _ in self.KEYS:
+            meta[key] = str(getattr(self, name))
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> EnvSettings:
+        """Read back :meth:`metadata`. Files that predate a key get what runs used then: the
+        field's default (Breakout's id; the minimal action set). ValueError if a value is not
+        a number."""
+        env_id = meta.get("env_id", "BreakoutNoFrameskip-v4")
+        actions = meta.get("actions")
+        values: dict[str, Any] = {}
+        for f_name, key, _ in cls.KEYS:
+            if key in meta:
+                values[f_name] = float(meta[key]) if f_name == "sticky_actions" else int(meta[key])
+        return cls(
+            env_id,
+            tuple(actions.split(",")) if actions else resolve_actions(env_id, "minimal"),
+            **values,
+        )
+
+
 # ----------------------------------------------------------------------------- factory
 
 
-def make_env(
-    env_id: str,
-    *,
-    training: bool,
-    actions: tuple[str, ...],
-    noop_max: int = 30,
-    frame_skip: int = 4,
-    frame_stack: int = 4,
-    max_frames: int = 108_000,
-    repeat_action_probability: float | None = None,
-) -> gym.Env:
-    """Build the preprocessed Atari env (see the module docstring).
+def make_env(settings: EnvSettings, *, training: bool, frame_stack: int = 4) -> gym.Env:
+    """Build the preprocessed Atari env of ``settings`` (see the module docstring); ``training``
+    plays episodic lives with clipped rewards, else full games with raw scores.
 
     Observations are ``Box(0, 255, (frame_stack, 84, 84), uint8)``, oldest frame first; the
     action space is ``Discrete(len(actions))``. ``env.unwrapped.ale`` is the ALE interface.
     """
+    env_id, actions = settings.env_id, tuple(settings.actions)
+    noop_max, frame_skip, max_frames = settings.noop_max, settings.frame_skip, settings.max_frames
+    repeat_action_probability = settings.repeat_action_probability
     check_env_id(env_id)
     if noop_max < 0:
         raise EnvError(f"noop_max must be >= 0, got {noop_max}")
@@ -402,7 +474,6 @@ def make_env(
         raise EnvError(f"frame_stack must be >= 1, got {frame_stack}")
     if max_frames < 1:
         raise EnvError(f"max_frames must be >= 1, got {max_frames}")
-    actions = tuple(actions)
     for name in actions:
         if name not in ALL_ACTIONS:
             raise EnvError(f"unknown action {name!r}: expected ALE names like NOOP, FIRE, LEFT")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from atari_dqn import killpoints
 from atari_dqn.agent import UpdateResult
@@ -64,6 +65,43 @@ class Progress:
     evaluation_pending: bool = False
 
 
+PHASES = ("act", "env", "sample", "update", "store", "eval")
+
+
+class PhaseTimer:
+    """Wall seconds spent in each phase of the training loop, for ``bench train``'s breakdown.
+
+    Phases: ``act`` (ε draws and the acting forward pass), ``env`` (starting the emulators and
+    waiting for them: the part of their work that the updates did not hide), ``sample`` (the
+    replay's draws and stack gathering), ``update`` (the gradient step, and new priorities when
+    the replay uses them), ``store`` (recording the transitions), ``eval`` (evaluations). The
+    loop calls :meth:`start` and :meth:`lap` only when it was given a timer; what it does not
+    time (target syncs, reports, the caller's work between yields) is the rest of the wall
+    time. On a GPU, kernels run asynchronously: their time shows up where the host next waits
+    for the device (acting's copy of the actions back, say), not in ``update``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._mark = clock()
+
+    def start(self) -> None:
+        """Begin timing here: what came since the last lap belongs to no phase."""
+        self._mark = self.clock()
+
+    def lap(self, phase: str) -> None:
+        """The time since the previous lap (or start) was spent in ``phase``."""
+        now = self.clock()
+        self.seconds[phase] += now - self._mark
+        self._mark = now
+
+    def take(self) -> dict[str, float]:
+        """The seconds per phase so far, and start counting from zero."""
+        taken, self.seconds = self.seconds, dict.fromkeys(PHASES, 0.0)
+        return taken
+
+
 class Agent(Protocol):
     """What a loop needs of the learner (:class:`~atari_dqn.agent.DQNAgent` in a real run)."""
 
@@ -78,6 +116,30 @@ class Agent(Protocol):
     def update(self, batch: Batch) -> UpdateResult: ...
 
     def sync_target(self) -> None: ...
+
+
+class UpdateStats(Protocol):
+    """What a report reads of a learner's latest update (DQN's and PQN's results): scalars
+    on the update's device, read only when a report is made."""
+
+    @property
+    def loss(self) -> torch.Tensor: ...
+
+    @property
+    def q_mean(self) -> torch.Tensor: ...
+
+
+class EvalAgent(Protocol):
+    """What a run's evaluations, videos and checkpoints need of any learner (``DQNAgent``,
+    ``PQNLearner``): acting as evaluation does, and its checkpoint state."""
+
+    def act_eval(
+        self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
 
 
 class Loop(Protocol):
@@ -138,7 +200,7 @@ def close_report(
     evaluation: EvalResult | None,
     beta: float,
     replay_stats: dict[str, float],
-    last: UpdateResult | None,
+    last: UpdateStats | None,
 ) -> Progress:
     """Fill in a report with the loop's position and the latest update; the NaN guard: a loss
     or mean Q that is not finite stops the run (NonFiniteLossError) before anything is saved."""
@@ -167,6 +229,7 @@ class TrainLoop:
         beta: Callable[[int], float],
         rng: np.random.Generator,
         settings: LoopSettings,
+        timer: PhaseTimer | None = None,
     ) -> None:
         self.env = env
         self.eval_env = eval_env
@@ -176,6 +239,7 @@ class TrainLoop:
         self.beta = beta
         self.rng = rng
         self.s = settings
+        self.timer = timer  # None: nothing is timed (the loop does exactly the same work)
         self.step = 0  # agent steps (transitions) so far, over all envs
         self.updates = 0
         self.next_update = settings.warmup_steps + settings.update_every
@@ -253,20 +317,25 @@ class TrainLoop:
             stop=self._stopping,
         )
 
-    def _due_evaluation(self) -> EvalResult | None:
+    def _due_evaluation(self, timer: PhaseTimer | None = None) -> EvalResult | None:
         """The evaluation due at this step, if any (None too when a stop abandoned it: then
         ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
         s, step = self.s, self.step
         if step < self.next_eval:
             return None
+        if timer is not None:
+            timer.start()
         try:
             evaluation = self.evaluate(self.next_eval // s.eval_every)
         except EvaluationStopped:
             return None
+        finally:
+            if timer is not None:
+                timer.lap("eval")
         self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
         return evaluation
 
-    def _learn(self) -> UpdateResult | None:
+    def _learn(self, timer: PhaseTimer | None) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
         s, last = self.s, None
         while self.step >= self.next_update:
@@ -274,15 +343,19 @@ class TrainLoop:
             if len(self.replay) < s.batch_size:
                 continue
             batch = self.replay.sample(s.batch_size, self.beta(self.step))
+            if timer is not None:
+                timer.lap("sample")
             last = self.agent.update(batch)
             if self.replay.uses_priorities:  # else nothing waits for the device here
                 self.replay.update_priorities(batch.indices, last.td_abs.cpu().numpy())
+            if timer is not None:
+                timer.lap("update")
             self.updates += 1
         return last
 
     def run(self) -> Iterator[Progress]:
         """Act, step all envs (updating while they run), store, sync, evaluate, report."""
-        s = self.s
+        s, timer = self.s, self.timer
         last: UpdateResult | None = None
         report = Progress(step=self.step, epsilon=self.epsilon(self.step))
         next_report = (self.step // s.report_every + 1) * s.report_every
@@ -291,7 +364,7 @@ class TrainLoop:
         obs = self._obs
         assert obs is not None
         if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
-            evaluation = self._due_evaluation()
+            evaluation = self._due_evaluation(timer)
             report.evaluation_pending = self.step >= self.next_eval
             yield close_report(
                 report,
@@ -305,13 +378,23 @@ class TrainLoop:
             )
             report = Progress(step=self.step, epsilon=report.epsilon)
         while self.step < s.total_steps:
+            if timer is not None:
+                timer.start()
             eps = self.epsilon(self.step + 1)
             actions = self.agent.act(obs, eps, self.rng)
+            if timer is not None:
+                timer.lap("act")
             self.env.send(actions)
+            if timer is not None:
+                timer.lap("env")
             # The emulators run while the learner updates (in C++ threads for vector envs).
-            last = self._learn() or last
+            last = self._learn(timer) or last
             vs = self.env.recv()
+            if timer is not None:
+                timer.lap("env")
             record(self.replay, actions, vs)
+            if timer is not None:
+                timer.lap("store")
             self._obs = obs = vs.obs
             self.step += int(vs.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
@@ -324,7 +407,7 @@ class TrainLoop:
                 self.agent.sync_target()
                 self.next_sync += s.target_update * (1 + (step - self.next_sync) // s.target_update)
 
-            evaluation = self._due_evaluation()
+            evaluation = self._due_evaluation(timer)
             report.evaluation_pending = step >= self.next_eval
             due = evaluation is not None or step >= next_report or step >= s.total_steps
             if due or self._stop:

@@ -105,3 +105,60 @@ def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None = None)
     if weights is not None:
         per_sample = per_sample * weights
     return per_sample.mean()
+
+
+def q_lambda_returns(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    next_max_q: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Q(λ) targets of a rollout, as PQN (Gallici et al. 2024, eq. for ``G^λ_t``) defines them.
+
+    All arguments are ``[T, N]`` (T steps of N envs), on any device; ``next_max_q[t]`` is
+    ``max_a Q(s_{t+1}, a)`` of the *true* successor of step t (also at a truncation: never the
+    first state of the next episode) as the network computed it while acting. Backwards from the
+    rollout's end, with ``G_T := max_a Q(s_T, a)`` (the bootstrap, ``next_max_q[T-1]``)::
+
+        G_t = r_t + γ (1 - term_t) [ λ_t G_{t+1} + (1 - λ_t) max_a Q(s_{t+1}, a) ],
+        λ_t = λ (1 - end_t),   end_t = term_t or trunc_t
+
+    * a **terminal** step (game over, or a life loss: training episodes end there in this
+      project) has no bootstrap: ``G_t = r_t``;
+    * a **truncation** (the frame cap) bootstraps from the state it was cut at and nothing
+      after it: ``G_t = r_t + γ max_a Q(s_{t+1}, a)``;
+    * so the recursion never runs across an episode's end (``λ_t = 0`` there). If both flags
+      are set the step is terminal.
+
+    ``λ = 0`` gives one-step Q-learning targets ``r_t + γ (1 - term_t) max_a Q(s_{t+1}, a)``;
+    ``λ = 1`` the discounted sum of the rewards to the episode's end, or to the rollout's end
+    bootstrapped with ``max_a Q(s_T, a)``. No gradient flows through the result. Returns
+    ``[T, N]`` float32.
+    """
+    if not (rewards.shape == terminated.shape == truncated.shape == next_max_q.shape):
+        raise ValueError(
+            "rewards, terminated, truncated and next_max_q must have one shape [T, N], got "
+            f"{tuple(rewards.shape)}, {tuple(terminated.shape)}, {tuple(truncated.shape)},"
+            f" {tuple(next_max_q.shape)}"
+        )
+    with torch.no_grad():
+        r = rewards.float()
+        q_next = next_max_q.float()
+        bootstrap = gamma * (~terminated.bool()).float()  # γ (1 - term_t)
+        lam_t = lam * (~(terminated.bool() | truncated.bool())).float()  # λ (1 - end_t)
+        returns = torch.empty_like(r)
+        g = q_next[-1]  # G_T = max_a Q(s_T, a)
+        for t in range(r.shape[0] - 1, -1, -1):
+            g = r[t] + bootstrap[t] * (lam_t[t] * g + (1.0 - lam_t[t]) * q_next[t])
+            returns[t] = g
+    return returns
+
+
+def masked_half_squared(td: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the samples where ``mask`` is 1 of ``½ δ²`` (PQN's loss, as purejaxql's
+    ``0.5 * square(Q(s, a) - G).mean()``); samples with mask 0 add nothing. 0 if none count."""
+    mask = mask.to(td.dtype)
+    return (0.5 * td.square() * mask).sum() / mask.sum().clamp(min=1.0)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +87,18 @@ def mean_weights(network: nn.Module) -> Iterator[None]:
         network.train(was_training)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each position of a (B, C, H, W) feature map, with a scale
+    and a bias per channel: what ``flax.linen.LayerNorm`` does to the NHWC maps of purejaxql's
+    PQN network (it normalises the last axis). ε = 1e-6 as flax's default."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class QNetwork(nn.Module):
     """Nature CNN (Mnih et al. 2015) mapping uint8 stacks (B, 4, 84, 84) to Q-values (B, A).
 
@@ -98,6 +111,11 @@ class QNetwork(nn.Module):
     dueling the streams are over atoms, ``logits = V(s) + A(s, a) - mean_a A(s, a)`` per atom,
     as Rainbow (Hessel et al. 2018). ``noisy``: both fc layers of every stream are
     :class:`NoisyLinear` with ``sigma0`` (the torso stays plain).
+
+    ``layer_norm`` (PQN, Gallici et al. 2024, as purejaxql's ``pqn_atari.py``): a LayerNorm
+    after each convolution (over the channels at each position, :class:`ChannelLayerNorm`) and
+    after the hidden fc layer of each stream (over its 512 units), before the ReLU. Without it
+    the modules and state-dict keys are those of the plain network. ε = 1e-6 (flax's default).
 
     ``channels_last`` feeds the convolutions NHWC tensors when gradients are computed: the same
     function (up to float summation order), but oneDNN's NHWC backward kernels are faster on
@@ -120,6 +138,7 @@ class QNetwork(nn.Module):
         v_max: float = 10.0,
         noisy: bool = False,
         sigma0: float = 0.5,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_actions = num_actions
@@ -130,25 +149,30 @@ class QNetwork(nn.Module):
         self.v_min, self.v_max = float(v_min), float(v_max)
         self.noisy = noisy
         self.sigma0 = float(sigma0)
+        self.layer_norm = layer_norm
         support = torch.linspace(self.v_min, self.v_max, self.atoms) if distributional else None
         self.register_buffer("support", support, persistent=False)
+
+        def norm(module: nn.Module, outputs: int, conv: bool) -> list[nn.Module]:
+            """``module``, its LayerNorm where ``layer_norm`` asks for one, then the ReLU."""
+            if not layer_norm:
+                return [module, nn.ReLU()]
+            layer = ChannelLayerNorm(outputs) if conv else nn.LayerNorm(outputs, eps=1e-6)
+            return [module, layer, nn.ReLU()]
+
         self.torso = nn.Sequential(
-            nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False),
-            nn.ReLU(),
+            *norm(nn.Conv2d(in_frames, 32, kernel_size=8, stride=4, bias=False), 32, True),
+            *norm(nn.Conv2d(32, 64, kernel_size=4, stride=2, bias=False), 64, True),
+            *norm(nn.Conv2d(64, 64, kernel_size=3, stride=1, bias=False), 64, True),
             nn.Flatten(),
         )
         features = 64 * 7 * 7
 
         def stream(outputs: int) -> nn.Sequential:
-            if noisy:
-                return nn.Sequential(
-                    NoisyLinear(features, 512, sigma0), nn.ReLU(), NoisyLinear(512, outputs, sigma0)
-                )
-            return nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, outputs))
+            def linear(inputs: int, outputs: int) -> nn.Module:
+                return NoisyLinear(inputs, outputs, sigma0) if noisy else nn.Linear(inputs, outputs)
+
+            return nn.Sequential(*norm(linear(features, 512), 512, False), linear(512, outputs))
 
         if dueling:
             self.value = stream(self.atoms)
@@ -223,9 +247,37 @@ class QNetwork(nn.Module):
             "in_frames": str(self.torso[0].in_channels),
             "distributional": str(self.distributional).lower(),
             "noisy": str(self.noisy).lower(),
+            "layer_norm": str(self.layer_norm).lower(),
         }
         if self.distributional:
             arch |= {"atoms": str(self.atoms), "v_min": repr(self.v_min), "v_max": repr(self.v_max)}
         if self.noisy:
             arch["noisy_sigma0"] = repr(self.sigma0)
         return arch
+
+    @classmethod
+    def from_architecture(cls, arch: Mapping[str, str]) -> QNetwork:
+        """The network :meth:`architecture` describes (fresh weights). Files from before the
+        distributional and noisy heads and LayerNorm lack their keys: plain heads, no norm.
+        KeyError or ValueError where a key is missing or not a number."""
+        distributional = arch.get("distributional", "false") == "true"
+        noisy = arch.get("noisy", "false") == "true"
+        heads: dict[str, Any] = {
+            "distributional": distributional,
+            "noisy": noisy,
+            "layer_norm": arch.get("layer_norm", "false") == "true",
+        }
+        if distributional:
+            heads |= {
+                "atoms": int(arch["atoms"]),
+                "v_min": float(arch["v_min"]),
+                "v_max": float(arch["v_max"]),
+            }
+        if noisy:
+            heads["sigma0"] = float(arch["noisy_sigma0"])
+        return cls(
+            int(arch["num_actions"]),
+            dueling=arch["dueling"] == "true",
+            in_frames=int(arch["in_frames"]),
+            **heads,
+        )

@@ -9,6 +9,7 @@ override that differs from the run's is reported as a note.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,8 @@ from atari_dqn.agent import EpsilonGreedyPolicy
 from atari_dqn.artifacts import ArtifactError, load_model, resolve_model_path
 from atari_dqn.build import build_policy, resolve_device
 from atari_dqn.config import SEED_LIMIT, UsageError, env_setting_problem
-from atari_dqn.envs import check_env_id, make_env, resolve_actions
+from atari_dqn.envs import EnvSettings, check_env_id, make_env, resolve_actions
 from atari_dqn.evaluate import FrameSink, Game, ScoredFrameSink, play, png_writer
-
-# Env settings a model file records, the flag that overrides each, and the value for model
-# files that predate them (make_env's defaults, which those runs trained with).
-ENV_SETTINGS = (
-    ("noop_max", "--noop-max", 30.0),
-    ("frame_skip", "--frame-skip", 4.0),
-    ("sticky_actions", "--sticky-actions", -1.0),
-    ("eval_max_frames", "--max-frames", 108_000.0),
-)
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,7 @@ class ModelScore:
     env_id: str
     step: str | None  # training step of the weights, from the model file
     actions: tuple[str, ...]
-    env: dict[str, float]  # the ENV_SETTINGS used
+    env: dict[str, float]  # the env settings used, by model-file key (EnvSettings.KEYS)
     notes: list[str]  # overrides that differ from the run's settings
     scores: list[float]  # raw full-game scores
     lengths: list[int]  # agent steps per game
@@ -63,37 +55,54 @@ class ModelScore:
 
 
 def env_settings(
-    meta: dict[str, str], overrides: dict[str, float | None], source: str = "the model file"
-) -> tuple[dict[str, float], list[str]]:
+    meta: dict[str, str],
+    overrides: dict[str, float | None],
+    env_id: str | None = None,
+    source: str = "the model file",
+) -> tuple[EnvSettings, list[str]]:
     """The run's settings (from the model file ``source``), each overridden where ``overrides``
-    gives a value, with a note for every override that differs from what the run trained with.
-    A recorded value or an override out of its bounds (config.env_setting_problem) is refused:
-    ArtifactError for the file, UsageError for the flag."""
-    settings: dict[str, float] = {}
+    gives a value (by model-file key) or ``env_id`` another game, with a note for every
+    override that differs from what the run trained with. A recorded value or an override out
+    of its bounds (config.env_setting_problem) is refused: ArtifactError for the file,
+    UsageError for the flag."""
+    for _, key, _ in EnvSettings.KEYS:
+        if key not in meta:
+            continue
+        try:
+            value = float(meta[key])
+        except ValueError:
+            raise ArtifactError(
+                f"{source}: its metadata {key} = {meta[key]!r} is not a number"
+            ) from None
+        problem = env_setting_problem(key, value)
+        if problem is not None:
+            raise ArtifactError(f"{source}: its metadata {key} = {meta[key]!r}: {problem}")
+    try:
+        recorded = EnvSettings.from_metadata(meta)
+    except ValueError as exc:
+        raise ArtifactError(f"{source}: its metadata is not valid: {exc}") from None
+    changes: dict[str, Any] = {}
     notes: list[str] = []
-    for key, flag, default in ENV_SETTINGS:
-        recorded = None
-        if key in meta:
-            try:
-                recorded = float(meta[key])
-            except ValueError:
-                raise ArtifactError(
-                    f"{source}: its metadata {key} = {meta[key]!r} is not a number"
-                ) from None
-            problem = env_setting_problem(key, recorded)
-            if problem is not None:
-                raise ArtifactError(f"{source}: its metadata {key} = {meta[key]!r}: {problem}")
+    if env_id is not None and env_id != recorded.env_id:
+        changes["env_id"] = env_id
+        if not meta.get("actions"):  # (files before action sets were recorded: minimal)
+            changes["actions"] = resolve_actions(env_id, "minimal")
+        if "env_id" in meta:
+            notes.append(f"note: --env-id {env_id} differs from the run's {recorded.env_id}")
+    for name, key, flag in EnvSettings.KEYS:
         given = overrides.get(key)
-        if given is not None:
-            problem = env_setting_problem(key, float(given))
-            if problem is not None:
-                raise UsageError(f"{flag} {problem}")
-            settings[key] = float(given)
-            if recorded is not None and float(given) != recorded:
-                notes.append(f"note: {flag} {given:g} differs from the run's {recorded:g}")
-        else:
-            settings[key] = recorded if recorded is not None else default
-    return settings, notes
+        if given is None:
+            continue
+        problem = env_setting_problem(key, float(given))
+        if problem is not None:
+            raise UsageError(f"{flag} {problem}")
+        value = float(given) if name == "sticky_actions" else int(given)
+        changes[name] = value
+        if key in meta and value != getattr(recorded, name):
+            notes.append(
+                f"note: {flag} {given:g} differs from the run's {getattr(recorded, name):g}"
+            )
+    return dataclasses.replace(recorded, **changes), notes
 
 
 class Policy:
@@ -105,18 +114,28 @@ class Policy:
         path: Path,
         meta: dict[str, str],
         act: EpsilonGreedyPolicy,
-        env_id: str,
-        actions: tuple[str, ...],
-        env: dict[str, float],
+        settings: EnvSettings,
         notes: list[str],
     ) -> None:
         self.path = path  # the model file
         self.meta = meta  # its metadata
-        self.env_id = env_id
-        self.actions = actions  # action names, in the network's output order
-        self.env = env  # the ENV_SETTINGS it plays with
+        self.settings = settings  # the game it plays, as the run trained it unless overridden
         self.notes = notes  # overrides that differ from the run's settings
         self._policy = act
+
+    @property
+    def env_id(self) -> str:
+        return self.settings.env_id
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Action names, in the network's output order."""
+        return self.settings.actions
+
+    @property
+    def env(self) -> dict[str, float]:
+        """The env settings it plays with, by model-file key (as ``evaluate --json`` shows)."""
+        return {key: float(getattr(self.settings, name)) for name, key, _ in EnvSettings.KEYS}
 
     @property
     def step(self) -> str | None:
@@ -140,16 +159,7 @@ class Policy:
 
     def make_env(self) -> gym.Env:
         """The evaluation env: the game as the run trained it (full games, raw scores)."""
-        sticky = self.env["sticky_actions"]
-        return make_env(
-            self.env_id,
-            training=False,
-            actions=self.actions,
-            noop_max=int(self.env["noop_max"]),
-            frame_skip=int(self.env["frame_skip"]),
-            max_frames=int(self.env["eval_max_frames"]),
-            repeat_action_probability=None if sticky < 0 else sticky,
-        )
+        return make_env(self.settings, training=False)
 
     def play(
         self,
@@ -184,25 +194,17 @@ def load_policy(
     device: str = "auto",
 ) -> Policy:
     """A model file, or a run directory's model (``which``: latest, best, N; default the newest
-    evaluation's), ready to play in its run's env (each ENV_SETTINGS key may be overridden)."""
+    evaluation's), ready to play in its run's env (each EnvSettings key may be overridden)."""
     path = resolve_model_path(Path(path), which)
     network, meta = load_model(path)
-    settings, notes = env_settings(meta, overrides or {}, source=str(path))
-    trained_on = meta.get("env_id", "BreakoutNoFrameskip-v4")
-    if env_id is not None and env_id != trained_on:
-        notes.insert(0, f"note: --env-id {env_id} differs from the run's {trained_on}")
-    env_id = env_id or trained_on
-    check_env_id(env_id)
-    if meta.get("actions"):
-        actions = tuple(meta["actions"].split(","))
-    else:
-        actions = resolve_actions(env_id, "minimal")
-    if len(actions) != network.num_actions:
+    settings, notes = env_settings(meta, overrides or {}, env_id, source=str(path))
+    check_env_id(settings.env_id)
+    if len(settings.actions) != network.num_actions:
         raise UsageError(
-            f"model {path} has {network.num_actions} outputs but {len(actions)} actions"
+            f"model {path} has {network.num_actions} outputs but {len(settings.actions)} actions"
         )
     act = build_policy(network, resolve_device(device))
-    return Policy(path, meta, act, env_id, actions, settings, notes)
+    return Policy(path, meta, act, settings, notes)
 
 
 def score_model(

@@ -136,33 +136,28 @@ class SingleEnv:
 
 
 def ale_vector_env(
-    game: str,
-    num_envs: int,
-    *,
-    num_threads: int,
-    frame_skip: int,
-    noop_max: int,
-    max_frames: int,
-    repeat_action_probability: float,
-    full_action_space: bool,
+    settings: envs.EnvSettings, num_envs: int, *, num_threads: int, full_action_space: bool
 ) -> Any:
     """ale-py's C++ ``AtariVectorEnv`` as :class:`AtariVector` drives it: 84x84 gray, one
     frame per observation, FIRE at reset, full games (life loss only reported), raw rewards."""
     from ale_py.vector_env import AtariVectorEnv
 
+    sticky = settings.repeat_action_probability
+    if sticky is None:  # the env id's default, as gymnasium's ids set it
+        sticky = 0.25 if settings.env_id.startswith("ALE/") else 0.0
     return AtariVectorEnv(
-        game,
+        envs.game_of(settings.env_id),
         num_envs,
         num_threads=num_threads,
-        frameskip=frame_skip,
+        frameskip=settings.frame_skip,
         stack_num=1,
-        noop_max=noop_max,
+        noop_max=settings.noop_max,
         use_fire_reset=True,
         episodic_life=False,
         life_loss_info=True,
         reward_clipping=False,
-        max_num_frames_per_episode=max_frames,
-        repeat_action_probability=repeat_action_probability,
+        max_num_frames_per_episode=settings.max_frames,
+        repeat_action_probability=sticky,
         full_action_space=full_action_space,
     )
 
@@ -177,33 +172,22 @@ class AtariVector:
 
     def __init__(
         self,
-        env_id: str,
+        settings: envs.EnvSettings,
         num_envs: int,
         *,
-        actions: tuple[str, ...],
-        noop_max: int = 30,
-        frame_skip: int = 4,
         frame_stack: int = 4,
-        max_frames: int = 108_000,
-        repeat_action_probability: float | None = None,
         num_threads: int = 0,
     ) -> None:
-        envs.check_env_id(env_id)
-        game = envs.game_of(env_id)
-        minimal = envs.minimal_actions(game)
+        envs.check_env_id(settings.env_id)
+        actions = settings.actions
+        minimal = envs.minimal_actions(envs.game_of(settings.env_id))
         full = any(a not in minimal for a in actions)
         action_set = envs.ALL_ACTIONS if full else minimal
-        if repeat_action_probability is None:
-            repeat_action_probability = 0.25 if env_id.startswith("ALE/") else 0.0
         self.num_envs = num_envs
         self._env = ale_vector_env(
-            game,
+            settings,
             num_envs,
             num_threads=num_threads or min(num_envs, os.cpu_count() or 1),
-            frame_skip=frame_skip,
-            noop_max=noop_max,
-            max_frames=max_frames,
-            repeat_action_probability=repeat_action_probability,
             full_action_space=full,
         )
         self._map = np.array([action_set.index(a) for a in actions], dtype=np.int64)

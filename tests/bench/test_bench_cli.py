@@ -18,6 +18,8 @@ from atari_dqn.cli import main
         (["train", "--replay", "uniform,fifo"], "unknown replay kind 'fifo'"),
         (["train", "--replay", ","], "--replay needs at least one of"),
         (["train", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+        (["train", "--threads", "1,0"], "--threads values must be positive, got 0"),
+        (["train", "--threads", "1,x"], "--threads expects integers like 1,8,16"),
     ],
 )
 def test_bench_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys) -> None:

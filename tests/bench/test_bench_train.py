@@ -7,6 +7,7 @@ import pytest
 from atari_dqn.bench import train as train_bench
 from atari_dqn.bench.seed_loop import seed_loop_segments
 from atari_dqn.bench.train import (
+    Counted,
     Row,
     TrainBenchSettings,
     child_segments,
@@ -29,6 +30,15 @@ def test_bench_train_json(run_json) -> None:
     assert [r["name"] for r in result["rows"]] == ["uniform", "prioritized"]
     for r in result["rows"]:
         assert r["steps_per_s"] > 0 and len(r["repeats"]) == 1
+        assert r["replay_ratio"] == 8  # the seed preset: batch 32 / update every 4
+        # the breakdown: every phase, none negative, their sum at most the measured total
+        us = r["us_per_step"]
+        assert set(us) == {"total", *result["phases"]}
+        assert all(v >= 0 for v in us.values())
+        assert us["update"] > 0 and us["eval"] == 0  # no evaluation inside the measurement
+        parts = sum(v for k, v in us.items() if k not in ("total", "other"))
+        assert parts <= us["total"] * (1 + 1e-9)
+        assert parts + us["other"] == pytest.approx(us["total"])
     assert set(result["ratios"]) == {"prioritized/uniform"}
     assert result["ratios"]["prioritized/uniform"] > 0
 
@@ -62,6 +72,29 @@ def test_train_rows_are_an_open_list(monkeypatch) -> None:
     assert "vs a" in table and "0.500" in table and "2.000" in table
 
 
+def test_the_breakdown_is_per_step_and_leaves_the_rest_as_other(monkeypatch) -> None:
+    """Rows that report their phases (Counted) get µs per step of each; the rest is other."""
+    clock = [0.0]
+    monkeypatch.setattr(train_bench.time, "perf_counter", lambda: clock[0])
+    phases = {"act": 0.1, "env": 0.3, "sample": 0.0, "update": 0.4, "store": 0.05, "eval": 0.0}
+
+    def segments():
+        clock[0] += 5.0  # warm-up, not counted: its phases are not either
+        yield Counted(0, dict.fromkeys(phases, 1.0))
+        for _ in range(2):  # 100 steps in 1 s, of which 0.85 s in the phases
+            clock[0] += 1.0
+            yield Counted(100, phases)
+
+    (res,) = run_rows([Row("a", segments, replay_ratio=8.0)])
+    # 200 steps in 2 s: 10,000 µs a step; act 2 x 0.1 s / 200 = 1000 µs; other 0.15 s / 100
+    assert res.steps_per_s == pytest.approx(100)
+    assert res.us_per_step == pytest.approx({"total": 10_000, "act": 1000, "env": 3000,
+                                             "sample": 0, "update": 4000, "store": 500,
+                                             "eval": 0, "other": 1500})  # fmt: skip
+    table = train_table(train_result(TrainBenchSettings(steps=10, warmup=0), [res]))
+    assert "bound by" in table and "update 40%" in table
+
+
 def test_child_segments_run_in_their_own_process_and_report_its_errors() -> None:
     import os
 
@@ -75,6 +108,9 @@ def test_bench_config_measures_learning_only() -> None:
     c = TrainBenchSettings(steps=3000, warmup=1000).config("prioritized")
     assert c.replay == "prioritized" and c.warmup_steps == 1000
     assert c.total_steps == 1100 + 3000 and c.eval_every > c.total_steps
+    # N envs may end up to N - 1 steps past the total: still no evaluation
+    c8 = TrainBenchSettings(steps=3000, warmup=1000).config("uniform", num_envs=8)
+    assert c8.eval_every > c8.total_steps + 7
 
 
 @pytest.mark.slow

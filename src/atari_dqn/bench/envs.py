@@ -111,20 +111,20 @@ class AleBackend:
     def __init__(
         self, env_id: str, num_envs: int, threads: int, *, noop_max: int = NOOP_MAX
     ) -> None:
+        from atari_dqn.envs import EnvSettings, resolve_actions
         from atari_dqn.vector import ale_vector_env
 
-        game, sticky = _game(env_id)
-        self.num_envs = num_envs
-        self.env = ale_vector_env(
-            game,
-            num_envs,
-            num_threads=threads,
-            frame_skip=FRAME_SKIP,
+        _, sticky = _game(env_id)
+        settings = EnvSettings(
+            env_id,
+            resolve_actions(env_id, "minimal"),
             noop_max=noop_max,
+            frame_skip=FRAME_SKIP,
+            sticky_actions=sticky,
             max_frames=MAX_FRAMES,
-            repeat_action_probability=sticky,
-            full_action_space=False,
         )
+        self.num_envs = num_envs
+        self.env = ale_vector_env(settings, num_envs, num_threads=threads, full_action_space=False)
         self.num_actions = int(self.env.single_action_space.n)
 
     def reset(self, seed: int) -> tuple[np.ndarray, dict[str, Any]]:

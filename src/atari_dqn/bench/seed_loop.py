@@ -30,11 +30,11 @@ def seed_loop_segments(
     import torch
     import torch.nn.functional as F
 
-    from atari_dqn.envs import make_env, resolve_actions
+    from atari_dqn.envs import EnvSettings, make_env, resolve_actions
     from atari_dqn.networks import QNetwork
 
     actions = resolve_actions(env_id, "seed")
-    env = make_env(env_id, training=True, actions=actions, frame_stack=1)
+    env = make_env(EnvSettings(env_id, actions), training=True, frame_stack=1)
     device = torch.device("cpu")
     capacity = total + 1
     g = torch.Generator().manual_seed(seed)

@@ -6,6 +6,10 @@ precision, each built by :func:`atari_dqn.build.build_training`. Rows take turns
 each, so a slow spell of a shared machine hits every row alike, and each runs in a process of
 its own, set up as it would be when run for real. ``ceilings`` are what the trainer cannot beat:
 random-play env steps/s and one update alone.
+
+Each atari-dqn row also says where a step's time went (:class:`~atari_dqn.loop.PhaseTimer`):
+µs per agent step in acting, the emulators, sampling, the update, storing and evaluation, and
+the rest of the measured time; the largest part is what bounds the row's speed.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ import torch
 from atari_dqn.bench.seed_loop import seed_loop_segments
 from atari_dqn.bench.timing import Result, median_us
 from atari_dqn.bench.update import Variant, fixed_batch, variant_agent
-from atari_dqn.build import Training, build_training
+from atari_dqn.build import Training, build_env, build_training
 from atari_dqn.config import Config, ConfigError, preset_config
-from atari_dqn.envs import make_env, resolve_actions
+from atari_dqn.envs import resolve_actions
+from atari_dqn.loop import PHASES, PhaseTimer
 from atari_dqn.perf import tune_allocator
-from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
 
 T = TypeVar("T")
 REPLAY_KINDS = ("uniform", "prioritized")
@@ -49,19 +53,30 @@ def parse_kinds(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """A segment's counted env steps and the seconds its loop spent in each phase
+    (:data:`~atari_dqn.loop.PHASES`), measured inside the row's process."""
+
+    steps: int
+    parts: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Row:
     """One line of ``bench train``: a name and the run it measures, in segments.
 
     ``segments()`` returns an iterator; each ``next()`` runs the row a little further (about
     100 env steps for a training loop) and returns how many env steps of that call count
-    (0 while warming up). The runner times each call and advances all rows in turn, one
-    segment each, so a slow spell of a shared machine hits every row alike. A row that cannot
-    pause (a subprocess, say) may do all its work in one segment.
+    (0 while warming up), as a plain count or with the time of each phase (:class:`Counted`).
+    The runner times each call and advances all rows in turn, one segment each, so a slow
+    spell of a shared machine hits every row alike. A row that cannot pause (a subprocess,
+    say) may do all its work in one segment.
     """
 
     name: str
-    segments: Callable[[], Iterator[int]]
+    segments: Callable[[], Iterator[int | Counted]]
     note: str = ""
+    replay_ratio: float | None = None  # transitions trained per env step, where known
 
 
 @dataclass
@@ -70,6 +85,10 @@ class RowResult:
     steps_per_s: float  # median over repeats
     repeats: list[float] = field(default_factory=list)  # env steps/s of each repeat
     note: str = ""
+    replay_ratio: float | None = None  # batch_size / update_every
+    # µs per agent step, over all repeats: "total" (what steps/s is made of), each phase the
+    # row reported, and "other" (total minus the phases: syncs, reports, the bench's pipe)
+    us_per_step: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,18 +112,20 @@ class TrainBenchSettings:
         total = start + self.steps
         changes: dict[str, Any] = {
             "bf16": bf16,
-            "num_envs": num_envs,
+            "num_envs": num_envs or base.num_envs,  # 0: the preset's own
             "device": self.device,
             "warmup_steps": self.warmup,
             "total_steps": total,
-            "eval_every": total + 1,  # no evaluation inside the measured run
+            # No evaluation inside the measured run: N envs may end up to N - 1 steps past
+            # the total (the breakdown's eval column showed it happening at N = 2).
+            "eval_every": total + num_envs,
             "eval_games": 1,
             # ε at its final value, so acting runs the network as in most of a real run.
             "eps_decay": 1,
         }
         if self.buffer_size is not None:
             changes["buffer_size"] = self.buffer_size
-        if replay != "preset":  # "preset": the preset's own replay
+        if replay != "preset" and base.algo == "dqn":  # "preset": the preset's own replay
             changes["replay"] = replay
         config = base.replace(**changes)
         config.validate()
@@ -115,20 +136,28 @@ class TrainBenchSettings:
         return -(-(self.warmup + self.ramp) // 100) * 100
 
 
-def loop_segments(build: Callable[[], Training], measure_from: int) -> Iterator[int]:
+def loop_segments(
+    build: Callable[[PhaseTimer], Training], measure_from: int
+) -> Iterator[int | Counted]:
     """A training run as segments: one per progress report (100 steps); steps count once the
-    report at ``measure_from`` has passed. ``build()`` runs inside the first, unmeasured one."""
-    training = build()
+    report at ``measure_from`` has passed, each with its loop's time per phase. ``build(timer)``
+    runs inside the first, unmeasured one."""
+    timer = PhaseTimer()
+    training = build(timer)
     prev = None
     for report in training.loop.run():
-        yield report.step - prev if prev is not None and prev >= measure_from else 0
+        parts = timer.take()
+        if prev is not None and prev >= measure_from:
+            yield Counted(report.step - prev, parts)
+        else:
+            yield 0
         prev = report.step
 
 
-def config_segments(config: Config, measure_from: int) -> Iterator[int]:
+def config_segments(config: Config, measure_from: int) -> Iterator[int | Counted]:
     """:func:`loop_segments` of the run ``config`` builds, from arguments a child process can
     receive (the run is built in the child)."""
-    return loop_segments(lambda: build_training(config), measure_from)
+    return loop_segments(lambda timer: build_training(config, timer=timer), measure_from)
 
 
 def _segment_server(
@@ -209,30 +238,39 @@ def config_rows(
     kinds: list[str],
     num_envs: list[int],
     bf16: tuple[bool, ...] = (False,),
+    threads: list[int] | None = None,
 ) -> list[Row]:
-    """One row per (preset, replay kind, env count, precision); names show what varies. Each row
-    runs in its own process (:func:`child_segments`)."""
+    """One row per (preset, replay kind, env count, torch threads, precision); names show what
+    varies. Each row runs in its own process (:func:`child_segments`) at its thread count
+    (``threads``; default: ``settings.threads`` alone)."""
     start = settings.measure_from()
+    counts: list[int | None] = list(threads) if threads else [settings.threads]
     rows = []
     for preset in presets:
-        for kind in kinds:
+        pqn = preset_config(preset).algo == "pqn"  # no replay: one row, not one per kind
+        for kind in ["preset"] if pqn else kinds:
             for n in num_envs:
-                for half in bf16:
-                    parts = [preset] if len(presets) > 1 else []
-                    parts += [kind] if len(kinds) > 1 else []
-                    parts += [f"N={n}"] if len(num_envs) > 1 else []
-                    name = " ".join(parts) or f"atari-dqn {kind} N={n}"
-                    if len(presets) == 1 and len(kinds) == 1 and len(num_envs) > 1:
-                        name = f"atari-dqn N={n}"
-                    name += " --bf16" if half else ""
-                    config = settings.config(kind, preset, n, bf16=half)
-                    kwargs = {"config": config, "measure_from": start}
+                for t in counts:
+                    for half in bf16:
+                        parts = [preset] if len(presets) > 1 else []
+                        parts += [kind] if len(kinds) > 1 else []
+                        parts += [f"N={n}"] if len(num_envs) > 1 else []
+                        parts += [f"T={t}"] if len(counts) > 1 else []
+                        name = " ".join(parts) or f"atari-dqn {kind} N={n}"
+                        if len(presets) == 1 and len(kinds) == 1 and len(parts) > 0:
+                            name = "atari-dqn " + " ".join(parts)
+                        name += " --bf16" if half else ""
+                        config = settings.config(kind, preset, n, bf16=half)
+                        kwargs = {"config": config, "measure_from": start}
 
-                    def segments(kwargs: dict[str, Any] = kwargs) -> Iterator[int]:
-                        return child_segments(config_segments, kwargs, settings.threads)
+                        def segments(
+                            kwargs: dict[str, Any] = kwargs, t: int | None = t
+                        ) -> Iterator[int | Counted]:
+                            return child_segments(config_segments, kwargs, t)
 
-                    note = f"preset={preset} replay={kind} envs={n} bf16={half}"
-                    rows.append(Row(name, segments, note=note))
+                        note = f"preset={preset} replay={kind} envs={n} threads={t} bf16={half}"
+                        ratio = config.replay_ratio
+                        rows.append(Row(name, segments, note=note, replay_ratio=ratio))
     return rows
 
 
@@ -251,11 +289,15 @@ def seed_loop_row(settings: TrainBenchSettings, env_id: str) -> Row:
 
 
 def run_rows(rows: list[Row], repeats: int = 1) -> list[RowResult]:
-    """Run all rows side by side, one segment each in turn, ``repeats`` times; env steps/s.
+    """Run all rows side by side, one segment each in turn, ``repeats`` times; env steps/s,
+    and µs per step of each phase where the rows report them.
 
     Only the time inside a row's own segments counts toward its figure.
     """
-    results = [RowResult(r.name, 0.0, [], r.note) for r in rows]
+    results = [RowResult(r.name, 0.0, [], r.note, r.replay_ratio) for r in rows]
+    all_steps = [0] * len(rows)
+    all_seconds = [0.0] * len(rows)
+    all_parts: list[dict[str, float]] = [{} for _ in rows]
     for _ in range(repeats):
         running = {i: iter(r.segments()) for i, r in enumerate(rows)}
         steps = [0] * len(rows)
@@ -268,17 +310,46 @@ def run_rows(rows: list[Row], repeats: int = 1) -> list[RowResult]:
                 except StopIteration:
                     del running[i]
                     continue
+                elapsed = time.perf_counter() - start
+                if isinstance(counted, Counted):
+                    if counted.steps:
+                        for phase, secs in counted.parts.items():
+                            all_parts[i][phase] = all_parts[i].get(phase, 0.0) + secs
+                    counted = counted.steps
                 if counted:
-                    seconds[i] += time.perf_counter() - start
+                    seconds[i] += elapsed
                     steps[i] += counted
         for i, res in enumerate(results):
             if steps[i] == 0:
                 raise RuntimeError(f"row {res.name!r} ended before its measurement began")
             res.repeats.append(steps[i] / seconds[i])
+            all_steps[i] += steps[i]
+            all_seconds[i] += seconds[i]
         gc.collect()
-    for res in results:
+    for i, res in enumerate(results):
         res.steps_per_s = statistics.median(res.repeats)
+        res.us_per_step = breakdown(all_seconds[i], all_parts[i], all_steps[i])
     return results
+
+
+def breakdown(total: float, parts: dict[str, float], steps: int) -> dict[str, float]:
+    """µs per step: ``total``, each of ``parts`` (seconds) and ``other`` (the rest, at least
+    0); only ``total`` where no parts were reported."""
+    per_step = 1e6 / steps
+    out = {"total": total * per_step}
+    if parts:
+        out |= {phase: parts.get(phase, 0.0) * per_step for phase in PHASES}
+        out["other"] = max(0.0, total - sum(parts.values())) * per_step
+    return out
+
+
+def bound_by(us_per_step: dict[str, float]) -> str:
+    """The phase that takes the most of a step's time, with its share."""
+    phases = {k: v for k, v in us_per_step.items() if k != "total"}
+    if not phases or us_per_step["total"] <= 0:
+        return ""
+    name = max(phases, key=lambda k: phases[k])
+    return f"{name} {100 * phases[name] / us_per_step['total']:.0f}%"
 
 
 def train_result(settings: TrainBenchSettings, results: list[RowResult]) -> Result:
@@ -290,6 +361,7 @@ def train_result(settings: TrainBenchSettings, results: list[RowResult]) -> Resu
         ratios["prioritized/uniform"] = by_name["prioritized"] / by_name["uniform"]
     return {
         "settings": {**asdict(settings), "measure_from": settings.measure_from()},
+        "phases": [*PHASES, "other"],  # the parts of each row's us_per_step beside "total"
         "rows": [asdict(r) for r in results],
         "ratios": ratios,
         "goals": {"prioritized/uniform_min": 0.9},
@@ -298,13 +370,14 @@ def train_result(settings: TrainBenchSettings, results: list[RowResult]) -> Resu
 
 def train_table(result: Result) -> str:
     s = result["settings"]
+    threads = ",".join(str(t) for t in s.get("thread_counts", [s["threads"]])) or "default"
     first = result["rows"][0]
     vs = "vs " + first["name"]
     name_w = max(28, 2 + max(len(r["name"]) for r in result["rows"]))
     ratio_w = max(16, len(vs))
     lines = [
         f"bench train: preset {s['preset']}, device {s['device']} "
-        f"({s['threads'] or 'default'} torch threads), warm-up {s['warmup']} steps, "
+        f"({threads} torch threads), warm-up {s['warmup']} steps, "
         f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run; "
         "rows run side by side, 100 steps at a time, each in its own process",
         f"{'row':<{name_w}}{'env steps/s':>12}  {vs:>16}   runs (steps/s)",
@@ -315,6 +388,7 @@ def train_table(result: Result) -> str:
         lines.append(
             f"{r['name']:<{name_w}}{r['steps_per_s']:>12.1f}  {ratio:>{ratio_w}.3f}   {runs}"
         )
+    lines += breakdown_table(result["rows"])
     if "prioritized/uniform" in result["ratios"]:
         ratio = result["ratios"]["prioritized/uniform"]
         goal = result["goals"]["prioritized/uniform_min"]
@@ -323,6 +397,33 @@ def train_table(result: Result) -> str:
             f"{'met' if ratio >= goal else 'NOT met'})"
         )
     return "\n".join(lines)
+
+
+def breakdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where a step's time goes, per row: µs per agent step in each phase, the replay ratio
+    (transitions trained per env step) and the largest part (what bounds the row's speed)."""
+    timed = [r for r in rows if len(r.get("us_per_step", {})) > 1]
+    if not timed:
+        return []
+    cols = [*PHASES, "other"]
+    name_w = max(28, 2 + max(len(r["name"]) for r in timed))
+    lines = [
+        "time per agent step (µs): act = ε-greedy forward pass, env = waiting for the"
+        " emulators (what the updates did not hide), sample = replay draws, update = the"
+        " gradient step, store = recording transitions, eval = evaluation, other = the rest;"
+        " RR = replay ratio, batch / update-every",
+        f"{'row':<{name_w}}{'total':>8}" + "".join(f"{c:>8}" for c in cols)
+        + f"{'RR':>6}   bound by",
+    ]  # fmt: skip
+    for r in timed:
+        us = r["us_per_step"]
+        rr = f"{r['replay_ratio']:g}" if r.get("replay_ratio") is not None else "-"
+        lines.append(
+            f"{r['name']:<{name_w}}{us['total']:>8.0f}"
+            + "".join(f"{us[c]:>8.0f}" for c in cols)
+            + f"{rr:>6}   {bound_by(us)}"
+        )
+    return lines
 
 
 # The update alone, timed both ways: as the seed does it and as atari-dqn does (the default).
@@ -343,10 +444,7 @@ def ceilings(settings: TrainBenchSettings, num_envs: list[int], batch_size: int 
     rng = np.random.default_rng(0)
     env_rates = {}
     for n in sorted(set(num_envs)):
-        if n == 1:
-            env: VecEnv = SingleEnv(make_env(config.env_id, training=True, actions=actions))
-        else:
-            env = AtariVector(config.env_id, n, actions=actions)
+        env = build_env(config, actions, n)
         env.reset(seed=0)
         steps, start = 0, time.perf_counter()
         while steps < max(2000, 200 * n):
@@ -395,13 +493,18 @@ def train_benchmark(
     bf16: bool = False,
     seed_loop: bool = False,
     with_ceilings: bool = False,
+    threads: list[int] | None = None,
 ) -> Result:
-    """The rows of every (preset, kind, env count[, --bf16]), after the seed's loop if asked,
-    run side by side ``repeats`` times at ``settings.threads`` torch threads; the ceilings in
-    a process of their own if asked."""
+    """The rows of every (preset, kind, env count[, thread count][, --bf16]), after the seed's
+    loop if asked, run side by side ``repeats`` times; each at its torch thread count of
+    ``threads`` (default: ``settings.threads`` alone, which the seed's loop and the ceilings
+    use, as the first of ``threads`` when given); the ceilings in a process of their own if
+    asked."""
     for p in presets:
         for n in num_envs:
             settings.config(kinds[0], p, n)  # a bad combination fails here, before any run
+    if threads:
+        settings = dataclasses.replace(settings, threads=threads[0])
     previous = torch.get_num_threads()
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
@@ -409,10 +512,12 @@ def train_benchmark(
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
         precisions = (False, True) if bf16 else (False,)
         rows = config_rows(settings, presets=presets, kinds=kinds, num_envs=num_envs,
-                           bf16=precisions)  # fmt: skip
+                           bf16=precisions, threads=threads)  # fmt: skip
         if seed_loop:
             rows.insert(0, seed_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, repeats))
+        counts: list[int | None] = list(threads) if threads else [settings.threads]
+        result["settings"]["thread_counts"] = counts
         if with_ceilings:
             what = {"settings": settings, "num_envs": num_envs}
             kwargs = {"fn": training_ceilings, "kwargs": what}

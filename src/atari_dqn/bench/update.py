@@ -54,6 +54,9 @@ VARIANTS = {
     "fused Adam, channels-last (default)": Variant(fused=True, channels_last=True),
     "default + --bf16": Variant(fused=True, channels_last=True, bf16=True),
 }
+# With a preset that has Double DQN (laptop, double, dueling, rainbow...): the online net at s
+# and s' in one pass (--one-pass-double), against the default's two.
+ONE_PASS = "default + --one-pass-double"
 COMPILED = "default + torch.compile"
 DQN = "dqn (preset nature)"
 PARTS = {
@@ -123,6 +126,8 @@ def update_benchmark(
     baseline = DQN if parts else PLAIN
     if compile:
         variants[COMPILED] = Variant(fused=True, channels_last=True, compile=True)
+    if config.double and not parts:
+        variants[ONE_PASS] = Variant(True, True, changes=(("one_pass_double", True),))
     previous = torch.get_num_threads()
     rows = []
     try:

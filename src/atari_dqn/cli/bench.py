@@ -64,8 +64,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument("--preset", default="seed", metavar="P[,P]",
                     help="presets, one row each: " + ", ".join(PRESETS)
                     + " [default: seed]")  # fmt: skip
+    bt.add_argument("--algo", default=None, metavar="A[,A]",
+                    help="algorithms side by side: dqn (the --preset rows) and pqn (the pqn "
+                    "preset's row, one per --num-envs) [default: the presets' own]")  # fmt: skip
     bt.add_argument("--num-envs", default="1", metavar="N[,N]",
-                    help="training env counts, one row each [default: 1]")  # fmt: skip
+                    help="training env counts, one row each; 'preset' for each preset's own "
+                    "[default: 1]")  # fmt: skip
     bt.add_argument("--seed-loop", action="store_true",
                     help="first row: the seed's one-file loop, the ratios' baseline")  # fmt: skip
     bt.add_argument("--bf16", action="store_true",
@@ -75,8 +79,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
                     help="replay capacity [default: the preset's]")  # fmt: skip
     bt.add_argument("--device", default="cpu", help="torch device [default: cpu]")
-    bt.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="torch CPU threads [default: torch's choice]")  # fmt: skip
+    bt.add_argument("--threads", default=None, metavar="N[,N]",
+                    help="torch CPU threads, one row each (the seed loop and ceilings use the "
+                    "first) [default: torch's choice]")  # fmt: skip
     bt.add_argument("--json", action="store_true", help="print one JSON object instead")
     bt.set_defaults(handler=cmd_bench_train)
     bm = what.add_parser(
@@ -238,7 +243,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from atari_dqn.bench.timing import check_positive, print_result
+    from atari_dqn.bench.timing import check_positive, parse_ints, print_result
     from atari_dqn.bench.train import (
         TrainBenchSettings,
         parse_kinds,
@@ -250,24 +255,43 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     presets = [p.strip() for p in args.preset.split(",") if p.strip()]
     for p in presets:
         preset_config(p)  # ConfigError names an unknown preset
-    try:
-        num_envs = [int(n) for n in str(args.num_envs).split(",") if n.strip()]
+    if args.algo is not None:
+        algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+        for a in algos:
+            if a not in ("dqn", "pqn"):
+                raise ConfigError(f"unknown algorithm {a!r} in --algo: choose from dqn, pqn")
+        chosen = []
+        for a in algos:  # in the order given
+            given = [p for p in presets if preset_config(p).algo == a]
+            chosen += given or (["pqn"] if a == "pqn" else [])
+        if not chosen:
+            raise ConfigError(f"--algo {args.algo}: none of --preset {args.preset} is one")
+        presets = list(dict.fromkeys(chosen))
+    try:  # "preset": each preset's own env count (0 below)
+        num_envs = [
+            0 if n.strip() == "preset" else int(n)
+            for n in str(args.num_envs).split(",")
+            if n.strip()
+        ]
     except ValueError:
-        msg = f"--num-envs takes comma-separated integers, got {args.num_envs!r}"
+        msg = f"--num-envs takes comma-separated integers or 'preset', got {args.num_envs!r}"
         raise ConfigError(msg) from None
-    check_positive(steps=args.steps, repeats=args.repeats, num_envs=min(num_envs or [0]))
+    check_positive(steps=args.steps, repeats=args.repeats)
+    if not num_envs or min(num_envs) < 0:
+        raise ConfigError(f"--num-envs must be positive or 'preset', got {args.num_envs!r}")
+    threads = parse_ints(args.threads, "--threads") if args.threads is not None else None
     if not presets:
         raise ConfigError("--preset needs at least one preset")
     if args.warmup < 0:
         raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
-    check_positive(buffer_size=args.buffer_size, threads=args.threads)  # None: not given
+    check_positive(buffer_size=args.buffer_size)  # None: not given
     settings = TrainBenchSettings(
         steps=args.steps,
         warmup=args.warmup,
         preset=presets[0],
         device=args.device,
         buffer_size=args.buffer_size,
-        threads=args.threads,
+        threads=threads[0] if threads else None,
     )
     result = train_benchmark(
         settings,
@@ -278,6 +302,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         seed_loop=args.seed_loop,
         with_ceilings=args.ceilings,
+        threads=threads,
     )
     print_result(result, train_report, args.json)
     return 0

@@ -17,12 +17,14 @@ def add_results_parsers(sub: Any) -> None:
 
     pl = sub.add_parser(
         "plot",
-        help="learning curves of runs (mean over seeds, 95%% bootstrap CI) and a table",
+        help="learning curves of runs (mean over seeds, 95%% stratified bootstrap CI, by "
+        "rliable) and a table",
         description="Plot the evaluation scores (rewards.txt) or the training-game scores "
         "(games.csv) of run directories against agent steps or training minutes. Runs whose "
         "config.toml agree except for the seed and the run length are one group, drawn as the "
-        "mean over its runs with a 95% bootstrap confidence band. Prints a table per group "
-        "(runs, final score mean ± std, best, IQM of the final scores, each group's final mean "
+        "mean over its runs with a 95% confidence band (rliable's stratified bootstrap over the "
+        "runs). Prints a table per group (runs, final score mean ± std, best, IQM of the final "
+        "scores, each group's probability of improvement over the first and its final mean "
         "minus the first group's with a 95% bootstrap interval, and with --threshold the "
         "steps and minutes each run took to reach a score) and writes it as CSV next to the "
         "PNG. Runs still training are fine.",

@@ -92,6 +92,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 _GROUPS = {
     "environment": ("env_id", "actions", "noop_max", "frame_skip", "sticky_actions", "num_envs"),
     "run": (
+        "algo",
         "seed",
         "device",
         "total_steps",
@@ -121,6 +122,7 @@ _GROUPS = {
         "gamma",
         "grad_clip",
         "double",
+        "one_pass_double",
         "dueling",
         "distributional",
         "atoms",
@@ -128,7 +130,10 @@ _GROUPS = {
         "v_max",
         "noisy",
         "noisy_sigma0",
+        "layer_norm",
+        "augment",
     ),  # fmt: skip
+    "PQN (--algo pqn)": ("rollout_steps", "epochs", "minibatches", "q_lambda", "max_grad_norm"),
     "exploration": ("eps_start", "eps_end", "eps_decay"),
     "evaluation": ("eval_every", "eval_games", "eval_epsilon", "eval_max_frames"),
 }
@@ -186,7 +191,11 @@ def _group_of(name: str) -> str:
 def resolve_config(args: argparse.Namespace) -> Config:
     """Preset, then TOML file, then flags; validated."""
     changes = load_toml(args.config) if args.config is not None else {}
-    config = preset_config(args.preset or changes.pop("preset", "seed"))
+    preset = args.preset or changes.pop("preset", None)
+    if preset is None:  # --algo pqn alone starts from PQN's settings, not DQN's defaults
+        algo = getattr(args, "algo", changes.get("algo", "dqn"))
+        preset = "pqn" if algo == "pqn" else "seed"
+    config = preset_config(preset)
     changes.pop("preset", None)
     config = config.replace(**changes)
     flags = {

@@ -75,6 +75,8 @@ class ApexSettings:
             raise ConfigError(f"--publish-every must be positive, got {self.publish_every}")
         if self.block < 1:
             raise ConfigError(f"--actor-block must be positive, got {self.block}")
+        if config.algo != "dqn":
+            raise ConfigError(f"--actors (Ape-X) trains DQN, not --algo {config.algo}")
         if config.num_envs != 1:
             raise ConfigError("--num-envs is for single-process runs; use --envs-per-actor")
         if config.buffer_size // self.streams < 2 * (config.n_step + 4):
