@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from atari_dqn import losses
+from atari_dqn import killpoints, losses
 from atari_dqn.agent import (
     EpsilonGreedyPolicy,
     load_optimizer_state,
@@ -495,6 +495,8 @@ class PQNLoop:
                 timer.lap("store")
             obs = vs.obs
             self.step += int(vs.transition.sum())
+            if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
+                killpoints.kill_point("train.learning" if self.updates else "train.warmup")
             report.game_returns += vs.game_returns
             report.game_lengths += vs.game_lengths
             report.game_steps += [self.step] * len(vs.game_returns)
