@@ -1,7 +1,7 @@
 """How stale are a prioritized run's priorities? Its checkpoint's replay under its own networks.
 
-The seed's author guessed that prioritized replay did not help because priorities go stale in a
-large memory: a transition's priority is its |δ| from the last time it was sampled (or, until
+The course project's author guessed that prioritized replay did not help because priorities go stale
+in a large memory: a transition's priority is its |δ| from the last time it was sampled (or, until
 then, the largest priority so far), while the network moves on. This reads a run's checkpoint
 (replay and networks as they were at that step), draws ``--samples`` of the replay's sampleable
 slots (uniformly, seeded), computes each one's |δ| now (the run's own target: Double DQN when

@@ -24,7 +24,7 @@ def test_import_is_cheap_and_names_resolve() -> None:
 
 
 def test_start_run_from_a_config_equals_the_cli_run(tmp_path: Path) -> None:
-    config = atari_dqn.preset_config("seed").replace(
+    config = atari_dqn.preset_config("course").replace(
         total_steps=240, warmup_steps=40, target_update=50, eval_every=120, eval_games=1,
         eval_max_frames=600, buffer_size=500, batch_size=8, eps_decay=100, seed=4,
     )  # fmt: skip

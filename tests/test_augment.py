@@ -96,7 +96,7 @@ def test_an_update_trains_on_independently_shifted_s_and_s_prime() -> None:
         next_obs=shift(torch.from_numpy(batch.next_obs), next_offsets, 4).numpy(),
     )
     a, b = augmented.update(batch), plain.update(shifted)
-    assert torch.equal(a.loss, b.loss) and torch.equal(a.td_abs, b.td_abs)
+    assert torch.equal(a.loss, b.loss) and torch.equal(a.priority, b.priority)
     for p, q in zip(augmented.online.parameters(), plain.online.parameters(), strict=True):
         assert torch.equal(p, q)
 

@@ -29,7 +29,7 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
-def test_train_writes_rewards_in_the_seeds_format_and_models(tiny_run: Path) -> None:
+def test_train_writes_rewards_in_the_course_projects_format_and_models(tiny_run: Path) -> None:
     lines = (tiny_run / "rewards.txt").read_text().splitlines(keepends=True)
     assert len(lines) == 2
     for index, (line, step) in enumerate(zip(lines, (120, 240), strict=True), start=1):
@@ -40,7 +40,7 @@ def test_train_writes_rewards_in_the_seeds_format_and_models(tiny_run: Path) -> 
         "model_002.safetensors",
     ]
     config = (tiny_run / "config.toml").read_text()
-    assert "total_steps = 240" in config and 'preset = "seed"' in config
+    assert "total_steps = 240" in config and 'preset = "course"' in config
 
 
 def test_same_seed_same_rewards_and_same_weights(tiny_run: Path, tmp_path: Path) -> None:
@@ -259,7 +259,7 @@ def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
     _bad(["evaluate", str(tmp_path), "--episodes", "0"], "--episodes must be positive", capsys)
 
 
-@pytest.mark.parametrize("preset", [name for name in PRESETS if name != "seed"])
+@pytest.mark.parametrize("preset", [name for name in PRESETS if name != "course"])
 def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     out = tmp_path / preset
     # TINY overrides the run's length and sizes; the preset keeps its learning settings.
@@ -295,7 +295,7 @@ def test_presets_command_lists_what_each_sets(capsys) -> None:
     assert "--n-step 3" in out and "--replay prioritized" in out
     # rainbow: every value with its source beside it.
     rainbow = out.split("rainbow: ", 1)[1].splitlines()[1:]
-    assert len(rainbow) == len(PRESETS["rainbow"])
+    assert len(rainbow) == len(PRESETS["rainbow"].changes)
     assert all("# " in line for line in rainbow), rainbow
     for text in ("--atoms 51", "--v-min -10.0", "--noisy-sigma0 0.5", "--eps-end 0.0"):
         assert any(line.strip().startswith(text) for line in rainbow), text

@@ -1,4 +1,4 @@
-"""Config: defaults are the seed's, TOML round trip, validation messages."""
+"""Config: defaults are the course project's, TOML round trip, validation messages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from atari_dqn.config import Config, ConfigError, load_toml, preset_config, to_toml
 
 
-def test_seed_defaults() -> None:
-    c = preset_config("seed")
+def test_course_defaults() -> None:
+    c = preset_config("course")
     assert (c.buffer_size, c.batch_size, c.lr, c.adam_eps, c.gamma) == (
         100_000, 32, 6.25e-5, 1.5e-4, 0.99
     )  # fmt: skip
@@ -16,7 +16,8 @@ def test_seed_defaults() -> None:
         50_000, 4, 10_000, 100_000, 3
     )  # fmt: skip
     assert (c.eps_start, c.eps_end, c.eps_decay, c.grad_clip) == (1.0, 0.1, 1_000_000, 1.0)
-    assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "seed"
+    assert c.env_id == "BreakoutNoFrameskip-v4" and c.actions == "course"
+    assert c == Config() and c.preset == "course"
 
 
 def test_replay_ratio_is_transitions_trained_per_agent_step() -> None:
@@ -109,6 +110,42 @@ def test_validation(changes: dict, message: str) -> None:
         Config(**changes).validate()
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"sticky_actions": 1.5}, r"--sticky-actions must be in \[0, 1\] or -1, got 1.5"),
+        ({"alpha": -0.5}, "--alpha must be >= 0, got -0.5"),
+        ({"num_envs": 0}, "--num-envs must be between 1 and 1024, got 0"),
+        ({"checkpoint_every": -1}, "--checkpoint-every must be >= 0, got -1"),
+        ({"priority_eps": float("nan")}, "--priority-eps must be a positive number"),
+        ({"gamma": float("nan")}, r"--gamma must be in \[0, 1\]"),
+    ],
+)
+def test_validation_of_bounds_beside_the_fields(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**changes).validate()
+
+
+def test_every_bounded_field_refuses_a_value_past_its_bounds_and_keeps_its_unset_value() -> None:
+    from dataclasses import fields
+
+    Config(sticky_actions=-1.0).validate()  # -1: the env id's default
+    checked = 0
+    for f in fields(Config):
+        meta, default = f.metadata, f.default
+        step = 1 if isinstance(default, int) else 0.5
+        if meta.get("positive"):
+            bad = [type(default)(0)] + ([float("nan"), float("inf")] if step == 0.5 else [])
+        else:
+            bad = [meta["min"] - step] if "min" in meta else []
+            bad += [meta["max"] + step] if "max" in meta else []
+        for value in bad:
+            with pytest.raises(ConfigError, match=f"^--{f.name.replace('_', '-')} must be"):
+                Config(**{f.name: value}).validate()
+            checked += 1
+    assert checked > 30
+
+
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         preset_config("nope")
@@ -132,7 +169,11 @@ def test_rainbow_preset_has_all_six_parts_with_the_papers_settings() -> None:
 
 
 def test_every_value_of_a_sourced_preset_says_where_it_comes_from() -> None:
-    from atari_dqn.config import PRESET_SOURCES, PRESETS
+    from atari_dqn.config import PRESETS, Preset
 
-    for name, sources in PRESET_SOURCES.items():
-        assert set(sources) == set(PRESETS[name]), name
+    sourced = {name: p for name, p in PRESETS.items() if p.sources}
+    assert set(sourced) >= {"laptop", "rainbow"}
+    for name, preset in sourced.items():
+        assert set(preset.sources) == set(preset.changes), name
+    with pytest.raises(ValueError, match="does not set"):
+        Preset("a preset", {"lr": 1e-4}, {"gamma": "a source of a value it does not set"})

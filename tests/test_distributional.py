@@ -179,7 +179,7 @@ def test_agent_categorical_update_loss_and_priorities_are_the_per_sample_cross_e
         log_p = online.logits(obs).log_softmax(-1)[torch.arange(4), batch.actions]
         ce = -(torch.from_numpy(m).float() * log_p).sum(-1)
     result = agent.update(batch)
-    torch.testing.assert_close(result.td_abs, ce, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(result.priority, ce, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(result.loss, (ce * torch.from_numpy(batch.weights)).mean(),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     q = (log_p.exp() * Z).sum(-1)
@@ -214,7 +214,7 @@ def test_the_loop_gives_prioritized_replay_the_per_sample_cross_entropy() -> Non
 
     def recording_update(batch: Batch):
         result = update(batch)
-        results.append(result.td_abs.clone())  # the per-sample CE (test above)
+        results.append(result.priority.clone())  # the per-sample CE (test above)
         return result
 
     def recording_priorities(indices: np.ndarray, td_errors: np.ndarray) -> None:

@@ -85,14 +85,15 @@ def test_env_error_is_value_error():
 
 
 def test_resolve_actions_sets():
-    assert resolve_actions(BREAKOUT, "seed") == ("NOOP", "RIGHT", "LEFT")
-    assert resolve_actions("ALE/Breakout-v5", "seed") == ("NOOP", "RIGHT", "LEFT")
+    assert resolve_actions(BREAKOUT, "course") == ("NOOP", "RIGHT", "LEFT")
+    assert resolve_actions("ALE/Breakout-v5", "course") == ("NOOP", "RIGHT", "LEFT")
+    assert resolve_actions(BREAKOUT, "seed") == ("NOOP", "RIGHT", "LEFT")  # its old name
     assert resolve_actions(BREAKOUT, "minimal") == ("NOOP", "FIRE", "RIGHT", "LEFT")
     assert resolve_actions(BREAKOUT, "full") == ALL_ACTIONS
     assert len(ALL_ACTIONS) == 18 and ALL_ACTIONS[:2] == ("NOOP", "FIRE")
     pong_minimal = ("NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE")
     assert resolve_actions(PONG, "minimal") == pong_minimal
-    assert resolve_actions(PONG, "seed") == pong_minimal
+    assert resolve_actions(PONG, "course") == resolve_actions(PONG, "seed") == pong_minimal
 
 
 def test_resolve_actions_comma_list():
@@ -384,7 +385,7 @@ def test_rewards_clipped_in_training_raw_in_evaluation():
     # Space Invaders pays 5..30 per invader, so raw rewards above 1 come quickly.
     env_id = "SpaceInvadersNoFrameskip-v4"
     for training in (True, False):
-        settings = EnvSettings(env_id, resolve_actions(env_id, "seed"), noop_max=0)
+        settings = EnvSettings(env_id, resolve_actions(env_id, "course"), noop_max=0)
         env = make_env(settings, training=training)
         rng = np.random.default_rng(0)
         env.reset(seed=0)

@@ -44,7 +44,7 @@ def test_td_errors_and_huber_by_hand() -> None:
     # huber: 0.5*0.5^2 = 0.125 ; |3| - 0.5 = 2.5 ; 0  -> mean 0.875
     loss = losses.weighted_huber(td)
     assert loss.item() == pytest.approx(0.875)
-    # Equal to the seed's smooth_l1_loss(Q(s,a), y)
+    # Equal to the course project's smooth_l1_loss(Q(s,a), y)
     q_taken = q.gather(1, actions[:, None]).squeeze(1)
     assert F.smooth_l1_loss(q_taken, y).item() == pytest.approx(loss.item())
     # Importance weights multiply each sample's loss before the mean.
@@ -94,7 +94,7 @@ def test_agent_update_matches_hand_computation_of_the_loss() -> None:
     expected = F.smooth_l1_loss(q.gather(1, torch.from_numpy(batch.actions)[:, None])[:, 0], y)
     result = agent.update(batch)
     assert result.loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert result.td_abs.shape == (4,)
+    assert result.priority.shape == (4,)
     # The online net moved, the target did not until sync.
     moved = any(
         not torch.equal(a, b)
@@ -125,7 +125,8 @@ def test_agent_applies_the_clamp_before_the_optimizer_step() -> None:
 def test_act_is_greedy_at_zero_epsilon_and_random_at_one() -> None:
     agent = make_agent()
     obs = np.random.default_rng(0).integers(0, 255, size=(5, 4, 84, 84), dtype=np.uint8)
-    greedy = agent.greedy(obs)
+    with torch.no_grad():
+        greedy = agent.online(torch.from_numpy(obs)).argmax(1).numpy()  # argmax_a Q(s, a)
     rng = np.random.default_rng(0)
     np.testing.assert_array_equal(agent.act(obs, 0.0, rng), greedy)
     draws = np.concatenate([agent.act(obs, 1.0, rng) for _ in range(200)])
@@ -173,7 +174,7 @@ def test_fast_update_equals_the_plain_update_within_float_tolerance(
         batch = tiny_batch(rng)
         a, b = plain.update(batch), fast.update(batch)
         assert b.loss.item() == pytest.approx(a.loss.item(), rel=1e-5)
-        torch.testing.assert_close(b.td_abs, a.td_abs, rtol=1e-5, atol=1e-5)  # Q ~ 1: ~10 ulp
+        torch.testing.assert_close(b.priority, a.priority, rtol=1e-5, atol=1e-5)  # Q ~ 1: ~10 ulp
         for p, q in zip(plain.online.parameters(), fast.online.parameters(), strict=True):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
             torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
@@ -194,10 +195,10 @@ def test_bf16_update_is_close_to_the_float32_update_and_keeps_float32_state(doub
     plain, half = agent(False), agent(True)
     batch = tiny_batch(np.random.default_rng(1))
     a, b = plain.update(batch), half.update(batch)
-    assert b.loss.dtype == torch.float32 and b.td_abs.dtype == torch.float32
+    assert b.loss.dtype == torch.float32 and b.priority.dtype == torch.float32
     assert b.loss.item() == pytest.approx(a.loss.item(), rel=5e-2)
-    torch.testing.assert_close(b.td_abs, a.td_abs, rtol=5e-2, atol=5e-2)
-    assert not torch.equal(b.td_abs, a.td_abs)  # it does run in bf16
+    torch.testing.assert_close(b.priority, a.priority, rtol=5e-2, atol=5e-2)
+    assert not torch.equal(b.priority, a.priority)  # it does run in bf16
     for p in half.online.parameters():
         assert p.dtype == torch.float32 and p.grad is not None
 
@@ -231,7 +232,7 @@ def test_one_pass_double_is_the_two_pass_update_within_float_rounding(head: dict
         batch = tiny_batch(rng)
         a, b = two.update(batch), one.update(batch)
         assert b.loss.item() == pytest.approx(a.loss.item(), rel=1e-5)
-        torch.testing.assert_close(b.td_abs, a.td_abs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.priority, a.priority, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(b.q_mean, a.q_mean, rtol=1e-5, atol=1e-5)
         for p, q in zip(two.online.parameters(), one.online.parameters(), strict=True):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-5)

@@ -186,7 +186,7 @@ class FakeAgent:
         self.batch_indices.append(batch.indices.tolist())
         loss = float("nan") if len(self.update_steps) == self.nan_at else 0.5
         return UpdateResult(
-            loss=torch.tensor(loss), q_mean=torch.tensor(1.0), td_abs=torch.zeros(b)
+            loss=torch.tensor(loss), q_mean=torch.tensor(1.0), priority=torch.zeros(b)
         )
 
     def sync_target(self) -> None:
@@ -557,7 +557,9 @@ def test_close_report_fills_the_report_and_guards_loss_and_q() -> None:
         )  # fmt: skip
 
     def result(loss: float, q: float) -> UpdateResult:
-        return UpdateResult(loss=torch.tensor(loss), q_mean=torch.tensor(q), td_abs=torch.zeros(1))
+        return UpdateResult(
+            loss=torch.tensor(loss), q_mean=torch.tensor(q), priority=torch.zeros(1)
+        )
 
     report = close(result(0.5, 2.0))
     assert (report.step, report.epsilon, report.updates, report.beta) == (30, 0.25, 5, 0.3)

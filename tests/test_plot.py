@@ -286,12 +286,12 @@ def test_label_by_and_default_label(runs: list[Path], tmp_path: Path) -> None:
     # One group only: labelled by its preset.
     png = tmp_path / "one.png"
     assert main(["plot", *map(str, runs[:3]), "-o", str(png)]) == 0
-    assert list(read_csv(tmp_path / "one.csv")) == ["preset=seed"]
+    assert list(read_csv(tmp_path / "one.csv")) == ["preset=course"]
     png = tmp_path / "two.png"
     assert main(["plot", *map(str, runs), "-o", str(png), "--label-by", "replay,preset"]) == 0
     assert list(read_csv(tmp_path / "two.csv")) == [
-        "replay=uniform, preset=seed",
-        "replay=prioritized, preset=seed",
+        "replay=uniform, preset=course",
+        "replay=prioritized, preset=course",
     ]
 
 
@@ -301,7 +301,7 @@ def test_whole_run_beta_annealing_groups_however_it_was_saved(tmp_path: Path) ->
     text = (b / "config.toml").read_text().replace("beta_steps = 0", "beta_steps = 986")
     (b / "config.toml").write_text(text)  # total_steps = 986: "0 = the whole run", resolved
     assert main(["plot", str(a), str(b), "-o", str(tmp_path / "c.png")]) == 0
-    assert read_csv(tmp_path / "c.csv")["preset=seed"]["runs"] == "2"
+    assert read_csv(tmp_path / "c.csv")["preset=course"]["runs"] == "2"
 
 
 def test_runs_still_running_are_read_up_to_their_last_whole_line(tmp_path: Path) -> None:

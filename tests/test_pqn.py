@@ -14,7 +14,7 @@ import torch
 from atari_dqn import losses
 from atari_dqn.artifacts import ArtifactError, load_model, load_weights_into, save_model
 from atari_dqn.checkpoint import load_checkpoint, save_checkpoint
-from atari_dqn.envs import resolve_actions
+from atari_dqn.envs import EnvSettings, resolve_actions
 from atari_dqn.networks import ChannelLayerNorm, QNetwork
 from atari_dqn.pqn import PQNLearner, PQNSettings, Rollout, make_optimizer
 from atari_dqn.scoring import load_policy
@@ -210,7 +210,8 @@ def test_atari_vector_keeps_the_true_successor_after_an_episode_end() -> None:
     # env acts from next is that episode's true s_{t+1}, and that next step is no agent step
     # (FIRE or the reset), so row t+1's acting pass gives the bootstrap max_a Q(s_{t+1}).
     game = "BreakoutNoFrameskip-v4"
-    env = AtariVector(game, 2, actions=resolve_actions(game, "seed"), noop_max=0, max_frames=400)
+    settings = EnvSettings(game, resolve_actions(game, "course"), noop_max=0, max_frames=400)
+    env = AtariVector(settings, 2)
     obs = env.reset(seed=1).obs
     rng = np.random.default_rng(0)
     ended = {"terminated": 0, "truncated": 0}

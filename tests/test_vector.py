@@ -13,7 +13,7 @@ from atari_dqn.replay.storage import FrameStorage
 from atari_dqn.vector import AtariVector, SingleEnv
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
-SEED_ACTIONS = resolve_actions(BREAKOUT, "seed")
+COURSE_ACTIONS = resolve_actions(BREAKOUT, "course")
 
 
 def drive(env, steps: int, policy, n: int):
@@ -48,9 +48,9 @@ def drive(env, steps: int, policy, n: int):
 def test_noop_play_loses_every_life_so_fire_is_automatic(kind: str) -> None:
     n = 1 if kind == "single" else 2
     if kind == "single":
-        env = SingleEnv(make_env(EnvSettings(BREAKOUT, SEED_ACTIONS, noop_max=0), training=True))
+        env = SingleEnv(make_env(EnvSettings(BREAKOUT, COURSE_ACTIONS, noop_max=0), training=True))
     else:
-        env = AtariVector(EnvSettings(BREAKOUT, SEED_ACTIONS, noop_max=0), n)
+        env = AtariVector(EnvSettings(BREAKOUT, COURSE_ACTIONS, noop_max=0), n)
     log, st = drive(env, 900, lambda t: np.zeros(n, dtype=np.int64), n)
     # Without FIRE after each life loss the ball never comes back and lives stop at 4.
     games = [r for vs in log for r in vs.game_returns]
@@ -84,8 +84,8 @@ def test_vector_random_play_stacks_match_the_replay_and_rewards_are_clipped() ->
 
 
 def test_single_env_matches_the_plain_env_step_for_step() -> None:
-    plain = make_env(EnvSettings(BREAKOUT, SEED_ACTIONS), training=True)
-    wrapped = SingleEnv(make_env(EnvSettings(BREAKOUT, SEED_ACTIONS), training=True))
+    plain = make_env(EnvSettings(BREAKOUT, COURSE_ACTIONS), training=True)
+    wrapped = SingleEnv(make_env(EnvSettings(BREAKOUT, COURSE_ACTIONS), training=True))
     obs, _ = plain.reset(seed=5)
     vs = wrapped.reset(seed=5)
     rng = np.random.default_rng(1)

@@ -29,9 +29,10 @@ class UpdateResult:
 
     loss: torch.Tensor  # scalar
     q_mean: torch.Tensor  # scalar, mean Q(s, a) of the batch
-    # (B,) what new priorities are made from, on the update's device (no sync): |δ|, or with a
-    # distributional head the per-sample cross-entropy (as Rainbow)
-    td_abs: torch.Tensor
+    priority: torch.Tensor
+    """(B,) each sample's new priority before α and ε (the replay applies them), on the
+    update's device (no sync): the TD error |δ|, or with a distributional head the per-sample
+    cross-entropy (as Rainbow: the KL up to the target's entropy)."""
 
 
 class EpsilonGreedyPolicy:
@@ -104,7 +105,7 @@ class DQNAgent:
     ``double`` selects the Double-DQN target. A distributional ``online``/``target`` pair
     learns C51's way; ``noise`` (noisy networks) is the generator of all their noise, seeded
     from the run seed and saved in checkpoints, so runs and resumes are exact. Gradients are
-    clamped element-wise to ``[-grad_clip, grad_clip]`` as the seed's
+    clamped element-wise to ``[-grad_clip, grad_clip]`` as the course project's
     ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
     autocast: faster where the hardware has bf16 units, but it changes results beyond float
     rounding. Acting always runs in float32. ``one_pass`` (with ``double``) runs the online
@@ -147,9 +148,6 @@ class DQNAgent:
         self.eval_policy = EpsilonGreedyPolicy(online, num_actions, device)
 
     # ------------------------------------------------------------------ acting
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.greedy(obs)
-
     def act(
         self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:

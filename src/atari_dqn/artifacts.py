@@ -268,7 +268,7 @@ def games_row(line: str) -> tuple[int, float, int, float] | None:
 
 
 def format_reward_line(index: int, step: int, score: float) -> str:
-    """The seed's exact line format."""
+    """The course project's exact line format."""
     return f"{index:3d} {step:8d} {score:.1f}\n"
 
 

@@ -275,10 +275,10 @@ A = TypeVar("A", bound=EvalAgent)
 
 
 @dataclass(frozen=True)
-class Learner(Generic[AgentT]):
+class LearnerSide(Generic[AgentT]):
     """The learner's side of a run, shared by the single-process loops and the Ape-X learner:
-    agent (``DQNAgent`` or ``PQNLearner``), evaluation env, schedules, the loop's settings and
-    the generators it continues."""
+    the learner itself (``agent``: a ``DQNAgent`` or ``PQNLearner``), the evaluation env, the
+    schedules, the loop's settings and the generators it continues."""
 
     config: Config
     actions: tuple[str, ...]
@@ -297,7 +297,7 @@ class Learner(Generic[AgentT]):
 class Training:
     """Every part of a single-process training run, built and wired, not yet started."""
 
-    learner: Learner[EvalAgent]
+    learner: LearnerSide[EvalAgent]
     env: VecEnv
     replay: Replay | None  # None: PQN has no replay memory
     loop: Loop
@@ -339,7 +339,7 @@ class _Seeds:
 
 def _learner(
     config: Config, restore: Path | None, make_agent: Callable[[QNetwork, torch.device, _Seeds], A]
-) -> Learner[A]:
+) -> LearnerSide[A]:
     """The parts every learner has, around the agent ``make_agent`` builds on the online net."""
     from atari_dqn.perf import tune_allocator
 
@@ -359,7 +359,7 @@ def _learner(
         eval_seed=seeds.eval,
         env_seed=seeds.env,
     )
-    return Learner(
+    return LearnerSide(
         config=config,
         actions=actions,
         device=device,
@@ -376,7 +376,7 @@ def _learner(
     )
 
 
-def build_learner(config: Config, *, restore: Path | None = None) -> Learner[DQNAgent]:
+def build_learner(config: Config, *, restore: Path | None = None) -> LearnerSide[DQNAgent]:
     """A DQN learner: networks, optimiser, evaluation env, schedules and generators of a run."""
 
     def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> DQNAgent:
@@ -402,7 +402,7 @@ def pqn_settings(config: Config) -> PQNSettings:
     )
 
 
-def build_pqn_learner(config: Config, *, restore: Path | None = None) -> Learner[PQNLearner]:
+def build_pqn_learner(config: Config, *, restore: Path | None = None) -> LearnerSide[PQNLearner]:
     """A PQN learner: the online network (no target), RAdam, the permutation generator."""
 
     def agent(online: QNetwork, device: torch.device, seeds: _Seeds) -> PQNLearner:

@@ -12,7 +12,7 @@ import difflib
 import math
 import struct
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -115,11 +115,48 @@ def sigma0_problem(sigma0: float) -> str | None:
     return None
 
 
-def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    positive: bool = False,
+    unset: float | None = None,
+) -> Any:
+    """A Config field: its default, its help line and the bounds :meth:`Config.validate` checks
+    (``positive``: > 0, and finite for a float; ``min`` / ``max``: inclusive; ``unset``: a value
+    outside them that means "not set", e.g. -1)."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    bounds = {"min": min, "max": max, "positive": positive or None, "unset": unset}
+    meta.update({k: v for k, v in bounds.items() if v is not None})
     return field(default=default, metadata=meta)
+
+
+def _out_of_bounds(value: Any, meta: Mapping[str, Any]) -> str | None:
+    """What ``value`` must be if it breaks its field's bounds (a phrase for "must be ..."), else
+    None. NaN breaks every bound."""
+    if "unset" in meta and value == meta["unset"]:
+        return None
+    is_float = isinstance(value, float)
+    if meta.get("positive"):
+        if is_float:
+            return None if value > 0 and math.isfinite(value) else "a positive number"
+        return None if value > 0 else "positive"
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        if low <= value <= high:
+            return None
+        either = f" or {meta['unset']:g}" if "unset" in meta else ""
+        return (f"in [{low:g}, {high:g}]" if is_float else f"between {low} and {high}") + either
+    if low is not None and not value >= low:
+        return f">= {low:g}"
+    if high is not None and not value <= high:
+        return f"<= {high:g}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -129,19 +166,30 @@ class Config:
     # --- environment ---
     env_id: str = _opt("BreakoutNoFrameskip-v4", "ALE game id, as XNoFrameskip-v4 or ALE/X-v5.")
     actions: str = _opt(
-        "seed",
-        "Agent action set: 'seed' (Breakout: NOOP,RIGHT,LEFT with FIRE automatic; other games:"
-        " minimal), 'minimal', 'full', or a comma list of ALE action names.",
+        "course",
+        "Agent action set: 'course' (the course project's: Breakout NOOP,RIGHT,LEFT with FIRE"
+        " automatic; other games: minimal), 'minimal', 'full', or a comma list of ALE action"
+        " names.",
     )
-    noop_max: int = _opt(30, "Up to this many random no-ops at each game start (emulator frames).")
-    frame_skip: int = _opt(4, "Emulator frames per agent step (max-pooled over the last two).")
+    noop_max: int = _opt(
+        30, "Up to this many random no-ops at each game start (emulator frames).", min=0
+    )
+    frame_skip: int = _opt(
+        4, "Emulator frames per agent step (max-pooled over the last two).", positive=True
+    )
     sticky_actions: float = _opt(
-        -1.0, "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25)."
+        -1.0,
+        "Sticky-action probability; -1 keeps the env id's default (v4: 0, v5: 0.25).",
+        min=0.0,
+        max=1.0,
+        unset=-1.0,
     )
     num_envs: int = _opt(
         1,
         "Training envs stepped together (C++ threads when > 1; evaluation keeps its own env)."
         " The replay ratio stays one update per --update-every agent steps over all envs.",
+        min=1,
+        max=1024,
     )
     # --- schedule of the run ---
     algo: str = _opt(
@@ -156,42 +204,59 @@ class Config:
         "auto",
         "Torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps (Apple).",
     )
-    total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.")
+    total_steps: int = _opt(5_000_000, "Length of the run, in agent steps.", positive=True)
     warmup_steps: int = _opt(
-        50_000, "Agent steps of random play that fill the replay before learning starts."
+        50_000, "Agent steps of random play that fill the replay before learning starts.", min=0
     )
     update_every: int = _opt(
         4,
         "One gradient update every this many agent steps (over all envs). The replay ratio,"
         " transitions trained per agent step, is --batch-size / --update-every (32 / 4 = 8).",
+        positive=True,
     )
-    target_update: int = _opt(10_000, "Copy the online network to the target every N agent steps.")
+    target_update: int = _opt(
+        10_000, "Copy the online network to the target every N agent steps.", positive=True
+    )
     # --- replay ---
-    buffer_size: int = _opt(100_000, "Replay capacity, in transitions (agent steps).")
+    buffer_size: int = _opt(
+        100_000, "Replay capacity, in transitions (agent steps).", positive=True
+    )
     batch_size: int = _opt(
         32,
         "Transitions per gradient update; the replay ratio (transitions trained per agent step)"
         " is --batch-size / --update-every.",
+        positive=True,
     )
     replay: str = _opt(
         "uniform",
         "Replay sampling: uniform, or prioritized (proportional, Schaul et al. 2016).",
         choices=("uniform", "prioritized"),
     )
-    alpha: float = _opt(0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.")
-    beta0: float = _opt(0.4, "Prioritized replay: importance-sampling exponent at the start.")
+    alpha: float = _opt(
+        0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.", min=0.0
+    )
+    beta0: float = _opt(
+        0.4, "Prioritized replay: importance-sampling exponent at the start.", min=0.0, max=1.0
+    )
     beta_steps: int = _opt(
         0,
         "Prioritized replay: agent steps over which beta anneals to 1 (0 = the whole run,"
         " as set when it starts).",
+        min=0,
     )
-    priority_eps: float = _opt(1e-6, "Prioritized replay: added to |td| so no priority is 0.")
-    n_step: int = _opt(1, "Returns over n agent steps (1 = the seed's one-step target).")
+    priority_eps: float = _opt(
+        1e-6, "Prioritized replay: added to |td| so no priority is 0.", positive=True
+    )
+    n_step: int = _opt(
+        1, "Returns over n agent steps (1 = the course project's one-step target).", min=1, max=100
+    )
     # --- learning ---
-    lr: float = _opt(6.25e-5, "Adam learning rate.")
-    adam_eps: float = _opt(1.5e-4, "Adam epsilon.")
-    gamma: float = _opt(0.99, "Discount factor per agent step.")
-    grad_clip: float = _opt(1.0, "Clamp every gradient element to [-c, c] (the seed's clamp_).")
+    lr: float = _opt(6.25e-5, "Adam learning rate.", positive=True)
+    adam_eps: float = _opt(1.5e-4, "Adam epsilon.", positive=True)
+    gamma: float = _opt(0.99, "Discount factor per agent step.", min=0.0, max=1.0)
+    grad_clip: float = _opt(
+        1.0, "Clamp every gradient element to [-c, c] (the course project's clamp_).", positive=True
+    )
     fused_adam: bool = _opt(
         True, "Adam as one fused kernel (same maths; --no-fused-adam for the per-tensor loop)."
     )
@@ -221,7 +286,9 @@ class Config:
         " [--v-min, --v-max] per action, Q = sum z p, projected n-step targets, cross-entropy"
         " loss whose per-sample value is also the new priority (Bellemare et al. 2017).",
     )
-    atoms: int = _opt(51, "Distributional head: atoms of the support (at least 2).")
+    atoms: int = _opt(
+        51, "Distributional head: atoms of the support (at least 2).", min=2, max=1001
+    )
     v_min: float = _opt(-10.0, "Distributional head: smallest value of the support (returns).")
     v_max: float = _opt(10.0, "Distributional head: largest value of the support (returns).")
     noisy: bool = _opt(
@@ -229,7 +296,9 @@ class Config:
         "NoisyNet head: factorised-Gaussian noisy linear layers, fresh noise at every acting step"
         " and update (Fortunato et al. 2018); evaluation uses their mean weights, as Dopamine.",
     )
-    noisy_sigma0: float = _opt(0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).")
+    noisy_sigma0: float = _opt(
+        0.5, "Noisy layers: initial sigma = sigma0 / sqrt(inputs).", positive=True
+    )
     layer_norm: bool = _opt(
         False,
         "LayerNorm before the ReLU of each convolution (over channels) and of the hidden fc"
@@ -242,7 +311,7 @@ class Config:
         " sample, as DrQ (Kostrikov et al. 2020); 'none' trains on the stacks as stored.",
         choices=("none", "shift"),
     )
-    # --- PQN ---
+    # --- PQN --- (their bounds are checked for --algo pqn only: Config._validate_pqn)
     rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).")
     epochs: int = _opt(2, "PQN: passes over each rollout's num_envs x rollout_steps samples.")
     minibatches: int = _opt(
@@ -254,21 +323,31 @@ class Config:
     )
     max_grad_norm: float = _opt(10.0, "PQN: clip the gradient's global norm to this.")
     # --- exploration ---
-    eps_start: float = _opt(1.0, "Exploration epsilon at the start (and during warm-up).")
-    eps_end: float = _opt(0.1, "Exploration epsilon after the decay.")
+    eps_start: float = _opt(
+        1.0, "Exploration epsilon at the start (and during warm-up).", min=0.0, max=1.0
+    )
+    eps_end: float = _opt(0.1, "Exploration epsilon after the decay.", min=0.0, max=1.0)
     eps_decay: int = _opt(
-        1_000_000, "Agent steps, counted after warm-up, over which epsilon decays linearly."
+        1_000_000,
+        "Agent steps, counted after warm-up, over which epsilon decays linearly.",
+        positive=True,
     )
     # --- evaluation ---
-    eval_every: int = _opt(100_000, "Evaluate (and save a model) every N agent steps.")
-    eval_games: int = _opt(3, "Full games (all lives) per evaluation.")
+    eval_every: int = _opt(
+        100_000, "Evaluate (and save a model) every N agent steps.", positive=True
+    )
+    eval_games: int = _opt(3, "Full games (all lives) per evaluation.", positive=True)
     eval_epsilon: float = _opt(
         0.05,
-        "Epsilon during evaluation (0 = greedy, as the seed); noisy layers evaluate with their"
-        " mean weights.",
+        "Epsilon during evaluation (0 = greedy, as the course project); noisy layers evaluate"
+        " with their mean weights.",
+        min=0.0,
+        max=1.0,
     )
     eval_max_frames: int = _opt(
-        108_000, "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes)."
+        108_000,
+        "Cap on one evaluation game, in emulator frames (108,000 = 30 minutes).",
+        positive=True,
     )
     checkpoint_replay: bool = _opt(
         True, "Save the replay memory in checkpoints, for exact resume (big: ~7 KB a slot)."
@@ -277,26 +356,30 @@ class Config:
         16_384,
         "Replay slots per checkpoint file of frames (16384: 116 MB); a checkpoint writes only"
         " the filled ones holding frames written since the previous checkpoint.",
+        positive=True,
     )
     checkpoint_every: int = _opt(
         0,
         "Also checkpoint every N agent steps (at the first report, every 100 steps, at or after"
         " each multiple), so a kill or a power cut loses at most about N steps; 0: only at"
         " evaluations, at the end and on SIGINT/SIGTERM.",
+        min=0,
     )
     # --- bookkeeping ---
-    preset: str = _opt("seed", "Name of the preset these settings started from (informational).")
+    preset: str = _opt("course", "Name of the preset these settings started from (informational).")
+
+    def __post_init__(self) -> None:
+        # Old names of values become the current ones, so a Config names them one way only.
+        for name, aliases in VALUE_ALIASES.items():
+            value = getattr(self, name)
+            if value in aliases:
+                object.__setattr__(self, name, aliases[value])
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad field. Cheap: no env or file is touched."""
-        positive = [
-            "total_steps", "update_every", "target_update", "buffer_size", "batch_size",
-            "eval_every", "eval_games", "eval_max_frames", "frame_skip", "eps_decay",
-            "checkpoint_chunk",
-        ]  # fmt: skip
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        """Raise ConfigError naming the first bad field. Cheap: no env or file is touched.
+
+        Each field's own bounds sit beside it (``_opt``); below them, the checks that relate
+        two fields or a string's form."""
         if not 0 <= self.seed <= SEED_LIMIT:
             raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         for f in fields(self):  # config.toml is TOML: 64-bit integers
@@ -304,16 +387,18 @@ class Config:
             if type(value) is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
                 raise ConfigError(f"--{_flag(f.name)} {value} is beyond a 64-bit integer")
         for f in fields(self):
+            value = getattr(self, f.name)
+            must = _out_of_bounds(value, f.metadata)
+            if must is not None:
+                raise ConfigError(f"--{_flag(f.name)} must be {must}, got {value}")
+        for f in fields(self):
             choices = f.metadata.get("choices")
             if choices is not None and getattr(self, f.name) not in choices:
                 raise ConfigError(
                     f"--{_flag(f.name)} must be one of {', '.join(choices)},"
                     f" got {getattr(self, f.name)!r}"
                 )
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        # Bounds shared with the model files' metadata (evaluate, load_policy, --restore).
         for name in ("noop_max", "frame_skip", "sticky_actions", "eval_max_frames"):
             problem = env_setting_problem(name, getattr(self, name))
             if problem is not None:
@@ -322,24 +407,10 @@ class Config:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
             )
-        for name in ("eps_start", "eps_end", "eval_epsilon"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1], got {value}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}")
-        for name in ("lr", "adam_eps", "grad_clip"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"--{_flag(name)} must be a positive number, got {value}")
         # Schaul et al. 2016: alpha in [0, 1] goes from uniform to fully proportional sampling;
         # past 1 the powers (|td| + eps)^alpha soon underflow to 0 or overflow.
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if not 0.0 <= self.beta0 <= 1.0:
-            raise ConfigError(f"--beta0 must be in [0, 1], got {self.beta0}")
-        if self.beta_steps < 0:
-            raise ConfigError(f"--beta-steps must be >= 0, got {self.beta_steps}")
         # A small positive constant (Schaul et al. 2016); at 1 it already outweighs most |td|.
         if not 0.0 < self.priority_eps <= 1.0:
             raise ConfigError(f"--priority-eps must be in (0, 1], got {self.priority_eps}")
@@ -349,17 +420,11 @@ class Config:
         ):
             if problem is not None:
                 raise ConfigError(problem)
-        if not 1 <= self.n_step <= 100:
-            raise ConfigError(f"--n-step must be between 1 and 100, got {self.n_step}")
-        if not 1 <= self.num_envs <= 1024:
-            raise ConfigError(f"--num-envs must be between 1 and 1024, got {self.num_envs}")
         if self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
                 f" with --num-envs {self.num_envs}"
             )
-        if self.replay not in ("uniform", "prioritized"):
-            raise ConfigError(f"--replay must be uniform or prioritized, got {self.replay!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
             "cuda:"
         ):
@@ -441,7 +506,23 @@ RUN_NEUTRAL = (
     "checkpoint_every",
 )
 
-# Each preset is a set of changes to the defaults above; `seed` is the defaults themselves.
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: what it is (``summary``), its ``changes`` to the defaults above
+    and, for a value whose origin is worth a note, where it comes from (``sources``); `atari-dqn
+    presets` prints all three."""
+
+    summary: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not set(self.sources) <= set(self.changes):
+            raise ValueError(f"sources of values the preset does not set: {set(self.sources)}")
+
+
+# Each preset is a set of changes to the defaults above; `course` is the defaults themselves.
 _NATURE: dict[str, Any] = {
     "actions": "minimal",
     "buffer_size": 1_000_000,
@@ -452,176 +533,213 @@ _NATURE: dict[str, Any] = {
     "eps_decay": 1_000_000,
     "target_update": 10_000,
 }
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {},
-    "nature": _NATURE,
-    "double": {**_NATURE, "double": True},
-    "dueling": {**_NATURE, "double": True, "dueling": True},
-    # Rainbow (Hessel et al. 2018) replay settings, without noisy nets and distributional RL.
-    "rainbow-lite": {
-        **_NATURE,
-        "double": True,
-        "dueling": True,
-        "replay": "prioritized",
-        "alpha": 0.5,
-        "beta0": 0.4,
-        "n_step": 3,
-        "lr": 6.25e-5,
-        "adam_eps": 1.5e-4,
-        "warmup_steps": 20_000,
-        "target_update": 8_000,
-        "eps_end": 0.01,
-        "eps_decay": 250_000,
-    },
+# Rainbow (Hessel et al. 2018) replay settings, without noisy nets and distributional RL.
+_RAINBOW_LITE: dict[str, Any] = {
+    **_NATURE,
+    "double": True,
+    "dueling": True,
+    "replay": "prioritized",
+    "alpha": 0.5,
+    "beta0": 0.4,
+    "n_step": 3,
+    "lr": 6.25e-5,
+    "adam_eps": 1.5e-4,
+    "warmup_steps": 20_000,
+    "target_update": 8_000,
+    "eps_end": 0.01,
+    "eps_decay": 250_000,
+}
+PRESETS: dict[str, Preset] = {
+    "course": Preset(
+        "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
+        "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
+    ),
+    "nature": Preset(
+        "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
+        "minimal action set) with Adam lr 1e-4 and PyTorch's default eps 1e-8 in place of RMSProp, "
+        "as CleanRL and SB3 do.",
+        _NATURE,
+    ),
+    "double": Preset(
+        "nature + Double DQN targets (van Hasselt et al. 2016).",
+        {**_NATURE, "double": True},
+    ),
+    "dueling": Preset(
+        "double + the dueling head (Wang et al. 2016, who also used double targets).",
+        {**_NATURE, "double": True, "dueling": True},
+    ),
+    "rainbow-lite": Preset(
+        "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
+        "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5 with "
+        "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
+        _RAINBOW_LITE,
+    ),
     # Chosen on a 2-core CPU for the most learning per wall minute: docs/results/README.md.
-    "laptop": {
-        "actions": "minimal",
-        "num_envs": 8,
-        "buffer_size": 100_000,
-        "warmup_steps": 20_000,
-        "lr": 1e-4,
-        "adam_eps": 1e-8,
-        "n_step": 3,
-        "double": True,
-        "target_update": 1_000,
-        "eps_end": 0.01,
-        "eps_decay": 100_000,
-        "total_steps": 300_000,
-        "eval_every": 50_000,
-        "eval_games": 10,
-    },
+    "laptop": Preset(
+        "For a CPU laptop, 300k steps (docs/results/): 8 envs stepped together (more steps "
+        "per second), uniform replay 100k, warm-up 20k, 3-step double-DQN targets, a target sync "
+        "every 1k steps and epsilon 1->0.01 over 100k (the sync, final epsilon, replay size and lr "
+        "are SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
+        "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
+        "games every 50k.",
+        {
+            "actions": "minimal",
+            "num_envs": 8,
+            "buffer_size": 100_000,
+            "warmup_steps": 20_000,
+            "lr": 1e-4,
+            "adam_eps": 1e-8,
+            "n_step": 3,
+            "double": True,
+            "target_update": 1_000,
+            "eps_end": 0.01,
+            "eps_decay": 100_000,
+            "total_steps": 300_000,
+            "eval_every": 50_000,
+            "eval_games": 10,
+        },
+        sources={
+            "actions": "the minimal action set (Breakout's 4), as every preset but course",
+            "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
+            "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the course project's)",
+            "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
+            "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
+            "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 "
+            "(docs/results/adam-eps)",
+            "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
+            "double": "Double DQN targets (van Hasselt et al. 2016)",
+            "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
+            "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
+            "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
+            "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
+            "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+            "eval_games": "10 full games per evaluation (the learning-results protocol)",
+        },
+    ),
     # PQN with the paper's Atari settings: purejaxql's purejaxql/config/alg/pqn_atari.yaml.
-    "pqn": {
-        "algo": "pqn",
-        "actions": "minimal",
-        "num_envs": 128,
-        "rollout_steps": 32,
-        "epochs": 2,
-        "minibatches": 32,
-        "lr": 2.5e-4,
-        "adam_eps": 1e-8,
-        "q_lambda": 0.65,
-        "max_grad_norm": 10.0,
-        "layer_norm": True,
-        "warmup_steps": 0,
-        "eps_start": 1.0,
-        "eps_end": 0.001,
-        "eps_decay": 1_000_000,
-        "total_steps": 10_000_000,
-        "eval_every": 500_000,
-        "eval_games": 10,
-    },
-}
-PRESETS["rainbow"] = {
-    **PRESETS["rainbow-lite"],
-    "distributional": True,
-    "atoms": 51,
-    "v_min": -10.0,
-    "v_max": 10.0,
-    "noisy": True,
-    "noisy_sigma0": 0.5,
-    "eps_start": 1.0,  # random play fills the replay during warm-up
-    "eps_end": 0.0,  # then exploration is the noise alone
-    "eps_decay": 1,
+    "pqn": Preset(
+        "PQN (Gallici et al. 2024) with the paper's Atari settings (purejaxql's pqn_atari.yaml):"
+        " 128 envs x 32-step rollouts, Q(lambda) targets with lambda 0.65, 2 epochs x 32"
+        " minibatches of 128, RAdam lr 2.5e-4, gradient norm clipped to 10, LayerNorm, epsilon"
+        " 1 -> 0.001 over the first 10% of 10M steps; no replay, no target network.",
+        {
+            "algo": "pqn",
+            "actions": "minimal",
+            "num_envs": 128,
+            "rollout_steps": 32,
+            "epochs": 2,
+            "minibatches": 32,
+            "lr": 2.5e-4,
+            "adam_eps": 1e-8,
+            "q_lambda": 0.65,
+            "max_grad_norm": 10.0,
+            "layer_norm": True,
+            "warmup_steps": 0,
+            "eps_start": 1.0,
+            "eps_end": 0.001,
+            "eps_decay": 1_000_000,
+            "total_steps": 10_000_000,
+            "eval_every": 500_000,
+            "eval_games": 10,
+        },
+        sources={
+            "algo": "PQN, Gallici et al. 2024 (Simplifying Deep Temporal Difference Learning)",
+            "actions": "the minimal action set (envpool's default in purejaxql)",
+            "num_envs": "NUM_ENVS 128, purejaxql pqn_atari.yaml",
+            "rollout_steps": "NUM_STEPS 32, purejaxql pqn_atari.yaml",
+            "epochs": "NUM_EPOCHS 2, purejaxql pqn_atari.yaml",
+            "minibatches": "NUM_MINIBATCHES 32, purejaxql pqn_atari.yaml",
+            "lr": "LR 2.5e-4 (no decay: LR_LINEAR_DECAY False), purejaxql pqn_atari.yaml",
+            "adam_eps": "RAdam's default eps 1e-8, as optax.radam in purejaxql",
+            "q_lambda": "LAMBDA 0.65, purejaxql pqn_atari.yaml",
+            "max_grad_norm": "MAX_GRAD_NORM 10, purejaxql pqn_atari.yaml",
+            "layer_norm": "NORM_TYPE layer_norm, purejaxql pqn_atari.yaml",
+            "warmup_steps": "no warm-up: PQN learns from its first rollout",
+            "eps_start": "EPS_START 1, purejaxql pqn_atari.yaml",
+            "eps_end": "EPS_FINISH 0.001, purejaxql pqn_atari.yaml",
+            "eps_decay": "EPS_DECAY 0.1 of the run: 1M of 10M steps, purejaxql pqn_atari.yaml",
+            "total_steps": "TOTAL_TIMESTEPS 1e7 agent steps, purejaxql pqn_atari.yaml",
+            "eval_every": "an evaluation every 500k steps: twenty points on a 10M curve",
+            "eval_games": "10 full games per evaluation (the learning-results protocol)",
+        },
+    ),
+    "rainbow": Preset(
+        "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
+        " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
+        " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
+        " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
+        " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
+        " agent steps (32k frames), 1M replay (nature's); plus C51's"
+        " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
+        " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
+        " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
+        " (--eps-decay 1), as Rainbow's epsilon 0; evaluation keeps --eval-epsilon 0.05 and the"
+        " noisy layers' mean weights (Dopamine's eval_mode). Not the paper's: gradients are clamped"
+        " element-wise to 1 (the course project's), not clipped by norm 10.",
+        {
+            **_RAINBOW_LITE,
+            "distributional": True,
+            "atoms": 51,
+            "v_min": -10.0,
+            "v_max": 10.0,
+            "noisy": True,
+            "noisy_sigma0": 0.5,
+            "eps_start": 1.0,  # random play fills the replay during warm-up
+            "eps_end": 0.0,  # then exploration is the noise alone
+            "eps_decay": 1,
+        },
+        sources={
+            "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
+            "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
+            "lr": "Adam step size 6.25e-5, Hessel et al. 2018 Table 1",
+            "adam_eps": "Adam epsilon 1.5e-4, Hessel et al. 2018 Table 1",
+            "warmup_steps": "min history 80k frames = 20k agent steps, Hessel et al. 2018 Table 1",
+            "eps_end": "epsilon 0 once learning starts: noisy nets explore, Hessel et al. 2018",
+            "eps_decay": "1 step: epsilon falls from 1 to 0 right after warm-up (see eps_end)",
+            "target_update": "target period 32k frames = 8k agent steps, "
+            "Hessel et al. 2018 Table 1",
+            "double": "Double DQN (van Hasselt et al. 2016), one of Rainbow's six parts",
+            "dueling": "dueling streams over atoms (Wang et al. 2016), as Rainbow's network",
+            "replay": "proportional prioritized replay (Schaul et al. 2016), as Rainbow",
+            "alpha": "priority exponent 0.5, Hessel et al. 2018 Table 1",
+            "beta0": "IS exponent 0.4 annealed to 1 over the run, Hessel et al. 2018 Table 1",
+            "n_step": "multi-step returns n = 3, Hessel et al. 2018 Table 1",
+            "distributional": "C51 (Bellemare et al. 2017), one of Rainbow's six parts",
+            "atoms": "51 atoms, Bellemare et al. 2017, kept by Hessel et al. 2018 Table 1",
+            "v_min": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+            "v_max": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
+            "noisy": "factorised NoisyNet (Fortunato et al. 2018), one of Rainbow's six parts",
+            "noisy_sigma0": "sigma0 0.5, Fortunato et al. 2018 factorised, "
+            "Hessel et al. 2018 Table 1",
+            "eps_start": "random play (epsilon 1) fills the replay during warm-up",
+        },
+    ),
 }
 
-PRESET_HELP: dict[str, str] = {
-    "seed": "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
-    "warm-up 50k, update every 4, target sync 10k, reduced Breakout action set.",
-    "nature": "Mnih et al. 2015 (1M replay, warm-up 50k, epsilon 1->0.1 over 1M, target sync 10k, "
-    "minimal action set) with Adam lr 1e-4 and PyTorch's default eps 1e-8 in place of RMSProp, "
-    "as CleanRL and SB3 do.",
-    "double": "nature + Double DQN targets (van Hasselt et al. 2016).",
-    "dueling": "double + the dueling head (Wang et al. 2016, who also used double targets).",
-    "rainbow-lite": "double + dueling + prioritized replay (alpha 0.5, beta 0.4->1) + 3-step "
-    "returns, with Rainbow's replay settings (warm-up 20k, target sync 8k, Adam 6.25e-5 with "
-    "eps 1.5e-4, epsilon 1->0.01 over 250k); no noisy nets, no distributional head.",
-    "laptop": "For a CPU laptop, 300k steps (docs/results/): 8 envs stepped together (more steps "
-    "per second), uniform replay 100k, warm-up 20k, 3-step double-DQN targets, a target sync "
-    "every 1k steps and epsilon 1->0.01 over 100k (the sync, final epsilon, replay size and lr are "
-    "SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
-    "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
-    "games every 50k.",
-    "pqn": "PQN (Gallici et al. 2024) with the paper's Atari settings (purejaxql's pqn_atari.yaml):"
-    " 128 envs x 32-step rollouts, Q(lambda) targets with lambda 0.65, 2 epochs x 32 minibatches"
-    " of 128, RAdam lr 2.5e-4, gradient norm clipped to 10, LayerNorm, epsilon 1 -> 0.001 over"
-    " the first 10% of 10M steps; no replay, no target network.",
-    "rainbow": "All six parts of Rainbow with the settings of Hessel et al. 2018 (their Table 1"
-    " unless said): rainbow-lite's double targets, dueling head, prioritized replay (alpha 0.5,"
-    " beta 0.4->1 over the run, priorities from the per-sample distributional loss: the"
-    " cross-entropy, the paper's KL up to the target's entropy), 3-step returns, Adam lr"
-    " 6.25e-5 with eps 1.5e-4, warm-up 20k agent steps (80k frames), target sync every 8k"
-    " agent steps (32k frames), 1M replay (nature's); plus C51's"
-    " 51 atoms on [-10, 10] (Bellemare et al. 2017, kept by Rainbow) and noisy nets with sigma0"
-    " 0.5 (Fortunato et al. 2018's factorised setting, kept by Rainbow). Exploration is the"
-    " noise alone: epsilon 1 (random play) during warm-up, then 0 from the first learning step"
-    " (--eps-decay 1), as Rainbow's epsilon 0; evaluation keeps --eval-epsilon 0.05 and the"
-    " noisy layers' mean weights (Dopamine's eval_mode). Not the paper's: gradients are clamped"
-    " element-wise to 1 (the seed's), not clipped by norm 10.",
-}
 
-# Where each of a preset's values comes from (printed by `atari-dqn presets` beside the value).
-PRESET_SOURCES: dict[str, dict[str, str]] = {
-    "pqn": {
-        "algo": "PQN, Gallici et al. 2024 (Simplifying Deep Temporal Difference Learning)",
-        "actions": "the minimal action set (envpool's default in purejaxql)",
-        "num_envs": "NUM_ENVS 128, purejaxql pqn_atari.yaml",
-        "rollout_steps": "NUM_STEPS 32, purejaxql pqn_atari.yaml",
-        "epochs": "NUM_EPOCHS 2, purejaxql pqn_atari.yaml",
-        "minibatches": "NUM_MINIBATCHES 32, purejaxql pqn_atari.yaml",
-        "lr": "LR 2.5e-4 (no decay: LR_LINEAR_DECAY False), purejaxql pqn_atari.yaml",
-        "adam_eps": "RAdam's default eps 1e-8, as optax.radam in purejaxql",
-        "q_lambda": "LAMBDA 0.65, purejaxql pqn_atari.yaml",
-        "max_grad_norm": "MAX_GRAD_NORM 10, purejaxql pqn_atari.yaml",
-        "layer_norm": "NORM_TYPE layer_norm, purejaxql pqn_atari.yaml",
-        "warmup_steps": "no warm-up: PQN learns from its first rollout",
-        "eps_start": "EPS_START 1, purejaxql pqn_atari.yaml",
-        "eps_end": "EPS_FINISH 0.001, purejaxql pqn_atari.yaml",
-        "eps_decay": "EPS_DECAY 0.1 of the run: 1M of 10M steps, purejaxql pqn_atari.yaml",
-        "total_steps": "TOTAL_TIMESTEPS 1e7 agent steps, purejaxql pqn_atari.yaml",
-        "eval_every": "an evaluation every 500k steps: twenty points on a 10M curve",
-        "eval_games": "10 full games per evaluation (the learning-results protocol)",
-    },
-    "laptop": {
-        "actions": "the minimal action set (Breakout's 4), as every preset but seed",
-        "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
-        "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the seed's)",
-        "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
-        "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
-        "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 (docs/results/adam-eps)",
-        "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
-        "double": "Double DQN targets (van Hasselt et al. 2016)",
-        "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
-        "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
-        "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
-        "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
-        "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
-        "eval_games": "10 full games per evaluation (the learning-results protocol)",
-    },
-    "rainbow": {
-        "actions": "the minimal action set, as nature (Mnih et al. 2015) and Dopamine",
-        "buffer_size": "1M transitions, as Mnih et al. 2015 (Rainbow keeps DQN's)",
-        "lr": "Adam step size 6.25e-5, Hessel et al. 2018 Table 1",
-        "adam_eps": "Adam epsilon 1.5e-4, Hessel et al. 2018 Table 1",
-        "warmup_steps": "min history 80k frames = 20k agent steps, Hessel et al. 2018 Table 1",
-        "eps_end": "epsilon 0 once learning starts: noisy nets explore, Hessel et al. 2018",
-        "eps_decay": "1 step: epsilon falls from 1 to 0 right after warm-up (see eps_end)",
-        "target_update": "target period 32k frames = 8k agent steps, Hessel et al. 2018 Table 1",
-        "double": "Double DQN (van Hasselt et al. 2016), one of Rainbow's six parts",
-        "dueling": "dueling streams over atoms (Wang et al. 2016), as Rainbow's network",
-        "replay": "proportional prioritized replay (Schaul et al. 2016), as Rainbow",
-        "alpha": "priority exponent 0.5, Hessel et al. 2018 Table 1",
-        "beta0": "IS exponent 0.4 annealed to 1 over the run, Hessel et al. 2018 Table 1",
-        "n_step": "multi-step returns n = 3, Hessel et al. 2018 Table 1",
-        "distributional": "C51 (Bellemare et al. 2017), one of Rainbow's six parts",
-        "atoms": "51 atoms, Bellemare et al. 2017, kept by Hessel et al. 2018 Table 1",
-        "v_min": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
-        "v_max": "support [-10, 10], Bellemare et al. 2017, kept by Hessel et al. 2018",
-        "noisy": "factorised NoisyNet (Fortunato et al. 2018), one of Rainbow's six parts",
-        "noisy_sigma0": "sigma0 0.5, Fortunato et al. 2018 factorised, Hessel et al. 2018 Table 1",
-        "eps_start": "random play (epsilon 1) fills the replay during warm-up",
-    },
-}
+# Old names of values, still accepted everywhere: the course project's preset and action set
+# were called "seed" (after the project this tool grew from) until they were named for it. A
+# Config holds the current name; old config.toml files and checkpoints compare through
+# `canonical_settings`.
+PRESET_ALIASES: dict[str, str] = {"seed": "course"}
+ACTIONS_ALIASES: dict[str, str] = {"seed": "course"}
+VALUE_ALIASES: dict[str, dict[str, str]] = {"preset": PRESET_ALIASES, "actions": ACTIONS_ALIASES}
+
+
+def canonical_preset(name: str) -> str:
+    """The current name of preset ``name`` (itself unless it is an old name)."""
+    return PRESET_ALIASES.get(name, name)
+
+
+def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (a config.toml or a checkpoint's config, as read) with old names of values
+    replaced by the current ones, so an old run compares equal to a new one of its settings."""
+    out = dict(settings)
+    for name, aliases in VALUE_ALIASES.items():
+        value = out.get(name)
+        if isinstance(value, str) and value in aliases:
+            out[name] = aliases[value]
+    return out
 
 
 # Names users bring from other tools, and the field they mean here.
@@ -642,9 +760,11 @@ def _flag(name: str) -> str:
 
 
 def preset_config(name: str) -> Config:
+    """The settings of preset ``name`` (an old name of a preset is accepted)."""
+    name = canonical_preset(name)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], "preset": name})
+    return Config(**{**PRESETS[name].changes, "preset": name})
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -37,7 +37,7 @@ from atari_dqn.artifacts import (
     save_model,
     writing,
 )
-from atari_dqn.build import Learner, build_training, check_memory, check_training_input
+from atari_dqn.build import LearnerSide, build_training, check_memory, check_training_input
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -53,6 +53,7 @@ from atari_dqn.config import (
     Config,
     ConfigError,
     UsageError,
+    canonical_settings,
     load_toml,
     to_toml,
 )
@@ -108,7 +109,7 @@ class RunReplay(StatefulReplay, Protocol):
 class Driven:
     """What the driver needs of a built run, whichever loop it is."""
 
-    learner: Learner[EvalAgent]
+    learner: LearnerSide[EvalAgent]
     loop: Loop
     replay: RunReplay | None  # None: a loop without a replay memory (PQN)
     banner: str | None = None  # one line on how the run is laid out, said when it starts
@@ -588,7 +589,7 @@ def train(
     reporting: Reporting | None = None,
 ) -> Path:
     """Train a new run (``atari_dqn.train``): what ``atari-dqn train`` does, from Python; returns
-    the run directory. The seed preset when ``config`` is None. Ctrl-C checkpoints the run and
+    the run directory. The course preset when ``config`` is None. Ctrl-C checkpoints the run and
     raises KeyboardInterrupt (continue it with :func:`resume_run`)."""
     finished = start_run(
         config or Config(), out, force=force, restore=restore, quiet=quiet, reporting=reporting
@@ -616,7 +617,7 @@ def check_resume(
     checkpoint, a setting in ``changes`` that would change what the run is (only
     ``RESUME_MAY_CHANGE`` may), a checkpoint of another config, a run already at its end, a
     replay larger than the available memory (unless ``force_memory``)."""
-    changes = changes or {}
+    changes = canonical_settings(changes or {})  # old names of values: as Config has them
     run = RunDir(Path(run_dir))
     if not (run.path / "config.toml").is_file():
         raise UsageError(f"--resume {run.path}: not a run directory (no config.toml)")
@@ -642,7 +643,7 @@ def check_resume(
     actions, _ = check_training_input(config)
     ckpt = run.path / CHECKPOINT_NAME
     state = read_checkpoint_state(ckpt)
-    theirs = state["config"]
+    theirs = canonical_settings(state["config"])
     if theirs.get("env_id") != config.env_id:
         raise UsageError(
             f"checkpoint {ckpt} is from {theirs.get('env_id')}, but this run is {config.env_id}"

@@ -29,7 +29,7 @@ from ale_py.env import AtariEnv
 from gymnasium.spaces import Box, Discrete
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-from atari_dqn.config import UsageError
+from atari_dqn.config import ACTIONS_ALIASES, UsageError
 
 if TYPE_CHECKING:
     from atari_dqn.config import Config
@@ -60,8 +60,8 @@ ALL_ACTIONS: tuple[str, ...] = tuple(
     a.name for a in sorted(ale_py.Action.__members__.values(), key=lambda a: a.value)
 )
 
-# The seed's reduced action sets (FIRE is pressed automatically by AtariGame).
-_SEED_ACTIONS: dict[str, tuple[str, ...]] = {"breakout": ("NOOP", "RIGHT", "LEFT")}
+# The course project's reduced action sets (FIRE is pressed automatically by AtariGame).
+_COURSE_ACTIONS: dict[str, tuple[str, ...]] = {"breakout": ("NOOP", "RIGHT", "LEFT")}
 
 _ID_RE = re.compile(r"^(?:[A-Za-z0-9]+NoFrameskip-v4|ALE/[A-Za-z0-9]+-v5)$")
 _ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
@@ -116,22 +116,24 @@ def minimal_actions(game: str) -> tuple[str, ...]:
 def resolve_actions(env_id: str, actions: str) -> tuple[str, ...]:
     """Names of the agent's actions, in agent-index order.
 
-    ``actions`` is ``"seed"`` (Breakout: NOOP, RIGHT, LEFT with FIRE automatic; any other game:
-    its minimal set), ``"minimal"`` (the game's minimal set, ALE order), ``"full"`` (all 18) or a
-    comma-separated list of names from the game's minimal set (case-insensitive).
+    ``actions`` is ``"course"`` (the course project's: Breakout NOOP, RIGHT, LEFT with FIRE
+    automatic; any other game: its minimal set; ``"seed"``, its old name, is accepted),
+    ``"minimal"`` (the game's minimal set, ALE order), ``"full"`` (all 18) or a comma-separated
+    list of names from the game's minimal set (case-insensitive).
     """
     check_env_id(env_id)
     game = game_of(env_id)
     key = actions.strip().lower() if isinstance(actions, str) else ""
-    if key == "seed":
-        return _SEED_ACTIONS.get(game, minimal_actions(game))
+    key = ACTIONS_ALIASES.get(key, key)
+    if key == "course":
+        return _COURSE_ACTIONS.get(game, minimal_actions(game))
     if key == "minimal":
         return minimal_actions(game)
     if key == "full":
         return ALL_ACTIONS
     minimal = minimal_actions(game)
     names = tuple(n.strip().upper() for n in str(actions).split(","))
-    hint = f"expected 'seed', 'minimal', 'full' or a comma list from {','.join(minimal)}"
+    hint = f"expected 'course', 'minimal', 'full' or a comma list from {','.join(minimal)}"
     if not names or any(not n for n in names):
         raise EnvError(f"bad action list {actions!r} for {env_id}: {hint}")
     for n in names:

@@ -141,7 +141,7 @@ def evaluation_seed(seed_base: int, index: int) -> int:
 
 
 def png_writer(directory: Path) -> FrameSink:
-    """A frame sink writing ``DIR/game_GG/FFFFFF.png`` (the seed's RENDER option)."""
+    """A frame sink writing ``DIR/game_GG/FFFFFF.png`` (the course project's RENDER option)."""
     import imageio.v3 as iio
 
     directory = Path(directory)

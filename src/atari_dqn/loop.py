@@ -238,7 +238,7 @@ class TrainLoop:
         self.epsilon = epsilon
         self.beta = beta
         self.rng = rng
-        self.s = settings
+        self.settings = settings
         self.timer = timer  # None: nothing is timed (the loop does exactly the same work)
         self.step = 0  # agent steps (transitions) so far, over all envs
         self.updates = 0
@@ -280,7 +280,7 @@ class TrainLoop:
         self.next_eval = int(meta["next_eval"])
         self.rng.bit_generator.state = meta["rng"]
         if not replay_restored:
-            self.next_update = self.step + self.s.warmup_steps + self.s.update_every
+            self.next_update = self.step + self.settings.warmup_steps + self.settings.update_every
         if not meta["started"]:
             return
         if meta["env"] is not None:
@@ -293,13 +293,13 @@ class TrainLoop:
         for i in range(self.env.num_envs):
             if replay_restored:
                 self.replay.cut(i)
-        self._start(seed=self.s.env_seed + self.step)
+        self._start(seed=self.settings.env_seed + self.step)
 
     def _start(self, seed: int) -> None:
-        vs = self.env.reset(seed=seed)
+        vec_step = self.env.reset(seed=seed)
         for i in range(self.env.num_envs):
-            self.replay.begin(i, vs.obs[i, -1])
-        self._obs = vs.obs
+            self.replay.begin(i, vec_step.obs[i, -1])
+        self._obs = vec_step.obs
 
     def request_stop(self) -> None:
         self._stop = True
@@ -311,7 +311,7 @@ class TrainLoop:
         return evaluate_at(
             self.eval_env,
             self.agent.act_eval,
-            self.s,
+            self.settings,
             index=index,
             step=self.step,
             stop=self._stopping,
@@ -320,34 +320,34 @@ class TrainLoop:
     def _due_evaluation(self, timer: PhaseTimer | None = None) -> EvalResult | None:
         """The evaluation due at this step, if any (None too when a stop abandoned it: then
         ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
-        s, step = self.s, self.step
+        settings, step = self.settings, self.step
         if step < self.next_eval:
             return None
         if timer is not None:
             timer.start()
         try:
-            evaluation = self.evaluate(self.next_eval // s.eval_every)
+            evaluation = self.evaluate(self.next_eval // settings.eval_every)
         except EvaluationStopped:
             return None
         finally:
             if timer is not None:
                 timer.lap("eval")
-        self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
+        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
         return evaluation
 
     def _learn(self, timer: PhaseTimer | None) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
-        s, last = self.s, None
+        settings, last = self.settings, None
         while self.step >= self.next_update:
-            self.next_update += s.update_every
-            if len(self.replay) < s.batch_size:
+            self.next_update += settings.update_every
+            if len(self.replay) < settings.batch_size:
                 continue
-            batch = self.replay.sample(s.batch_size, self.beta(self.step))
+            batch = self.replay.sample(settings.batch_size, self.beta(self.step))
             if timer is not None:
                 timer.lap("sample")
             last = self.agent.update(batch)
             if self.replay.uses_priorities:  # else nothing waits for the device here
-                self.replay.update_priorities(batch.indices, last.td_abs.cpu().numpy())
+                self.replay.update_priorities(batch.indices, last.priority.cpu().numpy())
             if timer is not None:
                 timer.lap("update")
             self.updates += 1
@@ -355,12 +355,12 @@ class TrainLoop:
 
     def run(self) -> Iterator[Progress]:
         """Act, step all envs (updating while they run), store, sync, evaluate, report."""
-        s, timer = self.s, self.timer
+        settings, timer = self.settings, self.timer
         last: UpdateResult | None = None
         report = Progress(step=self.step, epsilon=self.epsilon(self.step))
-        next_report = (self.step // s.report_every + 1) * s.report_every
+        next_report = (self.step // settings.report_every + 1) * settings.report_every
         if self._obs is None:
-            self._start(seed=s.env_seed)
+            self._start(seed=settings.env_seed)
         obs = self._obs
         assert obs is not None
         if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
@@ -377,7 +377,7 @@ class TrainLoop:
                 last=None,
             )
             report = Progress(step=self.step, epsilon=report.epsilon)
-        while self.step < s.total_steps:
+        while self.step < settings.total_steps:
             if timer is not None:
                 timer.start()
             eps = self.epsilon(self.step + 1)
@@ -389,29 +389,31 @@ class TrainLoop:
                 timer.lap("env")
             # The emulators run while the learner updates (in C++ threads for vector envs).
             last = self._learn(timer) or last
-            vs = self.env.recv()
+            vec_step = self.env.recv()
             if timer is not None:
                 timer.lap("env")
-            record(self.replay, actions, vs)
+            record(self.replay, actions, vec_step)
             if timer is not None:
                 timer.lap("store")
-            self._obs = obs = vs.obs
-            self.step += int(vs.transition.sum())
+            self._obs = obs = vec_step.obs
+            self.step += int(vec_step.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
                 killpoints.kill_point("train.learning" if self.updates else "train.warmup")
-            report.game_returns += vs.game_returns
-            report.game_lengths += vs.game_lengths
-            report.game_steps += [self.step] * len(vs.game_returns)
+            report.game_returns += vec_step.game_returns
+            report.game_lengths += vec_step.game_lengths
+            report.game_steps += [self.step] * len(vec_step.game_returns)
             step = self.step
             if step >= self.next_sync:
                 self.agent.sync_target()
-                self.next_sync += s.target_update * (1 + (step - self.next_sync) // s.target_update)
+                self.next_sync += settings.target_update * (
+                    1 + (step - self.next_sync) // settings.target_update
+                )
 
             evaluation = self._due_evaluation(timer)
             report.evaluation_pending = step >= self.next_eval
-            due = evaluation is not None or step >= next_report or step >= s.total_steps
+            due = evaluation is not None or step >= next_report or step >= settings.total_steps
             if due or self._stop:
-                next_report = (step // s.report_every + 1) * s.report_every
+                next_report = (step // settings.report_every + 1) * settings.report_every
                 yield close_report(
                     report,
                     step=step,

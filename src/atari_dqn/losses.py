@@ -37,7 +37,7 @@ def td_errors(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> 
 def weighted_huber(td: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of ``w_i · huber(δ_i)`` (δ = 1, as PyTorch's smooth_l1_loss).
 
-    With all weights 1 this equals ``F.smooth_l1_loss(Q(s, a), y)``, the seed's loss.
+    With all weights 1 this equals ``F.smooth_l1_loss(Q(s, a), y)``, the course project's loss.
     """
     per_sample = F.huber_loss(td, torch.zeros_like(td), reduction="none", delta=1.0)
     if weights is not None:

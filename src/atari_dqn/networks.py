@@ -1,6 +1,6 @@
-"""Q-networks: the Nature CNN torso (as the seed has it) with a plain or a dueling head, each
-with scalar outputs or a categorical distribution per action (C51), and plain or noisy linear
-layers (NoisyNet)."""
+"""Q-networks: the Nature CNN torso (as the course project has it) with a plain or a dueling
+head, each with scalar outputs or a categorical distribution per action (C51), and plain or
+noisy linear layers (NoisyNet)."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ class ChannelLayerNorm(nn.LayerNorm):
 class QNetwork(nn.Module):
     """Nature CNN (Mnih et al. 2015) mapping uint8 stacks (B, 4, 84, 84) to Q-values (B, A).
 
-    Torso as in the seed: conv 32 8x8/4, 64 4x4/2, 64 3x3/1, all without bias, ReLU, input scaled
-    by 1/255. Plain head: fc 512 -> A. Dueling head (Wang et al. 2016): two fc 512 streams,
+    Torso as in the course project: conv 32 8x8/4, 64 4x4/2, 64 3x3/1, all without bias, ReLU, input
+    scaled by 1/255. Plain head: fc 512 -> A. Dueling head (Wang et al. 2016): two fc 512 streams,
     V(s) and A(s, a), combined as ``Q = V + A - mean_a A`` so V and A are identifiable.
 
     ``distributional`` (C51, Bellemare et al. 2017): each action's output is ``atoms`` logits
@@ -184,8 +184,9 @@ class QNetwork(nn.Module):
     support: torch.Tensor | None
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Kaiming-normal weights (ReLU gain) and zero biases, as the seed's ``init_weights``;
-        noisy layers their own initialisation (:class:`NoisyLinear`), in module order."""
+        """Kaiming-normal weights (ReLU gain) and zero biases, as the course project's
+        ``init_weights``; noisy layers their own initialisation (:class:`NoisyLinear`), in module
+        order."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)

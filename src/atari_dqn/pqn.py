@@ -37,12 +37,12 @@ A loop's rollout, then::
         if t > 0:
             rollout.record_acting_max_q(t, max_q)
         env.send(actions)
-        vs = env.recv()
-        envs, stacks = rollout.record(t, obs, actions, vs)
+        vec_step = env.recv()
+        envs, stacks = rollout.record(t, obs, actions, vec_step)
         if len(envs):
             rollout.set_next_max_q(t, learner.max_q(stacks), envs)
-        obs = vs.obs
-        step += int(vs.transition.sum())
+        obs = vec_step.obs
+        step += int(vec_step.transition.sum())
     rollout.record_acting_max_q(T, learner.max_q(obs))
     result = learner.update(rollout, settings.lr_at(step, total_steps))
 """
@@ -173,7 +173,7 @@ class Rollout:
         )
 
     def record(
-        self, t: int, obs: np.ndarray, actions: np.ndarray, vs: VecStep
+        self, t: int, obs: np.ndarray, actions: np.ndarray, vec_step: VecStep
     ) -> tuple[np.ndarray, np.ndarray]:
         """Row t: the stacks ``obs`` the envs acted from, their ``actions`` and what ``recv``
         returned. Returns the envs (indices) whose true s_{t+1} is *not* the next row's
@@ -182,14 +182,14 @@ class Rollout:
         ``max_a Q`` to :meth:`set_next_max_q`. Empty for ``AtariVector``."""
         self.obs[t] = obs
         self.actions[t] = actions
-        self.rewards[t] = vs.rewards
-        self.terminated[t] = vs.terminated
-        self.truncated[t] = vs.truncated
-        self.valid[t] = vs.transition
+        self.rewards[t] = vec_step.rewards
+        self.terminated[t] = vec_step.terminated
+        self.truncated[t] = vec_step.truncated
+        self.valid[t] = vec_step.transition
         self.rebuilt[t] = False
-        moved_on = vs.transition & vs.truncated & ~vs.terminated & vs.begin
+        moved_on = vec_step.transition & vec_step.truncated & ~vec_step.terminated & vec_step.begin
         envs = np.flatnonzero(moved_on)
-        stacks = np.concatenate([obs[envs, 1:], vs.next_frames[envs, None]], axis=1)
+        stacks = np.concatenate([obs[envs, 1:], vec_step.next_frames[envs, None]], axis=1)
         return envs, stacks
 
     def set_next_max_q(self, t: int, max_q: torch.Tensor, envs: np.ndarray) -> None:
@@ -251,7 +251,7 @@ class PQNLearner:
         self.optimizer = optimizer
         self.num_actions = num_actions
         self.device = device
-        self.s = settings
+        self.settings = settings
         self.generator = generator
         self.grad_steps = 0  # gradient steps so far
         self.updates = 0  # rollouts learned from so far
@@ -291,20 +291,20 @@ class PQNLearner:
             dev(rollout.terminated),
             dev(rollout.truncated),
             rollout.next_max_q.to(self.device),
-            gamma=self.s.gamma,
-            lam=self.s.lam,
+            gamma=self.settings.gamma,
+            lam=self.settings.lam,
         )
 
     def update(self, rollout: Rollout, lr: float | None = None) -> PQNUpdateResult:
         """E epochs x M minibatches over the T·N samples of ``rollout``; each epoch uses every
         sample once, in the order of a fresh permutation from the learner's generator. ``lr``:
         the learning rate of all its steps (default ``settings.lr``)."""
-        s = self.s
+        settings = self.settings
         for group in self.optimizer.param_groups:
-            group["lr"] = s.lr if lr is None else lr
+            group["lr"] = settings.lr if lr is None else lr
         batch = rollout.steps * rollout.num_envs
-        if batch % s.minibatches:
-            raise ValueError(f"minibatches ({s.minibatches}) must divide {batch} samples")
+        if batch % settings.minibatches:
+            raise ValueError(f"minibatches ({settings.minibatches}) must divide {batch} samples")
         targets = self.targets(rollout).reshape(batch)
         obs = torch.from_numpy(rollout.obs).to(self.device)
         obs = obs.reshape(batch, *obs.shape[2:])
@@ -312,9 +312,9 @@ class PQNLearner:
         valid = torch.from_numpy(rollout.valid).to(self.device).reshape(batch).float()
         batch_losses: list[torch.Tensor] = []
         q_sum = torch.zeros((), device=self.device)
-        for epoch in range(s.epochs):
+        for epoch in range(settings.epochs):
             order = torch.randperm(batch, generator=self.generator).to(self.device)
-            for idx in order.view(s.minibatches, -1):
+            for idx in order.view(settings.minibatches, -1):
                 q = self.online(obs[idx]).float()
                 q_taken = q.gather(1, actions[idx].unsqueeze(1)).squeeze(1)
                 loss = losses.masked_half_squared(q_taken - targets[idx], valid[idx])
@@ -328,13 +328,13 @@ class PQNLearner:
             loss=torch.stack(batch_losses).mean(),
             q_mean=q_sum / count,
             target_mean=(targets * valid).sum() / count,
-            grad_steps=s.epochs * s.minibatches,
+            grad_steps=settings.epochs * settings.minibatches,
         )
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.online.parameters(), self.s.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.online.parameters(), self.settings.max_grad_norm)
         self.optimizer.step()
         self.grad_steps += 1
 
@@ -394,7 +394,7 @@ class PQNLoop:
         self.learner = learner
         self.epsilon = epsilon
         self.rng = rng
-        self.s = settings
+        self.settings = settings
         self.lr = lr
         self.rollout_steps = rollout_steps
         self.rollout: Rollout | None = None  # allocated for the envs' stacks at the first one
@@ -434,7 +434,7 @@ class PQNLoop:
             env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
             self._obs = self.env.load_state(env_arrays, meta["env"])
             return
-        self._obs = self.env.reset(seed=self.s.env_seed + self.step).obs
+        self._obs = self.env.reset(seed=self.settings.env_seed + self.step).obs
 
     def request_stop(self) -> None:
         self._stop = True
@@ -446,7 +446,7 @@ class PQNLoop:
         return evaluate_at(
             self.eval_env,
             self.learner.act_eval,
-            self.s,
+            self.settings,
             index=index,
             step=self.step,
             stop=self._stopping,
@@ -455,17 +455,17 @@ class PQNLoop:
     def _due_evaluation(self) -> EvalResult | None:
         """The evaluation due at this boundary, if any (None too when a stop abandoned it: then
         ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
-        s, step = self.s, self.step
+        settings, step = self.settings, self.step
         if step < self.next_eval or self._stop:
             return None
         try:
-            evaluation = self.evaluate(self.next_eval // s.eval_every)
+            evaluation = self.evaluate(self.next_eval // settings.eval_every)
         except EvaluationStopped:
             return None
         finally:
             if self.timer is not None:
                 self.timer.lap("eval")
-        self.next_eval += s.eval_every * (1 + (step - self.next_eval) // s.eval_every)
+        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
         return evaluation
 
     def _collect(
@@ -485,21 +485,21 @@ class PQNLoop:
             if timer is not None:
                 timer.lap("act")
             self.env.send(actions)
-            vs = self.env.recv()
+            vec_step = self.env.recv()
             if timer is not None:
                 timer.lap("env")
-            envs, stacks = rollout.record(t, obs, actions, vs)
+            envs, stacks = rollout.record(t, obs, actions, vec_step)
             if len(envs):
                 rollout.set_next_max_q(t, learner.max_q(stacks), envs)
             if timer is not None:
                 timer.lap("store")
-            obs = vs.obs
-            self.step += int(vs.transition.sum())
+            obs = vec_step.obs
+            self.step += int(vec_step.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
                 killpoints.kill_point("train.learning" if self.updates else "train.warmup")
-            report.game_returns += vs.game_returns
-            report.game_lengths += vs.game_lengths
-            report.game_steps += [self.step] * len(vs.game_returns)
+            report.game_returns += vec_step.game_returns
+            report.game_lengths += vec_step.game_lengths
+            report.game_steps += [self.step] * len(vec_step.game_returns)
         rollout.record_acting_max_q(rollout.steps, learner.max_q(obs))
         if timer is not None:
             timer.lap("act")
@@ -507,10 +507,10 @@ class PQNLoop:
 
     def run(self) -> Iterator[Progress]:
         """Collect a rollout, learn from it, evaluate when due, report; until total_steps."""
-        s = self.s
+        settings = self.settings
         last: PQNUpdateResult | None = None
         if self._obs is None:
-            self._obs = self.env.reset(seed=s.env_seed).obs
+            self._obs = self.env.reset(seed=settings.env_seed).obs
         if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
             report = Progress(step=self.step, epsilon=self.epsilon(self.step))
             if self.timer is not None:
@@ -527,7 +527,7 @@ class PQNLoop:
                 replay_stats={},
                 last=None,
             )
-        while self.step < s.total_steps:
+        while self.step < settings.total_steps:
             report = Progress(step=self.step, epsilon=self.epsilon(self.step))
             if self.rollout is None:
                 n, frames, *shape = self._obs.shape
@@ -535,7 +535,7 @@ class PQNLoop:
                     self.rollout_steps, n, self.learner.device, frames, tuple(shape)
                 )
             self._obs, eps = self._collect(self.rollout, self._obs, report)
-            if self.step > s.warmup_steps:
+            if self.step > settings.warmup_steps:
                 last = self.learner.update(self.rollout, self.lr(self.step))
                 self.updates += 1
                 if self.timer is not None:

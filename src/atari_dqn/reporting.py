@@ -27,7 +27,7 @@ from atari_dqn.config import Config, UsageError
 from atari_dqn.evaluate import EvalResult, Game, evaluation_seed, play
 
 if TYPE_CHECKING:
-    from atari_dqn.build import Learner
+    from atari_dqn.build import LearnerSide
 
 WANDB_ID_NAME = "wandb_id"
 
@@ -62,7 +62,7 @@ def video_path(run_dir: Path, index: int) -> Path:
     return run_dir / "videos" / f"eval_{index:03d}.mp4"
 
 
-def film_evaluation(learner: Learner, result: EvalResult, path: Path) -> Game:
+def film_evaluation(learner: LearnerSide, result: EvalResult, path: Path) -> Game:
     """Play the first game of evaluation ``result`` again, into a video at ``path``."""
     from atari_dqn.video import VideoWriter
 

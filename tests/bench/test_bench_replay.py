@@ -28,17 +28,17 @@ def test_bench_replay_json(run_json) -> None:
     assert rows[0]["tree_draw_update_us"] is None and rows[1]["tree_draw_update_us"] > 0
     # The sum tree's bytes are on top of the storage's; 84x84 frames dominate both.
     assert 84 * 84 < rows[0]["bytes_per_transition"] < rows[1]["bytes_per_transition"] < 7200
-    (seed,) = result["seed_fenwick"]
-    assert seed["replay"] == "seed Fenwick" and seed["capacity"] == 2000
-    assert seed["draw_us"] > 0 and seed["update_us"] > 0 and seed["draw_update_us"] > 0
-    assert set(result["speedup_vs_seed"]) == set(result["tree_speedup_vs_seed"]) == {"2000"}
-    assert result["speedup_vs_seed"]["2000"] > 0
+    (course,) = result["course_fenwick"]
+    assert course["replay"] == "course Fenwick" and course["capacity"] == 2000
+    assert course["draw_us"] > 0 and course["update_us"] > 0 and course["draw_update_us"] > 0
+    assert set(result["speedup_vs_course"]) == set(result["tree_speedup_vs_course"]) == {"2000"}
+    assert result["speedup_vs_course"]["2000"] > 0
     assert set(result["goals"]) == {"draw_update_us_max", "speedup_min"}
 
 
 def test_bench_replay_table_labels_every_number(capsys) -> None:
     assert main(["bench", "replay", "--capacity", "1000", "--batch", "4", "--reps", "1"]) == 0
     out = capsys.readouterr().out
-    for word in ("add", "draw", "gather", "sample", "update", "B/transition", "seed Fenwick"):
+    for word in ("add", "draw", "gather", "sample", "update", "B/transition", "course Fenwick"):
         assert word in out
     assert "x faster" in out and "84x84" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atari_dqn.bench import train as train_bench
-from atari_dqn.bench.seed_loop import seed_loop_segments
+from atari_dqn.bench.course_loop import course_loop_segments
 from atari_dqn.bench.train import (
     Counted,
     Row,
@@ -44,7 +44,8 @@ def test_bench_train_json(run_json) -> None:
 
 
 def test_train_rows_are_an_open_list(monkeypatch) -> None:
-    """Other rows (the seed's loop, vector envs) join the same table as segment iterators."""
+    """Other rows (the course project's loop, vector envs) join the same table as segment
+    iterators."""
     clock = [0.0]  # a fake perf_counter: each row's segments advance it by their own cost
     monkeypatch.setattr(train_bench.time, "perf_counter", lambda: clock[0])
     order = []
@@ -114,22 +115,22 @@ def test_bench_config_measures_learning_only() -> None:
 
 
 @pytest.mark.slow
-def test_bench_train_seed_loop_env_counts_and_ceilings_json(run_json) -> None:
+def test_bench_train_course_loop_env_counts_and_ceilings_json(run_json) -> None:
     result = run_json(
-        ["bench", "train", "--seed-loop", "--replay", "uniform", "--num-envs", "1,2",
+        ["bench", "train", "--course-loop", "--replay", "uniform", "--num-envs", "1,2",
          "--steps", "100", "--warmup", "100", "--buffer-size", "2000", "--ceilings", "--json"],
     )  # fmt: skip
-    assert [r["name"] for r in result["rows"]] == ["seed loop", "atari-dqn N=1", "atari-dqn N=2"]
+    assert [r["name"] for r in result["rows"]] == ["course loop", "atari-dqn N=1", "atari-dqn N=2"]
     assert all(r["steps_per_s"] > 0 for r in result["rows"])
-    assert set(result["ratios"]) == {"atari-dqn N=1/seed loop", "atari-dqn N=2/seed loop"}
+    assert set(result["ratios"]) == {"atari-dqn N=1/course loop", "atari-dqn N=2/course loop"}
     c = result["ceilings"]
     assert set(c["env_steps_per_s"]) == {"N=1", "N=2"}
     assert set(c["update_ms"]) == {"per-tensor Adam, NCHW", "fused Adam, channels-last"}
 
 
-def test_seed_loop_counts_only_steps_after_measure_from() -> None:
+def test_course_loop_counts_only_steps_after_measure_from() -> None:
     counted = list(
-        seed_loop_segments(
+        course_loop_segments(
             env_id="BreakoutNoFrameskip-v4", warmup=50, measure_from=200, total=450, epsilon=0.1
         )
     )

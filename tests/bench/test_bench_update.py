@@ -16,7 +16,7 @@ def test_bench_update_times_every_variant_and_compares_it_with_the_plain_path(ru
     rows = {r["variant"]: r for r in result["rows"]}
     assert list(rows) == list(VARIANTS)
     assert all(r["threads"] == 1 and r["ms"] > 0 for r in rows.values())
-    plain = rows["per-tensor Adam, NCHW (the seed's)"]
+    plain = rows["per-tensor Adam, NCHW (the course project's)"]
     assert plain["vs_plain"] == 1.0 and plain["loss_rel_diff"] == 0.0
     # Fused Adam changes nothing in the first update; channels-last only float rounding.
     assert rows["fused Adam, NCHW"]["td_max_abs_diff"] == 0.0

@@ -222,7 +222,7 @@ def test_actor_priorities_are_what_the_learner_would_give(distributional):
     batch = _random_batch(np.random.default_rng(5))
     priorities = initial_priorities(network, batch, double=True)
     agent = build_agent(config, 3, torch.device("cpu"), online=copy.deepcopy(network))
-    expected = agent.update(batch).td_abs.numpy()
+    expected = agent.update(batch).priority.numpy()
     np.testing.assert_allclose(priorities, expected, rtol=1e-5, atol=1e-6)
     assert priorities.shape == (6,) and np.all(priorities >= 0)
 

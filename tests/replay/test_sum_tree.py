@@ -1,4 +1,4 @@
-"""Tests for the prioritized-replay sum tree and the seed Fenwick baseline."""
+"""tests for the prioritized-replay sum tree and the course project's Fenwick baseline."""
 
 from __future__ import annotations
 
@@ -314,14 +314,14 @@ def test_random_updates_against_brute_force(backend):
 
 
 # --------------------------------------------------------------------------- #
-# seed baseline
+# the course project's baseline
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("capacity", [6, 8])
-def test_seed_fenwick_samples_in_proportion(capacity):
+def test_course_fenwick_samples_in_proportion(capacity):
     pytest.importorskip("torch")
-    from atari_dqn.bench.fenwick_seed import SeedFenwickSampler
+    from atari_dqn.bench.fenwick_course import CourseFenwickSampler
 
-    sampler = SeedFenwickSampler(capacity)
+    sampler = CourseFenwickSampler(capacity)
     priorities = np.arange(1, capacity + 1, dtype=np.float64)
     sampler.update(np.arange(capacity), np.zeros(capacity))
     sampler.update(np.arange(capacity), priorities)  # change() on a non-zero tree too
@@ -331,7 +331,7 @@ def test_seed_fenwick_samples_in_proportion(capacity):
     freq = np.bincount(draws, minlength=capacity) / draws.size
     # sd of a frequency <= sqrt(.25 / 3000) ~ 0.009
     np.testing.assert_allclose(freq, priorities / priorities.sum(), atol=0.035)
-    # searching must not corrupt the tree (the seed's copy() aliasing bug)
+    # searching must not corrupt the tree (the course project's copy() aliasing bug)
     sums = [float(sampler.get_prefix_sum(i)) for i in range(1, capacity + 1)]
     np.testing.assert_allclose(sums, np.cumsum(priorities), rtol=1e-6)
     # the last position (loc == max_len for capacity 8) is set and drawn

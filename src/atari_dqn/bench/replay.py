@@ -1,8 +1,8 @@
 """``atari-dqn bench replay``: µs per add, sample and priority update, bytes per transition.
 
 Uniform and prioritized replay (as :func:`atari_dqn.build.make_replay` builds them) at two
-capacities, filled past capacity with synthetic episodes, and the seed's Fenwick sampler on the
-same operations (sample 32 + update 32), so the speed-up over the seed is one number.
+capacities, filled past capacity with synthetic episodes, and the course project's Fenwick
+sampler on the same operations (sample 32 + update 32), so the speed-up over it is one number.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ATARI_FRAME = (84, 84)
 FULL_FRAMES_UP_TO = 100_000
 SMALL_FRAME = (8, 8)
 SMALL_CAPACITY = 100_000
-SEED_LEAVES = 2048  # priorities set in the seed's Fenwick tree before it is timed
+COURSE_LEAVES = 2048  # priorities set in the course project's Fenwick tree before it is timed
 BETA = 0.4
 
 
@@ -142,17 +142,17 @@ def bench_replay_kind(kind: str, capacity: int, batch: int, *, reps: int, seed: 
     return row
 
 
-def bench_seed_fenwick(capacity: int, batch: int, *, reps: int, seed: int = 0) -> Result:
-    """The seed's Fenwick sampler: ``batch`` draws, then ``batch`` priority changes."""
-    from atari_dqn.bench.fenwick_seed import SeedFenwickSampler
+def bench_course_fenwick(capacity: int, batch: int, *, reps: int, seed: int = 0) -> Result:
+    """The course project's Fenwick sampler: ``batch`` draws, then ``batch`` priority changes."""
+    from atari_dqn.bench.fenwick_course import CourseFenwickSampler
 
     rng = np.random.default_rng(seed)
-    tree = SeedFenwickSampler(capacity)
-    # Filling 1M leaves one seed `add` at a time would take minutes. Its search and change
-    # walk a fixed log2(N) path whatever the values, so a few thousand non-zero leaves give
-    # the same cost per call.
-    locs = rng.integers(1, capacity + 1, size=SEED_LEAVES).tolist()
-    for loc, p in zip(locs, rng.random(SEED_LEAVES).tolist(), strict=True):
+    tree = CourseFenwickSampler(capacity)
+    # Filling 1M leaves one `add` of the course project's at a time would take minutes. Its search
+    # and change walk a fixed log2(N) path whatever the values, so a few thousand non-zero leaves
+    # give the same cost per call.
+    locs = rng.integers(1, capacity + 1, size=COURSE_LEAVES).tolist()
+    for loc, p in zip(locs, rng.random(COURSE_LEAVES).tolist(), strict=True):
         tree.add(loc, p)
     pool = [(tree.sample(batch, rng), rng.exponential(1.0, size=batch)) for _ in range(4)]
     it = iter(pool * (reps + 2) * 2)
@@ -165,12 +165,12 @@ def bench_seed_fenwick(capacity: int, batch: int, *, reps: int, seed: int = 0) -
         tree.update(tree.sample(batch, rng), rng.exponential(1.0, size=batch))
 
     return {
-        "replay": "seed Fenwick",
+        "replay": "course Fenwick",
         "capacity": capacity,
         "draw_us": median_us(lambda: tree.sample(batch, rng), inner=1, reps=reps),
         "update_us": median_us(update, inner=1, reps=reps),
         "draw_update_us": median_us(draw_update, inner=1, reps=reps),
-        "seed_nonzero_leaves": SEED_LEAVES,
+        "course_nonzero_leaves": COURSE_LEAVES,
     }
 
 
@@ -181,7 +181,7 @@ def replay_benchmark(capacity: int, batch: int, *, reps: int = 15) -> Result:
         raise ConfigError(f"--capacity {capacity} is too small for --batch {batch}")
     capacities = sorted({min(SMALL_CAPACITY, capacity), capacity})
     warm_allocator()
-    rows, seed_rows, speedup, tree_speedup = [], [], {}, {}
+    rows, course_rows, speedup, tree_speedup = [], [], {}, {}
     for cap in capacities:
         ours = None
         for kind in REPLAY_KINDS:
@@ -189,18 +189,18 @@ def replay_benchmark(capacity: int, batch: int, *, reps: int = 15) -> Result:
             rows.append(row)
             ours = row
             gc.collect()  # the 700 MB of 84x84 frames go before the next ring is filled
-        seed_row = bench_seed_fenwick(cap, batch, reps=max(3, reps // 2))
-        seed_rows.append(seed_row)
+        course_row = bench_course_fenwick(cap, batch, reps=max(3, reps // 2))
+        course_rows.append(course_row)
         assert ours is not None and ours["replay"] == "prioritized"
-        speedup[str(cap)] = seed_row["draw_update_us"] / ours["draw_update_us"]
-        tree_speedup[str(cap)] = seed_row["draw_update_us"] / ours["tree_draw_update_us"]
+        speedup[str(cap)] = course_row["draw_update_us"] / ours["draw_update_us"]
+        tree_speedup[str(cap)] = course_row["draw_update_us"] / ours["tree_draw_update_us"]
     return {
         "batch": batch,
         "reps": reps,
         "rows": rows,
-        "seed_fenwick": seed_rows,
-        "speedup_vs_seed": speedup,
-        "tree_speedup_vs_seed": tree_speedup,
+        "course_fenwick": course_rows,
+        "speedup_vs_course": speedup,
+        "tree_speedup_vs_course": tree_speedup,
         "goals": {"draw_update_us_max": 20.0, "speedup_min": 300.0},
     }
 
@@ -225,28 +225,28 @@ def replay_table(result: Result) -> str:
             f"{r['update_us']:>9.1f}{r['draw_update_us']:>10.1f}"
             f"{r['bytes_per_transition']:>14,.1f}"
         )
-    for r in result["seed_fenwick"]:
+    for r in result["course_fenwick"]:
         lines.append(
             f"{r['replay']:<13}{r['capacity']:>10,}  {'-':<7}{'-':>7}{r['draw_us']:>8.0f}"
             f"{'-':>9}{'-':>9}{r['update_us']:>9.0f}{r['draw_update_us']:>10.0f}{'-':>14}"
         )
     lines.append("")
     prio = {r["capacity"]: r for r in result["rows"] if r["replay"] == "prioritized"}
-    seed = {r["capacity"]: r for r in result["seed_fenwick"]}
+    course = {r["capacity"]: r for r in result["course_fenwick"]}
     goals = result["goals"]
     max_us, min_x = goals["draw_update_us_max"], goals["speedup_min"]
     lines.append(
-        f"sample {b} + update {b} (draw+upd) vs the seed's Fenwick sampler "
+        f"sample {b} + update {b} (draw+upd) vs the course project's Fenwick sampler "
         f"(goals: <= {max_us:.0f} µs, >= {min_x:.0f}x):"
     )
-    for cap, ratio in result["speedup_vs_seed"].items():
+    for cap, ratio in result["speedup_vs_course"].items():
         c = int(cap)
-        ours, theirs = prio[c]["draw_update_us"], seed[c]["draw_update_us"]
-        tree_us, tree_ratio = prio[c]["tree_draw_update_us"], result["tree_speedup_vs_seed"][cap]
+        ours, theirs = prio[c]["draw_update_us"], course[c]["draw_update_us"]
+        tree_us, tree_ratio = prio[c]["tree_draw_update_us"], result["tree_speedup_vs_course"][cap]
         lines.append(
             f"  at {c:,}: PrioritizedReplay {ours:.1f} µs ({_verdict(ours <= max_us)}), "
             f"{ratio:,.0f}x faster ({_verdict(ratio >= min_x)}); SumTree alone {tree_us:.1f} µs, "
-            f"{tree_ratio:,.0f}x; seed Fenwick {theirs:,.0f} µs"
+            f"{tree_ratio:,.0f}x; course Fenwick {theirs:,.0f} µs"
         )
     lines += [
         "",
@@ -257,14 +257,15 @@ def replay_table(result: Result) -> str:
         f"gather: building the batch from indices ({b} x 2 stacks of 4 frames); "
         "sample = sample() end to end = draw + gather",
         f"update: update_priorities({b} TD errors) (a no-op for uniform); "
-        "draw+upd: draw then update, timed together (the seed: sample() + update(), no gather)",
+        "draw+upd: draw then update, timed together (the course project: sample() + update(), "
+        "no gather)",
         "SumTree alone: sample_stratified + update, without IS weights, α and the ready check",
         "B/transition: storage array nbytes / capacity at 84x84 frames "
         "(+ sum tree nbytes / capacity for prioritized)",
         f"* frames {'x'.join(map(str, SMALL_FRAME))}: rings above {FULL_FRAMES_UP_TO:,} hold "
         "tiny synthetic frames (84x84 would need 7 GB), so add and gather there leave out the "
         "7 KB frame copies; draw and update do not depend on the frame size",
-        "seed Fenwick: the seed's treearray (fenwick_seed.py), 2,048 non-zero leaves: its search "
-        "and change walk a fixed log2(N) path whatever the values",
+        "course Fenwick: the course project's treearray (fenwick_course.py), 2,048 non-zero "
+        "leaves: its search and change walk a fixed log2(N) path whatever the values",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """``atari-dqn bench train``: env steps per second while learning, one row per run.
 
-A row is a name and its run cut into segments (:class:`Row`): the seed's one-file loop
-(:mod:`atari_dqn.bench.seed_loop`), atari-dqn at each preset, replay kind, env count and
+A row is a name and its run cut into segments (:class:`Row`): the course project's one-file loop
+(:mod:`atari_dqn.bench.course_loop`), atari-dqn at each preset, replay kind, env count and
 precision, each built by :func:`atari_dqn.build.build_training`. Rows take turns, one segment
 each, so a slow spell of a shared machine hits every row alike, and each runs in a process of
 its own, set up as it would be when run for real. ``ceilings`` are what the trainer cannot beat:
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from atari_dqn.bench.seed_loop import seed_loop_segments
+from atari_dqn.bench.course_loop import course_loop_segments
 from atari_dqn.bench.timing import Result, median_us
 from atari_dqn.bench.update import Variant, fixed_batch, variant_agent
 from atari_dqn.build import Training, build_env, build_training
@@ -97,7 +97,7 @@ class TrainBenchSettings:
 
     steps: int
     warmup: int
-    preset: str = "seed"
+    preset: str = "course"
     device: str = "cpu"
     buffer_size: int | None = None  # None: the preset's
     threads: int | None = None  # torch CPU threads; None: torch's default
@@ -190,8 +190,8 @@ def child_segments(
     """``factory(**kwargs)``'s segments, each run in a fresh process of the row's own.
 
     Each row lives in a process as it would when run for real: its allocator, threads and
-    warm caches are its own (a training process tunes its allocator, the seed's script does
-    not), and no row inherits another's state. The parent asks for one segment at a time and
+    warm caches are its own (a training process tunes its allocator, the course project's script
+    does not), and no row inherits another's state. The parent asks for one segment at a time and
     waits, so only one row runs at any moment. ``factory`` and ``kwargs`` must be picklable.
     """
     import multiprocessing as mp
@@ -274,17 +274,18 @@ def config_rows(
     return rows
 
 
-def seed_loop_row(settings: TrainBenchSettings, env_id: str) -> Row:
-    """The baseline: the seed's single-file loop, at the same warm-up, ε and length, in a
+def course_loop_row(settings: TrainBenchSettings, env_id: str) -> Row:
+    """The baseline: the course project's single-file loop, at the same warm-up, ε and length, in a
     process of its own with the defaults a plain ``python main.py`` gets."""
     start = settings.measure_from()
     total = start + settings.steps
     kwargs = {"env_id": env_id, "warmup": settings.warmup, "measure_from": start, "total": total,
               "epsilon": 0.1}  # fmt: skip
     return Row(
-        "seed loop",
-        lambda: child_segments(seed_loop_segments, kwargs, settings.threads),
-        note="single-file transcription of the seed's main.py (atari_dqn.bench.seed_loop)",
+        "course loop",
+        lambda: child_segments(course_loop_segments, kwargs, settings.threads),
+        note="single-file transcription of the course project's main.py "
+        "(atari_dqn.bench.course_loop)",
     )
 
 
@@ -426,7 +427,8 @@ def breakdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-# The update alone, timed both ways: as the seed does it and as atari-dqn does (the default).
+# The update alone, timed both ways: as the course project does it and as atari-dqn does (the
+# default).
 UPDATE_PATHS = {"per-tensor Adam, NCHW": False, "fused Adam, channels-last": True}
 
 
@@ -491,15 +493,15 @@ def train_benchmark(
     num_envs: list[int],
     repeats: int = 1,
     bf16: bool = False,
-    seed_loop: bool = False,
+    course_loop: bool = False,
     with_ceilings: bool = False,
     threads: list[int] | None = None,
 ) -> Result:
-    """The rows of every (preset, kind, env count[, thread count][, --bf16]), after the seed's
-    loop if asked, run side by side ``repeats`` times; each at its torch thread count of
-    ``threads`` (default: ``settings.threads`` alone, which the seed's loop and the ceilings
-    use, as the first of ``threads`` when given); the ceilings in a process of their own if
-    asked."""
+    """The rows of every (preset, kind, env count[, thread count][, --bf16]), after the course
+    project's loop if asked, run side by side ``repeats`` times; each at its torch thread count
+    of ``threads`` (default: ``settings.threads`` alone, which the course project's loop and
+    the ceilings use, as the first of ``threads`` when given); the ceilings in a process of
+    their own if asked."""
     for p in presets:
         for n in num_envs:
             settings.config(kinds[0], p, n)  # a bad combination fails here, before any run
@@ -513,8 +515,8 @@ def train_benchmark(
         precisions = (False, True) if bf16 else (False,)
         rows = config_rows(settings, presets=presets, kinds=kinds, num_envs=num_envs,
                            bf16=precisions, threads=threads)  # fmt: skip
-        if seed_loop:
-            rows.insert(0, seed_loop_row(settings, settings.config(kinds[0]).env_id))
+        if course_loop:
+            rows.insert(0, course_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, repeats))
         counts: list[int | None] = list(threads) if threads else [settings.threads]
         result["settings"]["thread_counts"] = counts

@@ -47,7 +47,7 @@ def _part(preset: str, *changes: str) -> Variant:
     return Variant(True, True, preset=preset, changes=tuple((c, True) for c in changes))
 
 
-PLAIN = "per-tensor Adam, NCHW (the seed's)"
+PLAIN = "per-tensor Adam, NCHW (the course project's)"
 VARIANTS = {
     PLAIN: Variant(fused=False, channels_last=False),
     "fused Adam, NCHW": Variant(fused=True, channels_last=False),
@@ -101,7 +101,7 @@ def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.de
 
 def update_benchmark(
     *,
-    preset: str = "seed",
+    preset: str = "course",
     threads: list[int] | None = None,
     batch_size: int = 32,
     rounds: int = 7,
@@ -140,7 +140,7 @@ def update_benchmark(
                 start = time.perf_counter()
                 agents[name] = variant_agent(v, config, num_actions, dev)
                 r = agents[name].update(batch)  # compiles, if it compiles
-                first[name] = (float(r.loss), r.td_abs.float().cpu().numpy())
+                first[name] = (float(r.loss), r.priority.float().cpu().numpy())
                 for _ in range(2):
                     agents[name].update(batch)
                 warm_s[name] = time.perf_counter() - start

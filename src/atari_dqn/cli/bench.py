@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from atari_dqn.bench.envs import DEFAULT_ENV  # numpy only: no torch to parse
 from atari_dqn.cli.common import Parser, need_ray
-from atari_dqn.config import PRESETS, ConfigError, UsageError, preset_config
+from atari_dqn.config import PRESETS, ConfigError, UsageError, canonical_preset, preset_config
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[Parser]
@@ -32,10 +32,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
         bench.commands = what.choices
     br = what.add_parser(
         "replay",
-        help="µs per add / sample / priority update, bytes per transition, vs the seed's Fenwick",
+        help="µs per add / sample / priority update, bytes per transition, vs the course "
+        "project's Fenwick",
         description="Uniform and prioritized replay at capacities 100,000 and --capacity, filled "
         "with synthetic episodes: µs per add, sample and priority update, bytes per stored "
-        "transition; and the seed's Fenwick sampler on sample + update of one batch.",
+        "transition; and the course project's Fenwick sampler on sample + update of one batch.",
     )
     br.add_argument("--capacity", type=int, default=1_000_000, metavar="N",
                     help="the larger capacity, in transitions [default: 1000000]")  # fmt: skip
@@ -61,17 +62,20 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
                     help="agent steps of random play before learning [default: 1000]")  # fmt: skip
     bt.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="runs per row, interleaved; the median is shown [default: 1]")  # fmt: skip
-    bt.add_argument("--preset", default="seed", metavar="P[,P]",
+    bt.add_argument("--preset", default="course", metavar="P[,P]",
                     help="presets, one row each: " + ", ".join(PRESETS)
-                    + " [default: seed]")  # fmt: skip
+                    + " [default: course]")  # fmt: skip
     bt.add_argument("--algo", default=None, metavar="A[,A]",
                     help="algorithms side by side: dqn (the --preset rows) and pqn (the pqn "
                     "preset's row, one per --num-envs) [default: the presets' own]")  # fmt: skip
     bt.add_argument("--num-envs", default="1", metavar="N[,N]",
                     help="training env counts, one row each; 'preset' for each preset's own "
                     "[default: 1]")  # fmt: skip
-    bt.add_argument("--seed-loop", action="store_true",
-                    help="first row: the seed's one-file loop, the ratios' baseline")  # fmt: skip
+    bt.add_argument("--course-loop", action="store_true",
+                    help="first row: the course project's one-file loop, the ratios' "
+                    "baseline")  # fmt: skip
+    bt.add_argument("--seed-loop", action="store_true", dest="course_loop",
+                    help=argparse.SUPPRESS)  # the old name of --course-loop  # fmt: skip
     bt.add_argument("--bf16", action="store_true",
                     help="each atari-dqn row also with --bf16 (changes results)")  # fmt: skip
     bt.add_argument("--ceilings", action="store_true",
@@ -94,8 +98,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
                     help="agent steps in all [default: 200000]")  # fmt: skip
     bm.add_argument("--buffer-size", type=int, default=100_000, metavar="N",
                     help="replay capacity [default: 100000]")  # fmt: skip
-    bm.add_argument("--preset", default="seed", choices=list(PRESETS),
-                    help="settings of the run [default: seed]")  # fmt: skip
+    bm.add_argument("--preset", default="course", type=canonical_preset, choices=list(PRESETS),
+                    help="settings of the run [default: course]")  # fmt: skip
     bm.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     bm.add_argument("--json", action="store_true", help="print one JSON object instead")
     bm.set_defaults(handler=cmd_bench_memory)
@@ -143,8 +147,8 @@ def _add_actors_parser(what: Subparsers) -> None:
                     help="agent steps timed per actor count [default: 3000]")  # fmt: skip
     ba.add_argument("--block", type=int, default=50, metavar="N",
                     help="steps per block [default: 50]")  # fmt: skip
-    ba.add_argument("--preset", default="seed", choices=list(PRESETS),
-                    help="game and network settings [default: seed]")  # fmt: skip
+    ba.add_argument("--preset", default="course", type=canonical_preset, choices=list(PRESETS),
+                    help="game and network settings [default: course]")  # fmt: skip
     ba.add_argument("--replay", default="prioritized", choices=("uniform", "prioritized"),
                     help="replay kind (prioritized: actors compute priorities) "
                     "[default: prioritized]")  # fmt: skip
@@ -193,7 +197,7 @@ def _add_update_parser(what: Subparsers) -> None:
         "side by side; report the speed-up over the plain path and how far each variant's "
         "first loss and TD errors are from the plain path's.",
     )
-    bu.add_argument("--preset", default=None, help="settings of the update [default: seed]")
+    bu.add_argument("--preset", default=None, help="settings of the update [default: course]")
     bu.add_argument(
         "--threads",
         default=None,
@@ -252,7 +256,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     )
 
     kinds = parse_kinds(args.replay)
-    presets = [p.strip() for p in args.preset.split(",") if p.strip()]
+    presets = [canonical_preset(p.strip()) for p in args.preset.split(",") if p.strip()]
     for p in presets:
         preset_config(p)  # ConfigError names an unknown preset
     if args.algo is not None:
@@ -300,7 +304,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         num_envs=num_envs,
         repeats=args.repeats,
         bf16=args.bf16,
-        seed_loop=args.seed_loop,
+        course_loop=args.course_loop,
         with_ceilings=args.ceilings,
         threads=threads,
     )
@@ -381,7 +385,7 @@ def cmd_bench_update(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
     if args.parts and args.preset is not None:
         raise ConfigError("--parts times its own presets (nature, rainbow-lite, rainbow)")
-    result = update_benchmark(preset=args.preset or "seed", threads=threads,
+    result = update_benchmark(preset=args.preset or "course", threads=threads,
                               batch_size=args.batch,
                               rounds=args.rounds, inner=args.inner, compile=args.compile,
                               device=args.device, parts=args.parts)  # fmt: skip

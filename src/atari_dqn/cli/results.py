@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from atari_dqn.cli.common import need_ray
-from atari_dqn.config import PRESET_HELP, PRESET_SOURCES, PRESETS
+from atari_dqn.config import PRESET_ALIASES, PRESETS
 
 
 def add_results_parsers(sub: Any) -> None:
@@ -76,16 +76,18 @@ def add_results_parsers(sub: Any) -> None:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     del args
-    for name, changes in PRESETS.items():
-        print(f"{name}: {PRESET_HELP[name]}")
-        sources = PRESET_SOURCES.get(name, {})
-        for key, value in changes.items():
+    old_names = {new: old for old, new in PRESET_ALIASES.items()}
+    for name, preset in PRESETS.items():
+        also = f" (Its old name {old_names[name]} is still accepted.)" if name in old_names else ""
+        print(f"{name}: {preset.summary}{also}")
+        for key, value in preset.changes.items():
             flag = key.replace("_", "-")
             if isinstance(value, bool):
                 text = f"    --{flag}" if value else f"    --no-{flag}"
             else:
                 text = f"    --{flag} {value}"
-            print(f"{text:<32}# {sources[key]}" if key in sources else text)
+            source = preset.sources.get(key)
+            print(f"{text:<32}# {source}" if source else text)
     return 0
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 from atari_dqn import driver
 from atari_dqn.cli.common import need_ray
-from atari_dqn.config import PRESETS, Config, UsageError, load_toml, preset_config
+from atari_dqn.config import (
+    PRESETS,
+    Config,
+    UsageError,
+    canonical_preset,
+    load_toml,
+    preset_config,
+)
 from atari_dqn.distributed.settings import ApexSettings
 from atari_dqn.reporting import Reporting
 
@@ -19,15 +26,16 @@ from atari_dqn.reporting import Reporting
 def add_train_parser(sub: Any) -> None:
     train = sub.add_parser(
         "train",
-        help="train an agent (default: Breakout with the seed's settings)",
+        help="train an agent (default: Breakout with the course project's settings)",
         description="Train a DQN agent. Settings come from --preset, then --config FILE.toml, "
         "then flags (each later source overrides). Counts are agent steps (1 step = 4 frames).",
     )
     train.add_argument(
         "--preset",
         default=None,
+        type=canonical_preset,  # an old name (seed) is read as today's (course)
         choices=list(PRESETS),
-        help="starting point for every setting (see `atari-dqn presets`) [default: seed]",
+        help="starting point for every setting (see `atari-dqn presets`) [default: course]",
     )
     train.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings")
     train.add_argument(
@@ -76,7 +84,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {
             "dest": f.name,
             "default": argparse.SUPPRESS,
-            "help": f"{f.metadata['help']} [seed preset: {default}]",
+            "help": f"{f.metadata['help']} [default: {default}]",
         }
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -194,7 +202,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     preset = args.preset or changes.pop("preset", None)
     if preset is None:  # --algo pqn alone starts from PQN's settings, not DQN's defaults
         algo = getattr(args, "algo", changes.get("algo", "dqn"))
-        preset = "pqn" if algo == "pqn" else "seed"
+        preset = "pqn" if algo == "pqn" else "course"
     config = preset_config(preset)
     changes.pop("preset", None)
     config = config.replace(**changes)

@@ -46,7 +46,7 @@ import ray
 import torch
 
 from atari_dqn.agent import DQNAgent, UpdateResult
-from atari_dqn.build import Learner, build_learner, build_replay
+from atari_dqn.build import LearnerSide, build_learner, build_replay
 from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
 from atari_dqn.distributed.settings import ApexSettings, actor_exploration, check_local_ray
@@ -365,7 +365,7 @@ class ApexLoop:
         self.server = replay.server
         self.agent = agent
         self.eval_env = eval_env
-        self.s = settings
+        self.settings = settings
         self.apex = apex
         self.beta = beta
         self.rng = rng
@@ -423,7 +423,7 @@ class ApexLoop:
         self.rng.bit_generator.state = meta["rng"]
         self.pool.epoch = int(meta.get("epoch", 0)) + 1
         if not replay_restored:  # an empty replay: a new warm-up before learning
-            self.learn_from = self.step + self.s.warmup_steps
+            self.learn_from = self.step + self.settings.warmup_steps
             self.updates_from = self.updates
 
     def request_stop(self) -> None:
@@ -434,17 +434,21 @@ class ApexLoop:
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
-        return evaluate_at(self.eval_env, self.agent.act_eval, self.s, index=index, step=self.step)
+        return evaluate_at(
+            self.eval_env, self.agent.act_eval, self.settings, index=index, step=self.step
+        )
 
     def _updates_due(self) -> int:
         """Updates the learner may still make: one per update_every steps after warm-up."""
         if self.step < self.learn_from:
             return 0
-        allowed = self.updates_from + (self.step - self.learn_from) // self.s.update_every
+        allowed = self.updates_from + (self.step - self.learn_from) // self.settings.update_every
         return allowed - self.updates
 
     def _request_sample(self) -> None:
-        self._samples.append(self.server.sample.remote(self.s.batch_size, self.beta(self.step)))
+        self._samples.append(
+            self.server.sample.remote(self.settings.batch_size, self.beta(self.step))
+        )
 
     @staticmethod
     def _from_server(ref: Any) -> Any:
@@ -467,13 +471,13 @@ class ApexLoop:
         self._priority_updates.clear()
         self._replay_size, self._size_known_at, self._replay_stats = 0, -1, {}
         if restored is None:  # an empty replay: a new warm-up before learning goes on
-            self.learn_from = self.step + self.s.warmup_steps
+            self.learn_from = self.step + self.settings.warmup_steps
             self.updates_from = self.updates
             log.warning(
                 "the replay server died at step %d; a new one is refilled: learning goes on "
                 "after %d steps of warm-up, at step %d",
                 self.step,
-                self.s.warmup_steps,
+                self.settings.warmup_steps,
                 self.learn_from,
             )
         else:
@@ -489,13 +493,14 @@ class ApexLoop:
         """One update, if one is due and the replay can fill a batch."""
         if self._updates_due() <= 0:
             return None
-        if self._replay_size < self.s.batch_size:  # (until the first batch: asked once a block)
+        # (until the first batch: asked once a block)
+        if self._replay_size < self.settings.batch_size:
             if self._size_known_at == self.step:
                 return None
             self._size_known_at = self.step
             self.pool.flush()
             self._replay_size = len(self.replay)
-            if self._replay_size < self.s.batch_size:
+            if self._replay_size < self.settings.batch_size:
                 return None
         while len(self._samples) < 2:  # one batch in hand, one being drawn
             self._request_sample()
@@ -508,7 +513,9 @@ class ApexLoop:
         )
         result = self.agent.update(batch)
         self._priority_updates.append(
-            self.server.update_priorities.remote(batch.indices, result.td_abs.cpu().numpy(), token)
+            self.server.update_priorities.remote(
+                batch.indices, result.priority.cpu().numpy(), token
+            )
         )
         while len(self._priority_updates) > MAX_PENDING_PRIORITY_UPDATES:
             self._from_server(self._priority_updates.popleft())
@@ -522,7 +529,7 @@ class ApexLoop:
 
     def _limit(self) -> int:
         """Blocks are handed out up to the next evaluation, and never past the end."""
-        return min(self.s.total_steps, self.next_eval)
+        return min(self.settings.total_steps, self.next_eval)
 
     def _hand_out(self) -> None:
         self.pool.submit(self._limit() - self.step - self.pool.in_flight)
@@ -530,15 +537,15 @@ class ApexLoop:
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[Progress]:
         """Collect, learn, sync, publish, evaluate, report; until ``total_steps``."""
-        s = self.s
+        settings = self.settings
         last: UpdateResult | None = None
         report = Progress(step=self.step, epsilon=self.epsilon)
-        next_report = (self.step // s.report_every + 1) * s.report_every
+        next_report = (self.step // settings.report_every + 1) * settings.report_every
         if self.pool.version < 0:
             self.pool.publish(weights_of(self.agent.online))
         self._hand_out()
         learned = False
-        while self.step < s.total_steps:
+        while self.step < settings.total_steps:
             try:
                 # Wait for the actors only when the learner has nothing to do.
                 harvest = self.pool.poll(timeout=0.0 if learned else 0.2)
@@ -548,10 +555,10 @@ class ApexLoop:
                 report.game_steps += [self.step] * len(harvest.game_returns)
                 evaluation = None
                 if self.step >= self.next_eval:
-                    index = self.next_eval // s.eval_every
+                    index = self.next_eval // settings.eval_every
                     self.pool.flush()  # the checkpoint's replay holds every counted step
                     gap = self.step - self.next_eval
-                    self.next_eval += s.eval_every * (1 + gap // s.eval_every)
+                    self.next_eval += settings.eval_every * (1 + gap // settings.eval_every)
                     self._hand_out()  # the actors play on during the evaluation and checkpoint
                     evaluation = self.evaluate(index)
                 else:
@@ -559,16 +566,16 @@ class ApexLoop:
                     result = self._learn()
                     learned = result is not None
                     last = result or last
-                if self.step >= s.total_steps:
+                if self.step >= settings.total_steps:
                     self.pool.flush()
             except ReplayServerLost:
                 self._replace_server()
                 learned = False
                 continue
             step = self.step
-            due = evaluation is not None or step >= next_report or step >= s.total_steps
+            due = evaluation is not None or step >= next_report or step >= settings.total_steps
             if due or self._stop:
-                next_report = (step // s.report_every + 1) * s.report_every
+                next_report = (step // settings.report_every + 1) * settings.report_every
                 report = close_report(
                     report,
                     step=step,
@@ -637,7 +644,7 @@ def start_server(make_replay: Callable[[], Replay]) -> Any:
     return remote_server.options(num_cpus=0, max_restarts=0).remote(make_replay)
 
 
-def start_apex(learner: Learner, apex: ApexSettings, *, address: str | None = None) -> ApexRun:
+def start_apex(learner: LearnerSide, apex: ApexSettings, *, address: str | None = None) -> ApexRun:
     """Start (or join) Ray, the replay server (its replay built from the learner's config and
     replay generator, one stream per actor env) and the actors; wire the learner's loop."""
     config = learner.config

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import PRESETS, Config, ConfigError, preset_config
+from atari_dqn.config import PRESETS, Config, ConfigError, canonical_preset, preset_config
 
 TOP_KEYS = ("out", "num_samples", "seeds", "sample_seed", "max_concurrent")
 TABLES = ("resources", "train", "grid", "random")
@@ -119,6 +119,8 @@ def _name(key: str, where: str) -> str:
 
 def _check_value(name: str, value: Any, where: str) -> Any:
     if name == "preset":
+        if isinstance(value, str):
+            value = canonical_preset(value)  # an old name (seed) is today's (course)
         if value not in PRESETS:
             raise SpecError(f"[{where}] preset {value!r}: choose one of {', '.join(PRESETS)}")
         return value
@@ -192,7 +194,7 @@ def _resolve(settings: dict[str, Any], where: str) -> Config:
 
     values = dict(settings)
     try:
-        config = preset_config(values.pop("preset", "seed")).replace(**values)
+        config = preset_config(values.pop("preset", "course")).replace(**values)
         config.validate()
         check_env_id(config.env_id)
         resolve_actions(config.env_id, config.actions)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from atari_dqn.artifacts import GAMES_HEADER, REWARD_LINE, ArtifactError, RunDir, read_utf8
-from atari_dqn.config import Config
+from atari_dqn.config import Config, canonical_settings
 
 
 class PlotError(ArtifactError):
@@ -56,7 +56,7 @@ class Games:
 @dataclass(frozen=True)
 class Run:
     path: Path
-    config: dict[str, Any]  # config.toml as read
+    config: dict[str, Any]  # config.toml as read (today's defaults and names of values)
     steps: np.ndarray  # (n,) int64, agent steps of each evaluation, increasing
     scores: np.ndarray  # (n,) float64, mean raw score of each evaluation
     games: Games | None = None  # games.csv, where the run has one (and it was read)
@@ -88,7 +88,8 @@ _EMPTY = np.zeros(0, dtype=np.float64)
 
 
 def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and scores of rewards.txt (``index step score`` per line, the seed's format)."""
+    """Steps and scores of rewards.txt (``index step score`` per line, the course project's
+    format)."""
     steps: list[int] = []
     scores: list[float] = []
     lines = read_utf8(path, PlotError).splitlines(keepends=True)
@@ -170,8 +171,9 @@ def load_run(
         config = tomllib.loads(config_path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PlotError(f"{config_path} is not valid TOML: {exc}") from None
-    # Keys a run's version did not have yet take today's defaults, so old and new runs group.
-    config = {**dataclasses.asdict(Config()), **config}
+    # Keys a run's version did not have yet take today's defaults, and old names of values
+    # (preset and actions "seed") today's names, so old and new runs group.
+    config = canonical_settings({**dataclasses.asdict(Config()), **config})
     if config.get("beta_steps") == config.get("total_steps"):
         config["beta_steps"] = 0  # "anneal over the whole run", however the run saved it
     steps, scores = read_rewards(rewards_path) if rewards else (_EMPTY_STEPS, _EMPTY)

@@ -18,8 +18,9 @@ Two interchangeable backends give bit-identical results:
   the loads of different items are independent and the CPU overlaps their
   misses instead of paying them one after another.
 * ``numpy``: the same level-by-level algorithm with one vectorised numpy call
-  per step; used when numba is not importable (and by the tests, to check the
-  kernels against it).
+  per step: the tests' reference for the kernels, and the fallback where numba
+  cannot be imported (pyproject installs numba; a platform without its wheels
+  still trains, slower).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ try:
     import numba
 
     NUMBA_AVAILABLE = True
-except ImportError:  # numba is optional: the numpy backend covers everything
+except ImportError:  # a dependency, but the numpy backend covers everything without it
     NUMBA_AVAILABLE = False
 
 __all__ = ["NUMBA_AVAILABLE", "SumTree"]

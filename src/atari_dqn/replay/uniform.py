@@ -8,7 +8,8 @@ from atari_dqn.replay.storage import Batch, FrameStorage, StoredFrames
 
 
 class UniformReplay(StoredFrames):
-    """Samples ready transitions uniformly, with replacement (as the seed's ``randint``)."""
+    """Samples ready transitions uniformly, with replacement (as the course project's
+    ``randint``)."""
 
     uses_priorities = False  # the learner need not bring TD errors back to the host
 

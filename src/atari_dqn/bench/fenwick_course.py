@@ -1,12 +1,12 @@
-"""The course-project seed's Fenwick-tree sampler: the baseline of ``bench replay``, not core.
+"""The course project's Fenwick-tree sampler: the baseline of ``bench replay``, not core.
 
-This is a faithful transcription of the seed's ``treearray`` (one Python loop
+This is a faithful transcription of the course project's ``treearray`` (one Python loop
 per index, a ``torch.float`` tensor of shape ``(max_len + 1, 1)`` as storage)
 so that ``atari-dqn bench replay`` can show what :class:`~atari_dqn.replay.sum_tree.SumTree`
 replaces. Do not use it for training: it is slow and float32.
 
 Two minimal fixes were needed to make it a working sampler at all (each is
-marked ``SEED FIX`` below). Neither changes the algorithm's cost:
+marked ``COURSE FIX`` below). Neither changes the algorithm's cost:
 
 1. ``add`` looped ``while loc < max_len``, so the root ``array[max_len]`` (the
    total that ``search`` divides by) stayed 0 forever and the item at
@@ -17,9 +17,9 @@ marked ``SEED FIX`` below). Neither changes the algorithm's cost:
    place from the tree itself and every search corrupted it. Fixed:
    ``.clone()``.
 
-Index convention: the seed's Fenwick positions are 1-based (``1..max_len``);
-the batch helpers :meth:`SeedFenwickSampler.sample` and
-:meth:`SeedFenwickSampler.update` use 0-based item indices like ``SumTree``.
+Index convention: the course project's Fenwick positions are 1-based (``1..max_len``);
+the batch helpers :meth:`CourseFenwickSampler.sample` and
+:meth:`CourseFenwickSampler.update` use 0-based item indices like ``SumTree``.
 """
 
 from __future__ import annotations
@@ -29,16 +29,18 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["SeedFenwickSampler"]
+__all__ = ["CourseFenwickSampler"]
 
 
-class SeedFenwickSampler:
-    """Seed ``treearray``: Fenwick tree with a randomized top-down search."""
+class CourseFenwickSampler:
+    """The course project's ``treearray``: Fenwick tree with a randomized top-down search."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 2:
-            # The seed computes 1 << (bits - 1) in search: bits = 0 breaks it.
-            raise ValueError(f"the seed Fenwick tree needs capacity >= 2, got {capacity}")
+            # The course project computes 1 << (bits - 1) in search: bits = 0 breaks it.
+            raise ValueError(
+                f"the course project's Fenwick tree needs capacity >= 2, got {capacity}"
+            )
         self.__capacity = capacity
         self.__bits = math.ceil(math.log(capacity, 2))
         self.__max_len = 1 << self.__bits
@@ -51,9 +53,9 @@ class SeedFenwickSampler:
     def __len__(self) -> int:
         return self.__capacity
 
-    # -- the seed's methods, transcribed ------------------------------------ #
+    # -- the course project's methods, transcribed ------------------------------------ #
     def add(self, loc: int, val: float | torch.Tensor) -> None:
-        # SEED FIX 1: the seed had `loc < self.__max_len`, which never updates
+        # COURSE FIX 1: the course project had `loc < self.__max_len`, which never updates
         # the root that search() divides by.
         while loc <= self.__max_len:
             self.__array[loc] += val
@@ -74,7 +76,7 @@ class SeedFenwickSampler:
         """One draw: a 1-based position chosen with probability proportional to its value."""
         sub_val = 1 << (self.__bits - 1)
         right = self.__max_len
-        # SEED FIX 2: the seed used copy(self.__array[right]), which shares
+        # COURSE FIX 2: the course project used copy(self.__array[right]), which shares
         # storage, so the in-place `right_val -= left_val` wrote into the tree.
         right_val = self.__array[right].clone()
         while sub_val != 0:

@@ -1,7 +1,9 @@
-"""The seed's one-file training loop, transcribed: the baseline row of ``bench train``.
+"""The course project's one-file training loop, transcribed: the baseline row of ``bench
+train``.
 
-It runs as a row in a process of its own (:func:`atari_dqn.bench.train.seed_loop_row`), with the
-defaults a plain ``python main.py`` gets, so the ratios of the other rows are over the seed.
+It runs as a row in a process of its own (:func:`atari_dqn.bench.train.course_loop_row`), with
+the defaults a plain ``python main.py`` gets, so the ratios of the other rows are over the
+course project's loop.
 """
 
 from __future__ import annotations
@@ -9,20 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 
-def seed_loop_segments(
+def course_loop_segments(
     *, env_id: str, warmup: int, measure_from: int, total: int, epsilon: float, seed: int = 0
 ) -> Iterator[int]:
-    """A faithful single-file transcription of the seed's training loop, as bench segments.
+    """A faithful single-file transcription of the course project's training loop, as bench
+    segments.
 
-    As the seed's ``main.py``: one env, a deque of the last 5 frames, batch-1 acting from a float
-    tensor stack, a replay of 5-frame uint8 stacks pushed every step (``make_folded_state``),
-    ``torch.randint`` sampling, an update every 4 steps with batch 32 (policy and target
-    forwards, smooth L1, backward, ``clamp_(-1, 1)``, per-tensor Adam 6.25e-5), ``loss.item()``,
-    target sync every 10,000 steps. Preprocessing is atari-dqn's env with a stack of 1, so the
-    emulator cost is the same on both sides and the difference is the loop. ε is held at
-    ``epsilon`` (the seed decays it) so the acting cost is that of the bulk of a run.
-    Yields every 100 steps, like a training row: the steps that count once ``measure_from``
-    has passed.
+    As the course project's ``main.py``: one env, a deque of the last 5 frames, batch-1 acting
+    from a float tensor stack, a replay of 5-frame uint8 stacks pushed every step
+    (``make_folded_state``), ``torch.randint`` sampling, an update every 4 steps with batch 32
+    (policy and target forwards, smooth L1, backward, ``clamp_(-1, 1)``, per-tensor Adam
+    6.25e-5), ``loss.item()``, target sync every 10,000 steps. Preprocessing is atari-dqn's env
+    with a stack of 1, so the emulator cost is the same on both sides and the difference is the
+    loop. ε is held at ``epsilon`` (the course project decays it) so the acting cost is that of
+    the bulk of a run. Yields every 100 steps, like a training row: the steps that count once
+    ``measure_from`` has passed.
     """
     import random
     from collections import deque
@@ -33,7 +36,7 @@ def seed_loop_segments(
     from atari_dqn.envs import EnvSettings, make_env, resolve_actions
     from atari_dqn.networks import QNetwork
 
-    actions = resolve_actions(env_id, "seed")
+    actions = resolve_actions(env_id, "course")
     env = make_env(EnvSettings(env_id, actions), training=True, frame_stack=1)
     device = torch.device("cpu")
     capacity = total + 1

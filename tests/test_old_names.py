@@ -1,0 +1,102 @@
+"""The course project's preset and action set were called ``seed`` until they were named for
+what they are: every place that takes those names still takes the old one, and means the same.
+(Resuming a run whose files say ``seed``: tests/test_resume.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atari_dqn.cli import build_parser, main
+from atari_dqn.cli.train import resolve_config
+from atari_dqn.config import Config, canonical_settings, load_toml, preset_config, to_toml
+from atari_dqn.distributed.sweep_spec import parse_spec
+
+
+def test_preset_config_takes_the_old_name_and_records_the_new() -> None:
+    assert preset_config("seed") == preset_config("course") == Config()
+    assert preset_config("seed").preset == "course"
+
+
+def test_a_config_holds_the_new_names_whatever_it_was_given() -> None:
+    config = Config(preset="seed", actions="seed")
+    assert (config.preset, config.actions) == ("course", "course")
+    assert config == Config()
+    assert Config(actions="minimal", preset="nature").actions == "minimal"  # others untouched
+
+
+def test_canonical_settings_renames_only_the_old_values() -> None:
+    old = {"preset": "seed", "actions": "seed", "seed": 3, "lr": 1e-4}
+    assert canonical_settings(old) == {
+        "preset": "course",
+        "actions": "course",
+        "seed": 3,
+        "lr": 1e-4,
+    }
+    assert canonical_settings({"actions": "NOOP,FIRE"}) == {"actions": "NOOP,FIRE"}
+
+
+def test_train_flags_take_the_old_names() -> None:
+    args = build_parser().parse_args(["train", "--preset", "seed", "--actions", "seed"])
+    assert args.preset == "course"
+    config = resolve_config(args)
+    assert (config.preset, config.actions) == ("course", "course")
+
+
+def test_a_toml_file_with_the_old_names(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('preset = "seed"\nactions = "seed"\nlr = 1e-4\n')
+    assert load_toml(path) == {"preset": "seed", "actions": "seed", "lr": 1e-4}
+    args = build_parser().parse_args(["train", "--config", str(path)])
+    config = resolve_config(args)
+    assert (config.preset, config.actions, config.lr) == ("course", "course", 1e-4)
+    assert 'preset = "course"' in to_toml(config) and 'actions = "course"' in to_toml(config)
+
+
+def test_bench_flags_take_the_old_names() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "train", "--seed-loop"]).course_loop
+    assert parser.parse_args(["bench", "train", "--course-loop"]).course_loop
+    assert not parser.parse_args(["bench", "train"]).course_loop
+    assert parser.parse_args(["bench", "memory", "--preset", "seed"]).preset == "course"
+    assert parser.parse_args(["bench", "actors", "--preset", "seed"]).preset == "course"
+
+
+def test_help_names_the_new_ones(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "train", "--help"])
+    text = capsys.readouterr().out
+    assert "--course-loop" in text and "--seed-loop" not in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[default: course]" in text and "seed preset" not in text
+
+
+def test_a_sweep_spec_with_the_old_preset_name() -> None:
+    spec = parse_spec('[train]\npreset = "seed"\ntotal_steps = 1000\n', Path("old.toml"))
+    (trial,) = spec.trials
+    assert trial.config == Config(total_steps=1000)
+
+
+def _run(path: Path, config_text: str, scores: list[float]) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.toml").write_text(config_text)
+    lines = [f"{i:3d} {1000 * i:8d} {s:.1f}\n" for i, s in enumerate(scores, start=1)]
+    (path / "rewards.txt").write_text("".join(lines))
+    return path
+
+
+def test_plot_groups_an_old_run_with_a_new_one_of_its_settings(tmp_path: Path) -> None:
+    from atari_dqn.plot import group_runs, load_run
+
+    new = to_toml(Config(seed=1, eval_every=1000))
+    old = to_toml(Config(seed=2, eval_every=1000)).replace('"course"', '"seed"')
+    assert 'actions = "seed"' in old and 'preset = "seed"' in old
+    runs = [
+        load_run(_run(tmp_path / "new", new, [1.0])),
+        load_run(_run(tmp_path / "old", old, [3.0])),
+    ]
+    (group,) = group_runs(runs)
+    assert len(group.runs) == 2 and group.label == "preset=course"
