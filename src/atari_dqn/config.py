@@ -126,7 +126,8 @@ def _opt(
     unset: float | None = None,
 ) -> Any:
     """A Config field: its default, its help line and the bounds :meth:`Config.validate` checks
-    (``positive``: > 0, and finite for a float; ``min`` / ``max``: inclusive; ``unset``: a value
+    (``positive``: > 0, and finite for a float, with ``max``: in (0, max]; ``min`` / ``max``:
+    inclusive; ``unset``: a value
     outside them that means "not set", e.g. -1)."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
@@ -142,6 +143,8 @@ def _out_of_bounds(value: Any, meta: Mapping[str, Any]) -> str | None:
     if "unset" in meta and value == meta["unset"]:
         return None
     is_float = isinstance(value, float)
+    if meta.get("positive") and meta.get("max") is not None:  # (0, max]
+        return None if 0 < value <= meta["max"] else f"in (0, {meta['max']:g}]"
     if meta.get("positive"):
         if is_float:
             return None if value > 0 and math.isfinite(value) else "a positive number"
@@ -233,7 +236,12 @@ class Config:
         choices=("uniform", "prioritized"),
     )
     alpha: float = _opt(
-        0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.", min=0.0
+        0.6,
+        "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.",
+        # Schaul et al. 2016: alpha in [0, 1] goes from uniform to fully proportional
+        # sampling; past 1 the powers (|td| + eps)^alpha soon underflow to 0 or overflow.
+        min=0.0,
+        max=1.0,
     )
     beta0: float = _opt(
         0.4, "Prioritized replay: importance-sampling exponent at the start.", min=0.0, max=1.0
@@ -245,7 +253,11 @@ class Config:
         min=0,
     )
     priority_eps: float = _opt(
-        1e-6, "Prioritized replay: added to |td| so no priority is 0.", positive=True
+        1e-6,
+        "Prioritized replay: added to |td| so no priority is 0.",
+        # A small positive constant (Schaul et al. 2016); at 1 it already outweighs most |td|.
+        positive=True,
+        max=1.0,
     )
     n_step: int = _opt(
         1, "Returns over n agent steps (1 = the course project's one-step target).", min=1, max=100
@@ -407,13 +419,6 @@ class Config:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
             )
-        # Schaul et al. 2016: alpha in [0, 1] goes from uniform to fully proportional sampling;
-        # past 1 the powers (|td| + eps)^alpha soon underflow to 0 or overflow.
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
-        # A small positive constant (Schaul et al. 2016); at 1 it already outweighs most |td|.
-        if not 0.0 < self.priority_eps <= 1.0:
-            raise ConfigError(f"--priority-eps must be in (0, 1], got {self.priority_eps}")
         for problem in (
             support_problem(self.v_min, self.v_max, self.atoms),
             sigma0_problem(self.noisy_sigma0),
