@@ -114,10 +114,10 @@ def test_validation(changes: dict, message: str) -> None:
     "changes, message",
     [
         ({"sticky_actions": 1.5}, r"--sticky-actions must be in \[0, 1\] or -1, got 1.5"),
-        ({"alpha": -0.5}, "--alpha must be >= 0, got -0.5"),
+        ({"alpha": -0.5}, r"--alpha must be in \[0, 1\], got -0.5"),
         ({"num_envs": 0}, "--num-envs must be between 1 and 1024, got 0"),
         ({"checkpoint_every": -1}, "--checkpoint-every must be >= 0, got -1"),
-        ({"priority_eps": float("nan")}, "--priority-eps must be a positive number"),
+        ({"priority_eps": float("nan")}, r"--priority-eps must be in \(0, 1\]"),
         ({"gamma": float("nan")}, r"--gamma must be in \[0, 1\]"),
     ],
 )

@@ -25,10 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
-from atari_dqn.config import UsageError
+from atari_dqn.config import (
+    ATOMS_LIMIT,
+    NUM_ACTIONS_LIMIT,
+    UsageError,
+    sigma0_problem,
+    support_problem,
+)
 from atari_dqn.killpoints import kill_point
 from atari_dqn.networks import QNetwork
 
@@ -234,6 +241,32 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# A line of rewards.txt: ``index step score`` (the seed's format; plot reads it too).
+REWARD_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+
+
+def read_utf8(path: Path, error: type[ArtifactError] = ArtifactError) -> str:
+    """A run file's text; ``error`` (one line, naming the file and the line) where it is not
+    UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
+
+
+def games_row(line: str) -> tuple[int, float, int, float] | None:
+    """A ``step,score,length,train_seconds`` line of games.csv, or None if it is not one."""
+    parts = line.split(",")
+    if len(parts) != 4:
+        return None
+    try:
+        return int(parts[0]), float(parts[1]), int(parts[2]), float(parts[3])
+    except ValueError:
+        return None
+
+
 def format_reward_line(index: int, step: int, score: float) -> str:
     """The course project's exact line format."""
     return f"{index:3d} {step:8d} {score:.1f}\n"
@@ -293,12 +326,45 @@ class RunDir:
         line = format_reward_line(index, step, score)
         atomic_write_text(self.rewards_path, old + line, point="write.rewards")
 
+    def check_history(self) -> None:
+        """Refuse (ArtifactError naming the file and the line) a rewards.txt, games.csv or
+        sessions.csv that --resume could not rewrite: not UTF-8, a line that is not the file's
+        format (games.csv: but an unterminated last line, a killed append). Reads only, so a
+        damaged run is refused before it is locked or touched."""
+        if self.rewards_path.exists():
+            for number, line in enumerate(read_utf8(self.rewards_path).splitlines(), start=1):
+                if line.strip() and REWARD_LINE.match(line) is None:
+                    raise ArtifactError(
+                        f"{self.rewards_path}:{number}: not an 'index step score' line: "
+                        f"{line.strip()[:60]!r}"
+                    )
+        if self.games_path.exists():
+            lines = read_utf8(self.games_path).splitlines(keepends=True)
+            if not lines or lines[0] != GAMES_HEADER:
+                raise ArtifactError(
+                    f"{self.games_path}:1: expected the header {GAMES_HEADER.strip()!r}"
+                )
+            for number, line in enumerate(lines[1:], start=2):
+                if line.endswith("\n") and line.strip() and games_row(line) is None:
+                    raise ArtifactError(
+                        f"{self.games_path}:{number}: not a 'step,score,length,train_seconds'"
+                        f" line: {line.strip()[:60]!r}"
+                    )
+        if self.sessions_path.exists():
+            read_utf8(self.sessions_path)
+
     def truncate_rewards(self, last_step: int) -> None:
-        """Keep only the lines of rewards.txt at or before ``last_step``."""
+        """Keep only the lines of rewards.txt at or before ``last_step`` (and blank ones);
+        :meth:`check_history` first."""
         if not self.rewards_path.exists():
             return
-        lines = self.rewards_path.read_text().splitlines(keepends=True)
-        kept = [ln for ln in lines if ln.endswith("\n") and int(ln.split()[1]) <= last_step]
+        lines = read_utf8(self.rewards_path).splitlines(keepends=True)
+
+        def keep(line: str) -> bool:
+            match = REWARD_LINE.match(line)
+            return line.endswith("\n") and (match is None or int(match.group(2)) <= last_step)
+
+        kept = [ln for ln in lines if keep(ln)]
         if kept != lines:
             atomic_write_text(self.rewards_path, "".join(kept))
 
@@ -332,10 +398,12 @@ class RunDir:
         the games after the checkpoint are played again, so they are not kept twice)."""
         if not self.games_path.exists():
             return
-        text = self.games_path.read_text()
+        text = read_utf8(self.games_path)
         lines = text.splitlines(keepends=True)
         kept = [GAMES_HEADER] + [
-            ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= last_step
+            ln
+            for ln in lines[1:]
+            if ln.endswith("\n") and (not ln.strip() or int(ln.split(",", 1)[0]) <= last_step)
         ]
         if "".join(kept) != text:
             atomic_write_text(self.games_path, "".join(kept))
@@ -446,12 +514,59 @@ def load_model(path: Path) -> tuple[QNetwork, dict[str, str]]:
         raise ArtifactError(invalid) from None
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(invalid)
+    _check_architecture(meta, invalid)
     try:
         network = QNetwork.from_architecture(meta)
         network.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError):
         raise ArtifactError(f"{invalid} (its tensors do not match its architecture)") from None
+    # A diverged network saved as a model (NaN or inf weights) plays nonsense: refused.
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ArtifactError(f"{path}: its weights are not all finite ({name} holds NaN or inf)")
     return network, meta
+
+
+MAX_IN_FRAMES = 64  # frames stacked per network input (4 in every run)
+
+
+def _check_architecture(meta: Mapping[str, str], invalid: str) -> None:
+    """ArtifactError (one line) where a model file's architecture is out of bounds: more
+    actions than the ALE has, more stacked frames than :data:`MAX_IN_FRAMES`, a support or
+    noise scale float32 cannot hold. Files from before the distributional and noisy heads lack
+    those keys: plain heads (:meth:`QNetwork.from_architecture` reads them the same way)."""
+    _meta_int(meta, "num_actions", 1, NUM_ACTIONS_LIMIT, invalid)
+    _meta_int(meta, "in_frames", 1, MAX_IN_FRAMES, invalid)
+    if meta.get("distributional", "false") == "true":
+        atoms = _meta_int(meta, "atoms", 2, ATOMS_LIMIT, invalid)
+        v_min, v_max = _meta_float(meta, "v_min", invalid), _meta_float(meta, "v_max", invalid)
+        problem = support_problem(v_min, v_max, atoms)
+        if problem is not None:
+            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
+    if meta.get("noisy", "false") == "true":
+        problem = sigma0_problem(_meta_float(meta, "noisy_sigma0", invalid))
+        if problem is not None:
+            raise ArtifactError(f"{invalid} (its metadata: {problem.replace('--', '')})")
+
+
+def _meta_int(meta: Mapping[str, str], key: str, low: int, high: int, invalid: str) -> int:
+    """A whole number in [low, high] of a model file's metadata, or ArtifactError."""
+    raw = meta.get(key)
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{invalid} ({key} = {raw!r} is not a whole number)") from None
+    if not low <= value <= high:
+        raise ArtifactError(f"{invalid} ({key} = {raw!r} is not between {low} and {high})")
+    return value
+
+
+def _meta_float(meta: Mapping[str, str], key: str, invalid: str) -> float:
+    raw = meta.get(key)
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{invalid} ({key} = {raw!r} is not a number)") from None
 
 
 def load_weights_into(network: QNetwork, path: Path) -> dict[str, str]:

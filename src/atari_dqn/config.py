@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import struct
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,95 @@ class ConfigError(UsageError, ValueError):
     """A configuration value a user gave is invalid; the message is one line."""
 
 
+# ---------------------------------------------------------------------- bounds
+# Where a value has no meaning past a bound, the bound is checked here, for a Config and for what
+# a model file records alike (evaluate, load_policy, --restore), so a value that passes never
+# hangs the emulator or overflows float32 later.
+#
+# No-ops at a game start, in emulator frames: 30 in every published protocol. 1000 frames (17 s
+# of play at 60 Hz) is 33 times that; past it the "random start" is a long wait (gymnasium's
+# AtariPreprocessing plays the no-ops in one reset that no signal interrupts: 1000 frames take
+# about 0.3 s on a laptop core, 2e9 took hours).
+NOOP_MAX_LIMIT = 1000
+# Emulator frames per agent step: 4 in every published protocol. 64 frames is a decision every
+# second of play at 60 Hz; past it the agent cannot react to the game, and one step would again
+# be a long stretch that no signal interrupts.
+FRAME_SKIP_LIMIT = 64
+# ALE's frame cap per game is a C int.
+MAX_FRAMES_LIMIT = 2**31 - 1
+# Seeds: numpy's SeedSequence refuses negatives, and config.toml (TOML) holds 64-bit integers.
+SEED_LIMIT = 2**63 - 1
+INT64_MAX = 2**63 - 1
+# Limits of the float32 tensors a distributional support and noisy layers live in.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+NUM_ACTIONS_LIMIT = 18  # ALE's full action set
+ATOMS_LIMIT = 1001
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (inf past its range)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def env_setting_problem(name: str, value: float) -> str | None:
+    """Why ``value`` cannot be the env setting ``name`` (noop_max, frame_skip, sticky_actions,
+    eval_max_frames), or None. Shared by Config.validate and the model files' metadata."""
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if name == "sticky_actions":
+        if value != -1.0 and not 0.0 <= value <= 1.0:
+            return f"must be in [0, 1] or -1, got {value}"
+        return None
+    if not float(value).is_integer():
+        return f"must be a whole number, got {value}"
+    low, high = {
+        "noop_max": (0, NOOP_MAX_LIMIT),
+        "frame_skip": (1, FRAME_SKIP_LIMIT),
+        "eval_max_frames": (1, MAX_FRAMES_LIMIT),
+    }[name]
+    if not low <= value <= high:
+        return f"must be between {low} and {high}, got {value:.0f}"
+    return None
+
+
+def support_problem(v_min: float, v_max: float, atoms: int) -> str | None:
+    """Why ``[v_min, v_max]`` with ``atoms`` atoms cannot be a distributional support held in
+    float32 (each bound, the span and the atom spacing Δz must be finite normal float32
+    numbers, and the bounds distinct there), or None."""
+    if not 2 <= atoms <= ATOMS_LIMIT:
+        return f"--atoms must be between 2 and {ATOMS_LIMIT}, got {atoms}"
+    if not (math.isfinite(v_min) and math.isfinite(v_max)):
+        return f"--v-min and --v-max must be finite, got {v_min}, {v_max}"
+    if not v_min < v_max:
+        return f"--v-min must be smaller than --v-max, got {v_min} and {v_max}"
+    lo, hi = _float32(v_min), _float32(v_max)
+    span = _float32(hi - lo)
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(span)):
+        return (
+            f"--v-min {v_min} and --v-max {v_max} must span at most {FLOAT32_MAX:.4g}"
+            " (the support is float32)"
+        )
+    if not span / (atoms - 1) >= FLOAT32_TINY:
+        return (
+            f"--v-min {v_min} and --v-max {v_max} are too close for {atoms} atoms in float32"
+            f" (spacing (v_max - v_min) / (atoms - 1) below {FLOAT32_TINY:.4g})"
+        )
+    return None
+
+
+def sigma0_problem(sigma0: float) -> str | None:
+    """Why ``sigma0`` cannot initialise noisy layers' float32 sigmas, or None."""
+    if not (sigma0 > 0 and math.isfinite(sigma0)):
+        return f"--noisy-sigma0 must be a positive number, got {sigma0}"
+    if not (FLOAT32_TINY <= sigma0 <= FLOAT32_MAX):
+        return f"--noisy-sigma0 must be a float32 number (at most {FLOAT32_MAX:.4g}), got {sigma0}"
+    return None
+
+
 def _opt(
     default: Any,
     help: str,
@@ -36,7 +126,8 @@ def _opt(
     unset: float | None = None,
 ) -> Any:
     """A Config field: its default, its help line and the bounds :meth:`Config.validate` checks
-    (``positive``: > 0, and finite for a float; ``min`` / ``max``: inclusive; ``unset``: a value
+    (``positive``: > 0, and finite for a float, with ``max``: in (0, max]; ``min`` / ``max``:
+    inclusive; ``unset``: a value
     outside them that means "not set", e.g. -1)."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
@@ -52,6 +143,8 @@ def _out_of_bounds(value: Any, meta: Mapping[str, Any]) -> str | None:
     if "unset" in meta and value == meta["unset"]:
         return None
     is_float = isinstance(value, float)
+    if meta.get("positive") and meta.get("max") is not None:  # (0, max]
+        return None if 0 < value <= meta["max"] else f"in (0, {meta['max']:g}]"
     if meta.get("positive"):
         if is_float:
             return None if value > 0 and math.isfinite(value) else "a positive number"
@@ -143,7 +236,12 @@ class Config:
         choices=("uniform", "prioritized"),
     )
     alpha: float = _opt(
-        0.6, "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.", min=0.0
+        0.6,
+        "Prioritized replay: priority exponent, p = (|td| + eps)^alpha.",
+        # Schaul et al. 2016: alpha in [0, 1] goes from uniform to fully proportional
+        # sampling; past 1 the powers (|td| + eps)^alpha soon underflow to 0 or overflow.
+        min=0.0,
+        max=1.0,
     )
     beta0: float = _opt(
         0.4, "Prioritized replay: importance-sampling exponent at the start.", min=0.0, max=1.0
@@ -155,7 +253,11 @@ class Config:
         min=0,
     )
     priority_eps: float = _opt(
-        1e-6, "Prioritized replay: added to |td| so no priority is 0.", positive=True
+        1e-6,
+        "Prioritized replay: added to |td| so no priority is 0.",
+        # A small positive constant (Schaul et al. 2016); at 1 it already outweighs most |td|.
+        positive=True,
+        max=1.0,
     )
     n_step: int = _opt(
         1, "Returns over n agent steps (1 = the course project's one-step target).", min=1, max=100
@@ -290,6 +392,12 @@ class Config:
 
         Each field's own bounds sit beside it (``_opt``); below them, the checks that relate
         two fields or a string's form."""
+        if not 0 <= self.seed <= SEED_LIMIT:
+            raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
+        for f in fields(self):  # config.toml is TOML: 64-bit integers
+            value = getattr(self, f.name)
+            if type(value) is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+                raise ConfigError(f"--{_flag(f.name)} {value} is beyond a 64-bit integer")
         for f in fields(self):
             value = getattr(self, f.name)
             must = _out_of_bounds(value, f.metadata)
@@ -302,17 +410,22 @@ class Config:
                     f"--{_flag(f.name)} must be one of {', '.join(choices)},"
                     f" got {getattr(self, f.name)!r}"
                 )
+        # Bounds shared with the model files' metadata (evaluate, load_policy, --restore).
+        for name in ("noop_max", "frame_skip", "sticky_actions", "eval_max_frames"):
+            problem = env_setting_problem(name, getattr(self, name))
+            if problem is not None:
+                raise ConfigError(f"--{_flag(name)} {problem}")
         # The replay's sizes bind DQN only (PQN has no replay memory).
         if self.algo == "dqn" and self.batch_size > self.buffer_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is larger than --buffer-size {self.buffer_size}"
             )
-        if not (math.isfinite(self.v_min) and math.isfinite(self.v_max)):
-            raise ConfigError(f"--v-min and --v-max must be finite, got {self.v_min}, {self.v_max}")
-        if not self.v_min < self.v_max:
-            raise ConfigError(
-                f"--v-min must be smaller than --v-max, got {self.v_min} and {self.v_max}"
-            )
+        for problem in (
+            support_problem(self.v_min, self.v_max, self.atoms),
+            sigma0_problem(self.noisy_sigma0),
+        ):
+            if problem is not None:
+                raise ConfigError(problem)
         if self.algo == "dqn" and self.buffer_size // self.num_envs < 2 * (self.n_step + 4):
             raise ConfigError(
                 f"--buffer-size {self.buffer_size} is too small for --n-step {self.n_step}"
@@ -372,6 +485,16 @@ class Config:
         if self.algo == "pqn":
             return float(self.epochs)
         return self.batch_size / self.update_every
+
+    def warnings(self) -> list[str]:
+        """Settings that are legal but make the run pointless: a line each, to say and go on."""
+        said = []
+        if self.warmup_steps >= self.total_steps:
+            said.append(
+                f"--warmup-steps {self.warmup_steps} is not shorter than --total-steps"
+                f" {self.total_steps}: the run will play at random and never learn"
+            )
+        return said
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

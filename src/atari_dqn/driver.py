@@ -150,16 +150,21 @@ class TrainClock:
 class SignalGuard:
     """While entered, SIGINT and SIGTERM ask the run to stop (``signum``) instead of killing
     it; the previous handlers come back on exit. Only the main thread may take signals (a
-    sweep's trial trains in another thread): elsewhere it does nothing."""
+    sweep's trial trains in another thread): elsewhere it does nothing. ``on_stop`` is called
+    at each signal, from the handler (the driver's: ``Loop.request_stop``, so the loop reports
+    at its next agent step, even inside an evaluation)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self.signum: int | None = None
+        self._on_stop = on_stop
         self._previous: dict[signal.Signals, Any] = {}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         del frame
         if self.signum is None:
             self.signum = signum
+        if self._on_stop is not None:
+            self._on_stop()
 
     def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -304,6 +309,15 @@ class Driver:
         )
         return 0 if signum == signal.SIGTERM else 130
 
+    def finished_late(self, signum: int, progress: Progress) -> bool:
+        """Whether a signal came once every step was done (and its evaluation played): then
+        the run has finished, saved, and ends as such (exit status 0: there is nothing to
+        continue, a script may go on with its results)."""
+        if self.parts.loop.step < self.config.total_steps or progress.evaluation_pending:
+            return False
+        self.console.log(f"{signal.Signals(signum).name} after the last step: the run is complete")
+        return True
+
     def finish(self) -> int:
         """The loop ran to its end: a last checkpoint unless one was just saved."""
         if self.saved_at != self.parts.loop.step:
@@ -313,7 +327,10 @@ class Driver:
     # ------------------------------------------------------------------ the run
     def run(self) -> int:
         """Run the loop to its end or to a signal; returns the exit status: 0, or 130 after
-        SIGINT (0 after SIGTERM), with a checkpoint either way."""
+        SIGINT (0 after SIGTERM), with a checkpoint either way. A signal is honoured at the
+        loop's next agent step (an evaluation under way is abandoned and played first when the
+        run continues), after the checkpoint being written if any; one that arrives once every
+        step is done ends the run as finished (0)."""
         from tqdm import tqdm
 
         loop, learner, config = self.parts.loop, self.parts.learner, self.config
@@ -340,7 +357,7 @@ class Driver:
         )
         failing = False
         try:
-            with SignalGuard() as signals:
+            with SignalGuard(on_stop=loop.request_stop) as signals:
                 if loop.step == 0:
                     self.metrics.hyperparameters(dataclasses.asdict(config))
                 for progress in loop.run():
@@ -352,6 +369,8 @@ class Driver:
                     if progress.evaluation is not None or stop or self._checkpoint_due():
                         self.checkpoint()
                     self.clock.pause_until_now()
+                    if stop and self.finished_late(stop, progress):
+                        break
                     if stop:
                         return self.stopped(stop)
                 status = self.finish()
@@ -520,6 +539,8 @@ def start_run(
     actions, _ = check_training_input(config)
     if not force_memory:
         check_memory(config, actions)
+    for warning in config.warnings():  # legal but pointless: said, and the run goes on
+        print(f"atari-dqn: warning: {warning}", file=sys.stderr, flush=True)
     if restore is not None:
         load_model(restore)
     out = Path(out) if out is not None else default_out(config)
@@ -605,6 +626,7 @@ def check_resume(
         saved = Config(**load_toml(run.path / "config.toml"))
     except (ConfigError, TypeError) as exc:
         raise UsageError(f"--resume {run.path}: unreadable config.toml ({exc})") from None
+    run.check_history()  # a damaged rewards.txt, games.csv: refused before anything is touched
     config = saved
     for f in fields(Config):
         if f.name == "preset" or f.name not in changes:
@@ -636,7 +658,9 @@ def check_resume(
                 f"({key}: {theirs.get(key)!r} vs {value!r})"
             )
     step = int(state["loop"]["step"])
-    if step >= config.total_steps:
+    # (a stop that abandoned the evaluation of the last step leaves it due: resuming plays it)
+    evaluation_due = int(state["loop"].get("next_eval", step + 1)) <= step
+    if step >= config.total_steps and not evaluation_due:
         raise UsageError(
             f"the run is already at step {step} of --total-steps {config.total_steps}; "
             "pass a larger --total-steps to continue it"

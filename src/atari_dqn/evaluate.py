@@ -25,6 +25,16 @@ FrameSink = Callable[[int, int, np.ndarray], None]
 ScoredFrameSink = Callable[[int, int, np.ndarray, float], None]
 
 
+class EvaluationStopped(Exception):
+    """A stop was requested (SIGINT, SIGTERM) while games were being played: the evaluation is
+    abandoned, and played again, whole, by the run that continues (it is a pure function of the
+    weights and the seed)."""
+
+
+# () -> whether to abandon the games now (a signal arrived); checked once per agent step.
+StopFn = Callable[[], bool]
+
+
 @dataclass(frozen=True)
 class EvalResult:
     index: int  # evaluation number (rewards.txt first column)
@@ -57,13 +67,15 @@ def play(
     on_frame: FrameSink | None = None,
     on_scored_frame: ScoredFrameSink | None = None,
     first_game: int = 0,
+    stop: StopFn | None = None,
 ) -> list[Game]:
     """Play ``games`` full games; return each game's raw, unclipped score and its length.
 
     Game ``g`` starts from ``reset(seed=seed + g)`` and acts with ε-noise drawn from a generator
     seeded the same way, so the result is a pure function of the weights and ``seed``; games
     ``first_game`` to ``first_game + games - 1`` of a set are played (a video of one game of an
-    evaluation replays exactly that game).
+    evaluation replays exactly that game). ``stop``: asked at every step; when it says so,
+    :class:`EvaluationStopped` is raised (a game can last 27,000 steps, minutes).
     """
     played: list[Game] = []
     for game in range(first_game, first_game + games):
@@ -78,6 +90,8 @@ def play(
             score += float(info["raw_reward"])
             frame += 1
             kill_point("eval.step")
+            if stop is not None and stop():
+                raise EvaluationStopped(f"stopped in game {game}, at frame {frame}")
             _show(env, game, frame, score, on_frame, on_scored_frame)
             if terminated or truncated:
                 break
@@ -112,9 +126,12 @@ def scheduled_evaluation(
     games: int,
     epsilon: float,
     seed_base: int,
+    stop: StopFn | None = None,
 ) -> EvalResult:
     """Evaluation number ``index`` of a training run, seeded from the run and the index."""
-    played = play(env, act, games=games, epsilon=epsilon, seed=evaluation_seed(seed_base, index))
+    played = play(
+        env, act, games=games, epsilon=epsilon, seed=evaluation_seed(seed_base, index), stop=stop
+    )
     return EvalResult(index=index, step=step, scores=tuple(g.score for g in played))
 
 

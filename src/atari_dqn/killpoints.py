@@ -5,6 +5,8 @@
 once and the loop's per-step points are skipped by one test of :data:`ARMED`. The points:
 
 ``train.warmup`` / ``train.learning``  after each agent step before / after learning starts
+                         (PQN: each step of its envs in a rollout, before / after its first
+                         update)
 ``eval.step``            each agent step of an evaluation game
 ``write.model``          a model file fully written to its temporary name, not yet renamed
 ``write.rewards``        the same for rewards.txt

@@ -21,7 +21,7 @@ import torch
 
 from atari_dqn import killpoints
 from atari_dqn.agent import UpdateResult
-from atari_dqn.evaluate import ActFn, EvalResult, scheduled_evaluation
+from atari_dqn.evaluate import ActFn, EvalResult, EvaluationStopped, StopFn, scheduled_evaluation
 from atari_dqn.replay import Batch, Replay
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import VecEnv, record
@@ -61,6 +61,8 @@ class Progress:
     evaluation: EvalResult | None = None
     beta: float = 0.0  # prioritized replay's IS exponent at this step (schedule value)
     replay_stats: dict[str, float] = field(default_factory=dict)  # the replay's stats()
+    # A stop abandoned the evaluation due at this step: the run that continues plays it first.
+    evaluation_pending: bool = False
 
 
 PHASES = ("act", "env", "sample", "update", "store", "eval")
@@ -156,12 +158,25 @@ class Loop(Protocol):
         self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, replay_restored: bool
     ) -> None: ...
 
+    def request_stop(self) -> None:
+        """A signal arrived (called from the handler): yield a report as soon as the loop is
+        at a step it can be saved at (the next agent step; an evaluation is abandoned and is
+        due again when the run continues), so that the driver checkpoints and stops."""
+        ...
+
 
 def evaluate_at(
-    eval_env: gym.Env, act: ActFn, settings: LoopSettings, *, index: int, step: int
+    eval_env: gym.Env,
+    act: ActFn,
+    settings: LoopSettings,
+    *,
+    index: int,
+    step: int,
+    stop: StopFn | None = None,
 ) -> EvalResult:
     """Evaluation number ``index`` at agent step ``step``, as every loop schedules it; its
-    wall time is recorded so that training time can leave it out."""
+    wall time is recorded so that training time can leave it out. ``stop``: see
+    :func:`~atari_dqn.evaluate.play` (raises EvaluationStopped)."""
     start = time.perf_counter()
     result = scheduled_evaluation(
         eval_env,
@@ -171,6 +186,7 @@ def evaluate_at(
         games=settings.eval_games,
         epsilon=settings.eval_epsilon,
         seed_base=settings.eval_seed,
+        stop=stop,
     )
     return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
@@ -230,6 +246,7 @@ class TrainLoop:
         self.next_sync = settings.target_update
         self.next_eval = settings.eval_every
         self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
+        self._stop = False  # request_stop() was called: report at the next step
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The loop's position, its generator and, where it can be saved, the envs' state."""
@@ -284,10 +301,39 @@ class TrainLoop:
             self.replay.begin(i, vec_step.obs[i, -1])
         self._obs = vec_step.obs
 
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def _stopping(self) -> bool:
+        return self._stop
+
     def evaluate(self, index: int) -> EvalResult:
         return evaluate_at(
-            self.eval_env, self.agent.act_eval, self.settings, index=index, step=self.step
+            self.eval_env,
+            self.agent.act_eval,
+            self.settings,
+            index=index,
+            step=self.step,
+            stop=self._stopping,
         )
+
+    def _due_evaluation(self, timer: PhaseTimer | None = None) -> EvalResult | None:
+        """The evaluation due at this step, if any (None too when a stop abandoned it: then
+        ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
+        settings, step = self.settings, self.step
+        if step < self.next_eval:
+            return None
+        if timer is not None:
+            timer.start()
+        try:
+            evaluation = self.evaluate(self.next_eval // settings.eval_every)
+        except EvaluationStopped:
+            return None
+        finally:
+            if timer is not None:
+                timer.lap("eval")
+        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
+        return evaluation
 
     def _learn(self, timer: PhaseTimer | None) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
@@ -317,6 +363,20 @@ class TrainLoop:
             self._start(seed=settings.env_seed)
         obs = self._obs
         assert obs is not None
+        if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
+            evaluation = self._due_evaluation(timer)
+            report.evaluation_pending = self.step >= self.next_eval
+            yield close_report(
+                report,
+                step=self.step,
+                epsilon=report.epsilon,
+                updates=self.updates,
+                evaluation=evaluation,
+                beta=float(self.beta(self.step)),
+                replay_stats=self.replay.stats(),
+                last=None,
+            )
+            report = Progress(step=self.step, epsilon=report.epsilon)
         while self.step < settings.total_steps:
             if timer is not None:
                 timer.start()
@@ -349,17 +409,10 @@ class TrainLoop:
                     1 + (step - self.next_sync) // settings.target_update
                 )
 
-            evaluation = None
-            if step >= self.next_eval:
-                if timer is not None:
-                    timer.start()
-                evaluation = self.evaluate(self.next_eval // settings.eval_every)
-                if timer is not None:
-                    timer.lap("eval")
-                self.next_eval += settings.eval_every * (
-                    1 + (step - self.next_eval) // settings.eval_every
-                )
-            if evaluation is not None or step >= next_report or step >= settings.total_steps:
+            evaluation = self._due_evaluation(timer)
+            report.evaluation_pending = step >= self.next_eval
+            due = evaluation is not None or step >= next_report or step >= settings.total_steps
+            if due or self._stop:
                 next_report = (step // settings.report_every + 1) * settings.report_every
                 yield close_report(
                     report,

@@ -58,14 +58,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from atari_dqn import losses
+from atari_dqn import killpoints, losses
 from atari_dqn.agent import (
     EpsilonGreedyPolicy,
     load_optimizer_state,
     optimizer_state,
     section,
 )
-from atari_dqn.evaluate import EvalResult
+from atari_dqn.evaluate import EvalResult, EvaluationStopped
 from atari_dqn.loop import LoopSettings, PhaseTimer, Progress, close_report, evaluate_at
 from atari_dqn.networks import QNetwork
 from atari_dqn.schedules import LinearSchedule
@@ -367,6 +367,13 @@ class PQNLoop:
     :meth:`PQNLearner.update` over it; a report after every rollout (so every checkpoint is at
     a rollout boundary); evaluations as DQN's loop has them, at the first boundary at or past
     each multiple of ``eval_every``. During ``warmup_steps`` it acts and learns nothing.
+
+    :meth:`request_stop` (a signal) is honoured at the next rollout boundary: the rollout under
+    way is collected to its end and learned from (at most ``rollout_steps`` steps of the envs
+    and one update, no waiting for anything else), then the loop reports, so that the
+    checkpoint is at a boundary as every other one, from which a resumed run continues exactly.
+    An evaluation under way or due there is abandoned instead (``Progress.evaluation_pending``):
+    it is left due and played first by the run that continues, as in DQN's loop.
     """
 
     def __init__(
@@ -395,6 +402,7 @@ class PQNLoop:
         self.updates = 0  # rollouts learned from
         self.next_eval = settings.eval_every
         self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
+        self._stop = False  # request_stop() was called: report at the next rollout boundary
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The loop's position, its generator and, where it can be saved, the envs' state."""
@@ -428,10 +436,37 @@ class PQNLoop:
             return
         self._obs = self.env.reset(seed=self.settings.env_seed + self.step).obs
 
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def _stopping(self) -> bool:
+        return self._stop
+
     def evaluate(self, index: int) -> EvalResult:
         return evaluate_at(
-            self.eval_env, self.learner.act_eval, self.settings, index=index, step=self.step
+            self.eval_env,
+            self.learner.act_eval,
+            self.settings,
+            index=index,
+            step=self.step,
+            stop=self._stopping,
         )
+
+    def _due_evaluation(self) -> EvalResult | None:
+        """The evaluation due at this boundary, if any (None too when a stop abandoned it: then
+        ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
+        settings, step = self.settings, self.step
+        if step < self.next_eval or self._stop:
+            return None
+        try:
+            evaluation = self.evaluate(self.next_eval // settings.eval_every)
+        except EvaluationStopped:
+            return None
+        finally:
+            if self.timer is not None:
+                self.timer.lap("eval")
+        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
+        return evaluation
 
     def _collect(
         self, rollout: Rollout, obs: np.ndarray, report: Progress
@@ -460,6 +495,8 @@ class PQNLoop:
                 timer.lap("store")
             obs = vec_step.obs
             self.step += int(vec_step.transition.sum())
+            if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
+                killpoints.kill_point("train.learning" if self.updates else "train.warmup")
             report.game_returns += vec_step.game_returns
             report.game_lengths += vec_step.game_lengths
             report.game_steps += [self.step] * len(vec_step.game_returns)
@@ -474,6 +511,22 @@ class PQNLoop:
         last: PQNUpdateResult | None = None
         if self._obs is None:
             self._obs = self.env.reset(seed=settings.env_seed).obs
+        if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
+            report = Progress(step=self.step, epsilon=self.epsilon(self.step))
+            if self.timer is not None:
+                self.timer.start()
+            evaluation = self._due_evaluation()
+            report.evaluation_pending = self.step >= self.next_eval
+            yield close_report(
+                report,
+                step=self.step,
+                epsilon=report.epsilon,
+                updates=self.updates,
+                evaluation=evaluation,
+                beta=0.0,
+                replay_stats={},
+                last=None,
+            )
         while self.step < settings.total_steps:
             report = Progress(step=self.step, epsilon=self.epsilon(self.step))
             if self.rollout is None:
@@ -487,14 +540,8 @@ class PQNLoop:
                 self.updates += 1
                 if self.timer is not None:
                     self.timer.lap("update")
-            evaluation = None
-            if self.step >= self.next_eval:
-                evaluation = self.evaluate(self.next_eval // settings.eval_every)
-                if self.timer is not None:
-                    self.timer.lap("eval")
-                self.next_eval += settings.eval_every * (
-                    1 + (self.step - self.next_eval) // settings.eval_every
-                )
+            evaluation = self._due_evaluation()
+            report.evaluation_pending = self.step >= self.next_eval
             yield close_report(
                 report,
                 step=self.step,

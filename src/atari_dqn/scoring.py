@@ -18,9 +18,9 @@ import gymnasium as gym
 import numpy as np
 
 from atari_dqn.agent import EpsilonGreedyPolicy
-from atari_dqn.artifacts import load_model, resolve_model_path
+from atari_dqn.artifacts import ArtifactError, load_model, resolve_model_path
 from atari_dqn.build import build_policy, resolve_device
-from atari_dqn.config import UsageError
+from atari_dqn.config import SEED_LIMIT, UsageError, env_setting_problem
 from atari_dqn.envs import EnvSettings, check_env_id, make_env, resolve_actions
 from atari_dqn.evaluate import FrameSink, Game, ScoredFrameSink, play, png_writer
 
@@ -55,15 +55,32 @@ class ModelScore:
 
 
 def env_settings(
-    meta: dict[str, str], overrides: dict[str, float | None], env_id: str | None = None
+    meta: dict[str, str],
+    overrides: dict[str, float | None],
+    env_id: str | None = None,
+    source: str = "the model file",
 ) -> tuple[EnvSettings, list[str]]:
-    """The run's settings (from the model file), each overridden where ``overrides`` gives a
-    value (by model-file key) or ``env_id`` another game, with a note for every override that
-    differs from what the run trained with."""
+    """The run's settings (from the model file ``source``), each overridden where ``overrides``
+    gives a value (by model-file key) or ``env_id`` another game, with a note for every
+    override that differs from what the run trained with. A recorded value or an override out
+    of its bounds (config.env_setting_problem) is refused: ArtifactError for the file,
+    UsageError for the flag."""
+    for _, key, _ in EnvSettings.KEYS:
+        if key not in meta:
+            continue
+        try:
+            value = float(meta[key])
+        except ValueError:
+            raise ArtifactError(
+                f"{source}: its metadata {key} = {meta[key]!r} is not a number"
+            ) from None
+        problem = env_setting_problem(key, value)
+        if problem is not None:
+            raise ArtifactError(f"{source}: its metadata {key} = {meta[key]!r}: {problem}")
     try:
         recorded = EnvSettings.from_metadata(meta)
     except ValueError as exc:
-        raise UsageError(f"model metadata is not valid: {exc}") from None
+        raise ArtifactError(f"{source}: its metadata is not valid: {exc}") from None
     changes: dict[str, Any] = {}
     notes: list[str] = []
     if env_id is not None and env_id != recorded.env_id:
@@ -76,6 +93,9 @@ def env_settings(
         given = overrides.get(key)
         if given is None:
             continue
+        problem = env_setting_problem(key, float(given))
+        if problem is not None:
+            raise UsageError(f"{flag} {problem}")
         value = float(given) if name == "sticky_actions" else int(given)
         changes[name] = value
         if key in meta and value != getattr(recorded, name):
@@ -152,6 +172,8 @@ class Policy:
         on_scored_frame: ScoredFrameSink | None = None,
     ) -> list[Game]:
         """Play full games, as the evaluation protocol does: each game's raw score and length."""
+        if not 0 <= seed <= SEED_LIMIT:
+            raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
         return play(
             env if env is not None else self.make_env(),
             self._policy.act,
@@ -175,7 +197,7 @@ def load_policy(
     evaluation's), ready to play in its run's env (each EnvSettings key may be overridden)."""
     path = resolve_model_path(Path(path), which)
     network, meta = load_model(path)
-    settings, notes = env_settings(meta, overrides or {}, env_id)
+    settings, notes = env_settings(meta, overrides or {}, env_id, source=str(path))
     check_env_id(settings.env_id)
     if len(settings.actions) != network.num_actions:
         raise UsageError(
@@ -202,6 +224,8 @@ def score_model(
     """Play ``episodes`` full games with a model file, or with a run directory's model
     (``which``: latest, best, N, or the newest evaluation's); ``frames``: a PNG per frame
     there; ``video``: an MP4 or GIF of the games (replacing one only if ``overwrite_video``)."""
+    if not 0 <= seed <= SEED_LIMIT:
+        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     policy = load_policy(path, which=which, env_id=env_id, overrides=overrides, device=device)
     sink = png_writer(frames) if frames is not None else None
     with contextlib.ExitStack() as stack:

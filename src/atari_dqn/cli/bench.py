@@ -345,7 +345,7 @@ def cmd_bench_actors(args: argparse.Namespace) -> int:
         replay=args.replay, buffer_size=args.buffer_size, device="cpu"
     )
     actions, _ = check_training_input(config)
-    need_ray("bench actors")
+    need_ray("bench actors", args.ray_address)
     from atari_dqn.bench.actors import actor_counts, actors_benchmark, actors_table
 
     result = actors_benchmark(

@@ -47,11 +47,15 @@ def innermost(parser: Parser, args: argparse.Namespace) -> Parser:
     return parser
 
 
-def need_ray(what: str) -> None:
-    """Refuse (UsageError) a command that needs Ray where it is not installed."""
+def need_ray(what: str, address: str | None = None) -> None:
+    """Refuse (UsageError) a command that needs Ray where it is not installed, or would start
+    a local Ray (no ``address``) open to the network without authentication."""
     import importlib.util
 
     from atari_dqn.config import UsageError
 
     if importlib.util.find_spec("ray") is None:
         raise UsageError(f"{what} needs Ray: pip install 'atari-dqn[ray]'")
+    from atari_dqn.distributed.settings import check_local_ray
+
+    check_local_ray(address)

@@ -74,6 +74,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     sticky = args.sticky_actions
     if sticky is not None and sticky != -1.0 and not 0.0 <= sticky <= 1.0:
         raise UsageError(f"--sticky-actions must be in [0, 1] or -1, got {sticky}")
+    if args.frames is not None and args.frames.exists() and not args.frames.is_dir():
+        raise UsageError(f"--frames {args.frames} exists and is not a directory")
     if args.frames is not None and args.frames.exists() and any(args.frames.iterdir()):
         raise UsageError(f"--frames {args.frames} is not empty; choose a new directory")
     if args.video is not None:

@@ -139,7 +139,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = args.out if args.out is not None else spec.default_out()
-    need_ray("sweep")
+    need_ray("sweep", args.ray_address)
     from atari_dqn.distributed.sweep import run_sweep
 
     return run_sweep(spec, out, address=args.ray_address)

@@ -306,7 +306,7 @@ def _apex_settings(args: argparse.Namespace, config: Config) -> ApexSettings | N
     if args.envs_per_actor == 0 or args.publish_every == 0 or args.actor_block == 0:
         raise UsageError("--envs-per-actor, --publish-every and --actor-block must be positive")
     apex.validate(config)
-    need_ray("--actors")
+    need_ray("--actors", args.ray_address)
     return apex
 
 
@@ -336,5 +336,5 @@ def _resumed_apex_settings(
         block=args.actor_block or apex.block,
     )
     apex.validate(config)
-    need_ray("resuming an --actors run")
+    need_ray("resuming an --actors run", args.ray_address)
     return apex

@@ -49,7 +49,7 @@ from atari_dqn.agent import DQNAgent, UpdateResult
 from atari_dqn.build import LearnerSide, build_learner, build_replay
 from atari_dqn.checkpoint import load_checkpoint_replay
 from atari_dqn.config import Config
-from atari_dqn.distributed.settings import ApexSettings, actor_exploration
+from atari_dqn.distributed.settings import ApexSettings, actor_exploration, check_local_ray
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
 from atari_dqn.driver import Driven, Launch
 from atari_dqn.evaluate import EvalResult
@@ -79,6 +79,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     is. Returns whether this call started or joined Ray, and so should shut it down."""
     if ray.is_initialized():
         return False
+    check_local_ray(address)  # never a local Ray open to the network without authentication
     if address is not None or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
@@ -378,6 +379,7 @@ class ApexLoop:
         # cadence when the learner keeps up: target_update agent steps).
         self.sync_every = max(1, settings.target_update // settings.update_every)
         self._samples: deque[Any] = deque()
+        self._stop = False  # request_stop(): report at the next harvest (evaluations finish)
         self._priority_updates: deque[Any] = deque()
         self._replay_size = 0
         self._size_known_at = -1
@@ -423,6 +425,12 @@ class ApexLoop:
         if not replay_restored:  # an empty replay: a new warm-up before learning
             self.learn_from = self.step + self.settings.warmup_steps
             self.updates_from = self.updates
+
+    def request_stop(self) -> None:
+        """Report at the next harvest. An evaluation under way plays to its end: this loop
+        counts it as done before it is played (next_eval moves first), so it cannot be left
+        due for the resumed run."""
+        self._stop = True
 
     # ------------------------------------------------------------------ parts
     def evaluate(self, index: int) -> EvalResult:
@@ -565,7 +573,8 @@ class ApexLoop:
                 learned = False
                 continue
             step = self.step
-            if evaluation is not None or step >= next_report or step >= settings.total_steps:
+            due = evaluation is not None or step >= next_report or step >= settings.total_steps
+            if due or self._stop:
                 next_report = (step // settings.report_every + 1) * settings.report_every
                 report = close_report(
                     report,

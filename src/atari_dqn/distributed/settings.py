@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import Config, ConfigError
+from atari_dqn.config import Config, ConfigError, UsageError
+
+# A local Ray (``--actors``, sweeps, ``bench actors`` without --ray-address) listens on every
+# interface (its GCS, raylet and workers' gRPC ports: ``_node_ip_address="127.0.0.1"`` does not
+# change that in Ray 2.60), so it must authenticate: Ray 2.59 turned token authentication on by
+# default for clusters ``ray.init()`` starts (ray-project/ray#64755, cherry-picked into 2.59.0 as
+# #66248; docs.ray.io: "Ray 2.59 enables token authentication by default for local clusters").
+# Before it, anyone who can reach the machine can run code in the cluster.
+RAY_WITH_LOCAL_AUTH = (2, 59)
+
+
+def check_local_ray(address: str | None) -> None:
+    """Refuse (UsageError, one line) to start a local Ray that would accept unauthenticated
+    connections from the network: a Ray before 2.59, or ``RAY_AUTH_MODE=disabled``. Joining a
+    cluster (``address``, ``RAY_ADDRESS``) is the cluster's owner's business."""
+    if address is not None or os.environ.get("RAY_ADDRESS"):
+        return
+    try:
+        version = metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        return  # (need_ray says so)
+    numbers = tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2])
+    if numbers < RAY_WITH_LOCAL_AUTH:
+        raise UsageError(
+            f"Ray {version} starts a local cluster that anyone on the network can run code in"
+            " (no authentication before Ray 2.59): pip install 'ray[default,tune]>=2.59'"
+        )
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
+        raise UsageError(
+            "RAY_AUTH_MODE=disabled would let anyone on the network run code in the local Ray"
+            " this starts (it listens on every interface): unset it, or join a cluster of your"
+            " own with --ray-address"
+        )
+
 
 # Ape-X (Horgan et al. 2018): actor i of N explores with ε_i = ε^(1 + α_ε · i / (N - 1)).
 APEX_EPSILON = 0.4

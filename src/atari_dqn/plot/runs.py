@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from atari_dqn.artifacts import GAMES_HEADER, ArtifactError, RunDir
+from atari_dqn.artifacts import GAMES_HEADER, REWARD_LINE, ArtifactError, RunDir, read_utf8
 from atari_dqn.config import Config, canonical_settings
 
 
@@ -86,7 +85,6 @@ _EMPTY = np.zeros(0, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------- reading runs
-_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 
 
 def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +92,11 @@ def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
     format)."""
     steps: list[int] = []
     scores: list[float] = []
-    lines = path.read_text().splitlines(keepends=True)
+    lines = read_utf8(path, PlotError).splitlines(keepends=True)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        match = _LINE.match(line)
+        match = REWARD_LINE.match(line)
         if match is None:
             if number == len(lines) and not line.endswith("\n"):
                 break  # a line being written right now by a running training
@@ -114,7 +112,7 @@ def read_rewards(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_games(path: Path) -> Games:
     """games.csv: its header, then ``step,score,length,train_seconds`` lines. An unterminated
     last line (being written right now by a running training) is left out."""
-    lines = path.read_text().splitlines(keepends=True)
+    lines = read_utf8(path, PlotError).splitlines(keepends=True)
     if lines and lines[0].strip() != GAMES_HEADER.strip():
         raise PlotError(f"{path}:1: expected the header {GAMES_HEADER.strip()!r}")
     rows: list[tuple[int, float, int, float]] = []

@@ -97,18 +97,28 @@ def compare_to_first(groups: Sequence[Group], rows: Sequence[dict[str, Any]], vi
     for the first group. An interval that holds 0 is no difference detected at that confidence.
 
     Only finals at one step are compared: where a run of either group ends at another step
-    (one still training, a shorter run), the four are None and ``final_diff_why`` says why."""
+    (one still training, a shorter run), or where the groups play different games (their
+    scores do not subtract), the four are None and ``final_diff_why`` says why."""
     base, base_steps = groups[0].finals(view), groups[0].final_steps(view)
+    base_games = _games_of(groups[0])
     for i, (group, row) in enumerate(zip(groups, rows, strict=True)):
         diff: tuple[float | None, ...] = (None, None, None, None)
         steps = group.final_steps(view)
-        if i and len(steps | base_steps) > 1:
+        games = _games_of(group)
+        if i and games | base_games != base_games:  # scores of two games do not subtract
+            listed = ", ".join(sorted(games | base_games))
+            row["final_diff_why"] = f"not compared: games {listed}"
+        elif i and len(steps | base_steps) > 1:
             listed = ", ".join(str(s) for s in sorted(steps | base_steps))
             row["final_diff_why"] = f"not compared: finals at {listed}"
         elif i:
             finals = group.finals(view)
             diff = (*difference_ci(finals, base), probability_of_improvement(finals, base))
         row.update(zip(DIFF_COLUMNS, diff, strict=True))
+
+
+def _games_of(group: Group) -> set[str]:
+    return {str(run.config.get("env_id", "?")) for run in group.runs}
 
 
 def hosts_note(runs: Sequence[Run]) -> str:
