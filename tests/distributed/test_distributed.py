@@ -525,6 +525,9 @@ class _KillServerAfterFirstCheckpoint:
     def load_state(self, arrays, meta, *, replay_restored):
         self.loop.load_state(arrays, meta, replay_restored=replay_restored)
 
+    def request_stop(self) -> None:
+        self.loop.request_stop()
+
     def run(self):
         for progress in self.loop.run():
             yield progress
