@@ -43,6 +43,35 @@ def test_bench_train_json(run_json) -> None:
     assert result["ratios"]["prioritized/uniform"] > 0
 
 
+def test_a_pqn_row_measures_whole_rollouts_after_its_first() -> None:
+    """PQN reports once a rollout (here 4 envs x 32 steps = 128 steps): the clock starts at the
+    first report past warm-up and ramp and runs whole rollouts covering ``steps``."""
+    settings = TrainBenchSettings(steps=300, warmup=0)
+    config = settings.config("preset", "pqn", 4)
+    assert (config.num_envs, config.rollout_steps) == (4, 32)
+    assert settings.window(config) == (128, 128 + 3 * 128)
+    assert config.total_steps == 512
+    late = TrainBenchSettings(steps=100, warmup=1000)  # 1000 + ramp 100 -> the report at 1152
+    assert late.window(late.config("preset", "pqn", 4)) == (1152, 1280)
+    dqn = settings.config("uniform", "laptop", 4)
+    assert settings.window(dqn) == (100, 400)  # DQN reports every 100 steps
+
+
+@pytest.mark.slow
+def test_bench_train_runs_pqn_beside_dqn(run_json) -> None:
+    result = run_json(
+        ["bench", "train", "--algo", "pqn,dqn", "--preset", "laptop", "--replay", "preset",
+         "--num-envs", "4", "--steps", "128", "--warmup", "0", "--buffer-size", "1000",
+         "--threads", "1", "--json"],
+    )  # fmt: skip
+    rows = {r["name"]: r for r in result["rows"]}
+    assert len(rows) == 2
+    assert all(r["steps_per_s"] > 0 for r in rows.values())
+    (pqn,) = [r for r in result["rows"] if "pqn" in r["note"]]
+    assert "clock from step 128 to 256" in pqn["note"]
+    assert pqn["replay_ratio"] == 2  # its epochs
+
+
 def test_train_rows_are_an_open_list(monkeypatch) -> None:
     """Other rows (the course project's loop, vector envs) join the same table as segment
     iterators."""

@@ -108,11 +108,11 @@ class TrainBenchSettings:
     ) -> Config:
         """The run a row measures: the preset, with evaluation pushed past the end."""
         base = preset_config(preset or self.preset)
-        start = self.measure_from()
-        total = start + self.steps
+        num_envs = num_envs or base.num_envs  # 0: the preset's own
+        start, total = self.window(base.replace(num_envs=num_envs))
         changes: dict[str, Any] = {
             "bf16": bf16,
-            "num_envs": num_envs or base.num_envs,  # 0: the preset's own
+            "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
             "total_steps": total,
@@ -134,6 +134,21 @@ class TrainBenchSettings:
     def measure_from(self) -> int:
         """The step whose progress report starts the clock (reports come every 100 steps)."""
         return -(-(self.warmup + self.ramp) // 100) * 100
+
+    def window(self, config: Config) -> tuple[int, int]:
+        """The step whose report starts the clock and the run's last step.
+
+        A PQN run reports once a rollout (``num_envs * rollout_steps`` steps, thousands with the
+        preset's 128 envs), so its clock starts at the first report at or past warm-up and ramp
+        (the build, the first rollout and its update stay outside) and runs whole rollouts, at
+        least ``steps``.
+        """
+        if config.algo != "pqn":
+            start = self.measure_from()
+            return start, start + self.steps
+        period = config.num_envs * config.rollout_steps
+        start = max(1, -(-(self.warmup + self.ramp) // period)) * period
+        return start, start + -(-self.steps // period) * period
 
 
 def loop_segments(
@@ -243,7 +258,6 @@ def config_rows(
     """One row per (preset, replay kind, env count, torch threads, precision); names show what
     varies. Each row runs in its own process (:func:`child_segments`) at its thread count
     (``threads``; default: ``settings.threads`` alone)."""
-    start = settings.measure_from()
     counts: list[int | None] = list(threads) if threads else [settings.threads]
     rows = []
     for preset in presets:
@@ -261,6 +275,7 @@ def config_rows(
                             name = "atari-dqn " + " ".join(parts)
                         name += " --bf16" if half else ""
                         config = settings.config(kind, preset, n, bf16=half)
+                        start = settings.window(config)[0]
                         kwargs = {"config": config, "measure_from": start}
 
                         def segments(
@@ -269,6 +284,8 @@ def config_rows(
                             return child_segments(config_segments, kwargs, t)
 
                         note = f"preset={preset} replay={kind} envs={n} threads={t} bf16={half}"
+                        if config.algo == "pqn":
+                            note += f" clock from step {start} to {config.total_steps}"
                         ratio = config.replay_ratio
                         rows.append(Row(name, segments, note=note, replay_ratio=ratio))
     return rows
