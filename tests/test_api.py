@@ -11,7 +11,7 @@ import pytest
 
 import atari_dqn
 from atari_dqn.cli import main
-from tiny import TINY_RUN
+from tiny import TINY_RUN, tiny_settings
 
 
 def test_import_is_cheap_and_names_resolve() -> None:
@@ -40,9 +40,9 @@ def test_start_run_from_a_config_equals_the_cli_run(tmp_path: Path) -> None:
 
 
 TINY_CONFIG = (
-    'atari_dqn.preset_config("double").replace(total_steps=240, warmup_steps=40, '
-    "target_update=50, eval_every=120, eval_games=1, eval_max_frames=600, buffer_size=500, "
-    "batch_size=8, eps_decay=100, seed=1)"
+    'atari_dqn.preset_config("double").replace('
+    + ", ".join(f"{k}={v!r}" for k, v in tiny_settings(seed=1).items())
+    + ")"
 )
 
 

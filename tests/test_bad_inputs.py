@@ -27,13 +27,6 @@ from tiny import TINY_RUN, same_run
 TINY = [*TINY_RUN, "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "a"
-    assert main(["train", *TINY, "--seed", "1", "--out", str(out)]) == 0
-    return out
-
-
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file of a directory (the lock file aside), by its hash."""
     return {

@@ -22,13 +22,6 @@ def train(out: Path, *extra: str) -> int:
     return main(["train", *TINY, "--out", str(out), *extra])
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "a"
-    assert train(out, "--seed", "1") == 0
-    return out
-
-
 def test_train_writes_rewards_in_the_course_projects_format_and_models(tiny_run: Path) -> None:
     lines = (tiny_run / "rewards.txt").read_text().splitlines(keepends=True)
     assert len(lines) == 2

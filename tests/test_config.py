@@ -34,6 +34,19 @@ def test_toml_round_trip(tmp_path) -> None:
     assert Config(**load_toml(path)) == c
 
 
+def test_run_tables_follow_the_settings_and_are_not_settings(tmp_path) -> None:
+    c = Config(seed=3)
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(c, {"apex": {"actors": 4, "envs_per_actor": 2}}))
+    assert path.read_text().endswith("\n[apex]\nactors = 4\nenvs_per_actor = 2\n")
+    assert Config(**load_toml(path)) == c  # --config and --resume read past the table
+    with pytest.raises(ValueError, match="not one of the run tables"):
+        to_toml(c, {"ray": {"cpus": 1}})
+    path.write_text("[ray]\ncpus = 1\n")  # any other table is still an unknown key
+    with pytest.raises(ConfigError, match="unknown key 'ray'"):
+        load_toml(path)
+
+
 def test_toml_round_trip_of_the_rainbow_head(tmp_path) -> None:
     c = preset_config("rainbow").replace(atoms=21, v_min=-5.0, v_max=7.5, noisy_sigma0=0.25)
     path = tmp_path / "c.toml"

@@ -27,37 +27,23 @@ import pytest
 from atari_dqn.artifacts import LOCK_NAME, RunInUseError, RunLock, atomic_write_text
 from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from atari_dqn.cli import main
-from tiny import same_run, weights
+from tiny import same_run, tiny, weights
 
-TINY = [
-    "--warmup-steps", "40",
-    "--target-update", "50",
-    "--eval-every", "120",
-    "--eval-games", "1",
-    "--eval-max-frames", "400",
-    "--buffer-size", "400",
-    "--batch-size", "8",
-    "--eps-decay", "200",
-    "--seed", "3",
-    "--quiet",
-]  # fmt: skip
+TINY = [*tiny(total_steps=None, update_every=None, eval_max_frames=400, buffer_size=400,
+             eps_decay=200), "--seed", "3", "--quiet"]  # fmt: skip
 TOTAL = 360  # evaluations at 120, 240, 360; the writes made to fail are those of step 240
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def reference(shared_runs) -> Path:
     """The uninterrupted run."""
-    out = tmp_path_factory.mktemp("ref") / "run"
-    assert main(["train", *TINY, "--total-steps", str(TOTAL), "--out", str(out)]) == 0
-    return out
+    return shared_runs.get("faults-reference", [*TINY, "--total-steps", str(TOTAL)])
 
 
-@pytest.fixture(scope="module")
-def first_part(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def first_part(shared_runs) -> Path:
     """The same run trained to its first evaluation and checkpoint (step 120)."""
-    out = tmp_path_factory.mktemp("first") / "run"
-    assert main(["train", *TINY, "--total-steps", "120", "--out", str(out)]) == 0
-    return out
+    return shared_runs.get("faults-first-part", [*TINY, "--total-steps", "120"])
 
 
 def snapshot(run: Path) -> dict[str, bytes]:

@@ -27,7 +27,6 @@ from atari_dqn.build import build_network
 from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from atari_dqn.cli import main
 from atari_dqn.config import FIELD_NAMES, PRESETS, Config, ConfigError, load_toml, preset_config
-from tiny import TINY_RUN
 
 FIELDS = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
 
@@ -159,12 +158,11 @@ def test_load_toml_returns_or_says_one_line_and_its_config_validates_or_says_so(
 
 
 # ---------------------------------------------------------------------- corrupted run files
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """One tiny run (two evaluations, a checkpoint with its replay) for the whole module."""
-    out = tmp_path_factory.mktemp("fuzz") / "run"
-    assert main(["train", *TINY_RUN, "--quiet", "--seed", "5", "--out", str(out)]) == 0
-    return out
+@pytest.fixture(scope="session")
+def reference(tiny_run: Path) -> Path:
+    """The shared tiny run (two evaluations, a checkpoint with its replay): copied, never
+    changed."""
+    return tiny_run
 
 
 def snapshot(directory: Path) -> dict[str, str]:

@@ -304,6 +304,15 @@ def test_whole_run_beta_annealing_groups_however_it_was_saved(tmp_path: Path) ->
     assert read_csv(tmp_path / "c.csv")["preset=course"]["runs"] == "2"
 
 
+def test_an_apex_run_is_not_grouped_with_a_single_process_run(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", "uniform", 1, [1.0])
+    b = make_run(tmp_path / "b", "uniform", 2, [3.0])
+    with (b / "config.toml").open("a") as fh:  # as to_toml writes an --actors run's
+        fh.write("\n[apex]\nactors = 2\nenvs_per_actor = 1\n")
+    assert main(["plot", str(a), str(b), "-o", str(tmp_path / "c.png")]) == 0
+    assert len(read_csv(tmp_path / "c.csv")) == 2
+
+
 def test_runs_still_running_are_read_up_to_their_last_whole_line(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", "uniform", 1, [1.0, 2.0])
     with (run / "rewards.txt").open("a") as fh:

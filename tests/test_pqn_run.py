@@ -21,7 +21,7 @@ from atari_dqn.loop import LoopSettings, Progress
 from atari_dqn.pqn import PQNLoop, PQNUpdateResult, Rollout
 from atari_dqn.schedules import LinearSchedule
 from test_loop import FakeEvalEnv, FakeVecEnv
-from tiny import same_run
+from tiny import TINY_PQN, same_run
 
 
 class RecordingLearner:
@@ -125,16 +125,6 @@ def test_the_rollouts_fill_epsilon_from_the_schedule() -> None:
 
 
 # ---------------------------------------------------------------------- end to end
-TINY_PQN = [
-    "--algo", "pqn",
-    "--rollout-steps", "16",
-    "--minibatches", "4",
-    "--eval-every", "64",
-    "--eval-games", "1",
-    "--eval-max-frames", "400",
-    "--eps-decay", "100",
-    "--quiet",
-]  # fmt: skip
 
 
 def test_algo_pqn_alone_starts_from_the_pqn_preset() -> None:

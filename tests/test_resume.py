@@ -19,19 +19,10 @@ from atari_dqn.artifacts import RunDir, atomic_write_text
 from atari_dqn.checkpoint import CHECKPOINT_NAME, REPLAY_DIR, read_checkpoint_state
 from atari_dqn.cli import main
 from atari_dqn.host import host_info
-from tiny import same_run
+from tiny import same_run, tiny
 
-TINY = [
-    "--warmup-steps", "40",
-    "--target-update", "50",
-    "--eval-every", "100",
-    "--eval-games", "1",
-    "--eval-max-frames", "400",
-    "--buffer-size", "400",
-    "--batch-size", "8",
-    "--eps-decay", "200",
-    "--quiet",
-]  # fmt: skip
+TINY = [*tiny(total_steps=None, update_every=None, eval_every=100, eval_max_frames=400,
+             buffer_size=400, eps_decay=200), "--quiet"]  # fmt: skip
 
 
 def games(run: Path) -> list[tuple[int, float, int, float]]:
@@ -52,12 +43,10 @@ def same_games(a: Path, b: Path) -> None:
     assert seconds == sorted(seconds) and all(t >= 0 for t in seconds)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def reference(shared_runs) -> Path:
     """An uninterrupted run of 400 steps."""
-    out = tmp_path_factory.mktemp("ref") / "run"
-    assert main(["train", *TINY, "--total-steps", "400", "--seed", "3", "--out", str(out)]) == 0
-    return out
+    return shared_runs.get("resume-reference", [*TINY, "--total-steps", "400", "--seed", "3"])
 
 
 def test_resume_at_an_evaluation_is_exact(reference: Path, tmp_path: Path) -> None:

@@ -785,8 +785,17 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+# TOML tables a run's config.toml may hold beside its settings: what else makes the run what it
+# is (``[apex]``: how an ``--actors`` run was spread over Ray actors). They describe the run for
+# ``plot`` and are not Config settings: ``load_toml`` (``--config``, ``--resume``) reads past them.
+RUN_TABLES = ("apex",)
+
+RunTables = Mapping[str, Mapping[str, int]]
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read config changes from a TOML file (flat keys, dashes or underscores)."""
+    """Read config changes from a TOML file (flat keys, dashes or underscores; the tables of
+    :data:`RUN_TABLES` are not settings and are passed over)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -799,6 +808,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name in RUN_TABLES and isinstance(value, dict):
+            continue
         if name not in FIELD_NAMES:
             guess = did_you_mean(name)
             hint = f"; did you mean {guess!r}?" if guess else ""
@@ -807,8 +818,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return changes
 
 
-def to_toml(config: Config) -> str:
-    """Serialise a config as flat TOML that `load_toml` reads back to an equal config."""
+def to_toml(config: Config, tables: RunTables | None = None) -> str:
+    """Serialise a config as flat TOML that `load_toml` reads back to an equal config, then
+    ``tables`` (of :data:`RUN_TABLES`: integers) as TOML tables."""
     lines = ["# atari-dqn resolved configuration (counts are agent steps)"]
     for f in fields(Config):
         value = getattr(config, f.name)
@@ -821,4 +833,8 @@ def to_toml(config: Config) -> str:
         else:
             text = str(value)
         lines.append(f"{f.name} = {text}")
+    for name, table in (tables or {}).items():
+        if name not in RUN_TABLES:
+            raise ValueError(f"{name!r} is not one of the run tables {RUN_TABLES}")
+        lines += ["", f"[{name}]", *(f"{k} = {int(v)}" for k, v in table.items())]
     return "\n".join(lines) + "\n"

@@ -52,6 +52,7 @@ from atari_dqn.config import (
     RUN_NEUTRAL,
     Config,
     ConfigError,
+    RunTables,
     UsageError,
     canonical_settings,
     load_toml,
@@ -116,6 +117,8 @@ class Driven:
     # Told the path of each checkpoint once it is saved or loaded (the Ape-X replay server
     # restores a dead server's replay from it).
     on_checkpoint: Callable[[Path], None] | None = None
+    # What else makes the run what it is, written into config.toml as tables (Ape-X: [apex]).
+    tables: RunTables | None = None
 
 
 @dataclass(frozen=True)
@@ -446,10 +449,10 @@ class NewRun:
     force: bool
 
     def open(self, parts: Driven, console: Console) -> tuple[RunDir, Carried]:
-        del parts, console
+        del console
         run = RunDir.create(self.out, self.force)
         remove_leftovers(run.path)  # of a killed save in the run --force replaces
-        run.write_config(to_toml(self.config))
+        run.write_config(to_toml(self.config, parts.tables))
         return run, Carried()
 
 
@@ -482,7 +485,7 @@ class ResumedRun:
             best=(int(best[0]), float(best[1])) if best is not None else None,
             replay_on_disk=on_disk,
         )
-        run.write_config(to_toml(self.target.config))
+        run.write_config(to_toml(self.target.config, parts.tables))
         console.say(f"resuming {run.path} at step {step}")
         return run, carried
 

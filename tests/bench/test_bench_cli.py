@@ -20,6 +20,7 @@ from atari_dqn.cli import main
         (["train", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
         (["train", "--threads", "1,0"], "--threads values must be positive, got 0"),
         (["train", "--threads", "1,x"], "--threads expects integers like 1,8,16"),
+        (["train", "--run", "/no/such/run"], "--run /no/such/run: not a run directory"),
     ],
 )
 def test_bench_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys) -> None:

@@ -11,11 +11,13 @@ from atari_dqn.bench.train import (
     Row,
     TrainBenchSettings,
     child_segments,
+    config_rows,
     once,
     run_rows,
     train_result,
     train_table,
 )
+from atari_dqn.config import Config, to_toml
 
 
 @pytest.mark.slow
@@ -55,6 +57,34 @@ def test_a_pqn_row_measures_whole_rollouts_after_its_first() -> None:
     assert late.window(late.config("preset", "pqn", 4)) == (1152, 1280)
     dqn = settings.config("uniform", "laptop", 4)
     assert settings.window(dqn) == (100, 400)  # DQN reports every 100 steps
+
+
+def test_a_run_row_measures_the_run_as_configured(tmp_path) -> None:
+    """``--run DIR``: the run's own settings (replay, env count, n-step...), with only what the
+    measurement needs changed (its length, no evaluation inside, ε at its end)."""
+    own = Config(replay="prioritized", n_step=3, num_envs=8, lr=2e-4, buffer_size=5000)
+    settings = TrainBenchSettings(steps=300, warmup=100)
+    config = settings.config("preset", num_envs=0, base=own)
+    assert (config.replay, config.n_step, config.num_envs, config.lr) == ("prioritized", 3, 8, 2e-4)
+    assert (config.warmup_steps, config.total_steps, config.eps_decay) == (100, 500, 1)
+    rows = config_rows(settings, presets=["laptop"], kinds=["uniform"], num_envs=[0],
+                       runs=[("mine", own)])  # fmt: skip
+    assert [r.name for r in rows] == ["laptop", "mine"]
+    assert rows[1].note.startswith("run=mine replay=prioritized envs=8 ")
+
+
+@pytest.mark.slow
+def test_bench_train_of_a_run_directory(run_json, tmp_path) -> None:
+    run = tmp_path / "my-run"
+    run.mkdir()
+    (run / "config.toml").write_text(to_toml(Config(buffer_size=1000, num_envs=2)))
+    result = run_json(
+        ["bench", "train", "--run", str(run), "--num-envs", "preset", "--steps", "100",
+         "--warmup", "0", "--threads", "1", "--json"],
+    )  # fmt: skip
+    (row,) = result["rows"]
+    assert row["name"] == "my-run"
+    assert row["note"].startswith("run=my-run replay=uniform envs=2 ") and row["steps_per_s"] > 0
 
 
 @pytest.mark.slow

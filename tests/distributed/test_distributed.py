@@ -12,6 +12,7 @@ import copy
 import functools
 import json
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from atari_dqn.distributed.sweep_spec import SpecError, parse_spec
 from atari_dqn.distributed.workers import ActorWorker, ReplayService
 from atari_dqn.replay.prioritized import PrioritizedReplay
 from atari_dqn.replay.storage import Batch, FrameStorage
+from tiny import tiny, tiny_settings
 
 ALPHA, PRIORITY_EPS = 0.6, 1e-6
 SHAPE = (84, 84)
@@ -156,20 +158,13 @@ def test_priority_updates_for_rewritten_slots_are_dropped():
     assert not np.any(np.isclose(p[rewritten], p_huge))
 
 
-TINY_CONFIG = Config(
-    replay="prioritized",
-    n_step=3,
-    total_steps=400,
-    warmup_steps=100,
-    update_every=4,
-    target_update=100,
-    eval_every=200,
-    eval_games=1,
-    eval_max_frames=800,
-    buffer_size=1000,
-    batch_size=16,
+# The tiny run with prioritized 3-step replay, as the Ape-X tests train it.
+APEX_TINY: dict[str, int | str | None] = dict(
+    replay="prioritized", n_step=3, total_steps=400, warmup_steps=100, target_update=100,
+    eval_every=200, eval_max_frames=800, buffer_size=1000, batch_size=16, eps_decay=None,
     device="cpu",
-)
+)  # fmt: skip
+TINY_CONFIG = Config(**tiny_settings(**APEX_TINY))
 
 
 def test_actor_worker_collects_a_block_with_initial_priorities():
@@ -355,21 +350,7 @@ def test_bad_actor_flags_exit_2(tmp_path, capsys, argv, message):
 
 
 # ---------------------------------------------------------------------- on Ray
-TINY = [
-    "--replay", "prioritized",
-    "--n-step", "3",
-    "--total-steps", "400",
-    "--warmup-steps", "100",
-    "--update-every", "4",
-    "--target-update", "100",
-    "--eval-every", "200",
-    "--eval-games", "1",
-    "--eval-max-frames", "800",
-    "--buffer-size", "1000",
-    "--batch-size", "16",
-    "--device", "cpu",
-    "--quiet",
-]  # fmt: skip
+TINY = [*tiny(**APEX_TINY), "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -402,6 +383,9 @@ def test_apex_run_writes_rewards_models_and_a_checkpoint(apex_run):
     assert state["loop"]["step"] == 400 and state["loop"]["updates"] > 0
     assert state["loop"]["apex"]["actors"] == 2
     assert state["replay"]["storage"]["num_streams"] == 2
+    # config.toml says how the run was spread, so plot never groups it with a one-process run
+    config = tomllib.loads((apex_run / "config.toml").read_text())
+    assert config["apex"] == {"actors": 2, "envs_per_actor": 1, "publish_every": 5, "block": 20}
     assert list(apex_run.glob("events.out.tfevents.*"))
 
 

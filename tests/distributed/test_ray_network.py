@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from atari_dqn.cli import main
+from tiny import tiny
 
 TINY = [
-    "--replay", "prioritized", "--total-steps", "200", "--warmup-steps", "100",
-    "--eval-every", "200", "--eval-games", "1", "--eval-max-frames", "400",
-    "--buffer-size", "500", "--batch-size", "16", "--device", "cpu", "--quiet",
-    "--actors", "2", "--actor-block", "20",
+    *tiny(replay="prioritized", total_steps=200, warmup_steps=100, update_every=None,
+         target_update=None, eval_every=200, eval_max_frames=400, batch_size=16, eps_decay=None,
+         device="cpu"),
+    "--quiet", "--actors", "2", "--actor-block", "20",
 ]  # fmt: skip
 
 

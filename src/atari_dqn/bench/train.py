@@ -19,7 +19,7 @@ import functools
 import gc
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -104,10 +104,16 @@ class TrainBenchSettings:
     ramp: int = 100  # learning steps after warm-up before the clock starts (first updates)
 
     def config(
-        self, replay: str, preset: str | None = None, num_envs: int = 1, bf16: bool = False
+        self,
+        replay: str,
+        preset: str | None = None,
+        num_envs: int = 1,
+        bf16: bool = False,
+        base: Config | None = None,
     ) -> Config:
-        """The run a row measures: the preset, with evaluation pushed past the end."""
-        base = preset_config(preset or self.preset)
+        """The run a row measures: the preset (or ``base``, a run's settings), with evaluation
+        pushed past the end."""
+        base = base if base is not None else preset_config(preset or self.preset)
         num_envs = num_envs or base.num_envs  # 0: the preset's own
         start, total = self.window(base.replace(num_envs=num_envs))
         changes: dict[str, Any] = {
@@ -254,27 +260,30 @@ def config_rows(
     num_envs: list[int],
     bf16: tuple[bool, ...] = (False,),
     threads: list[int] | None = None,
+    runs: Sequence[tuple[str, Config]] = (),
 ) -> list[Row]:
-    """One row per (preset, replay kind, env count, torch threads, precision); names show what
-    varies. Each row runs in its own process (:func:`child_segments`) at its thread count
-    (``threads``; default: ``settings.threads`` alone)."""
+    """One row per (preset or run, replay kind, env count, torch threads, precision); names show
+    what varies. ``runs``: (name, settings) of runs to measure as they were configured (their
+    replay kind kept). Each row runs in its own process (:func:`child_segments`) at its thread
+    count (``threads``; default: ``settings.threads`` alone)."""
     counts: list[int | None] = list(threads) if threads else [settings.threads]
+    bases = [(p, preset_config(p), False) for p in presets] + [(n, c, True) for n, c in runs]
     rows = []
-    for preset in presets:
-        pqn = preset_config(preset).algo == "pqn"  # no replay: one row, not one per kind
-        for kind in ["preset"] if pqn else kinds:
+    for preset, base, is_run in bases:
+        own = base.algo == "pqn" or is_run  # no replay, or a run's own: one row, not per kind
+        for kind in ["preset"] if own else kinds:
             for n in num_envs:
                 for t in counts:
                     for half in bf16:
-                        parts = [preset] if len(presets) > 1 else []
-                        parts += [kind] if len(kinds) > 1 else []
-                        parts += [f"N={n}"] if len(num_envs) > 1 else []
+                        config = settings.config(kind, preset, n, bf16=half, base=base)
+                        parts = [preset] if len(bases) > 1 or is_run else []
+                        parts += [kind] if len(kinds) > 1 and not own else []
+                        parts += [f"N={config.num_envs}"] if len(num_envs) > 1 else []
                         parts += [f"T={t}"] if len(counts) > 1 else []
                         name = " ".join(parts) or f"atari-dqn {kind} N={n}"
-                        if len(presets) == 1 and len(kinds) == 1 and len(parts) > 0:
+                        if len(bases) == 1 and len(kinds) == 1 and len(parts) > 0:
                             name = "atari-dqn " + " ".join(parts)
                         name += " --bf16" if half else ""
-                        config = settings.config(kind, preset, n, bf16=half)
                         start = settings.window(config)[0]
                         kwargs = {"config": config, "measure_from": start}
 
@@ -283,7 +292,10 @@ def config_rows(
                         ) -> Iterator[int | Counted]:
                             return child_segments(config_segments, kwargs, t)
 
-                        note = f"preset={preset} replay={kind} envs={n} threads={t} bf16={half}"
+                        what = "run" if is_run else "preset"
+                        replay = config.replay if config.algo == "dqn" else "none"
+                        note = f"{what}={preset} replay={replay} envs={config.num_envs} "
+                        note += f"threads={t} bf16={half}"
                         if config.algo == "pqn":
                             note += f" clock from step {start} to {config.total_steps}"
                         ratio = config.replay_ratio
@@ -513,15 +525,18 @@ def train_benchmark(
     course_loop: bool = False,
     with_ceilings: bool = False,
     threads: list[int] | None = None,
+    runs: Sequence[tuple[str, Config]] = (),
 ) -> Result:
     """The rows of every (preset, kind, env count[, thread count][, --bf16]), after the course
     project's loop if asked, run side by side ``repeats`` times; each at its torch thread count
     of ``threads`` (default: ``settings.threads`` alone, which the course project's loop and
     the ceilings use, as the first of ``threads`` when given); the ceilings in a process of
     their own if asked."""
-    for p in presets:
-        for n in num_envs:
-            settings.config(kinds[0], p, n)  # a bad combination fails here, before any run
+    for n in num_envs:  # a bad combination fails here, before any run
+        for p in presets:
+            settings.config(kinds[0], p, n)
+        for _, run in runs:
+            settings.config("preset", num_envs=n, base=run)
     if threads:
         settings = dataclasses.replace(settings, threads=threads[0])
     previous = torch.get_num_threads()
@@ -531,7 +546,7 @@ def train_benchmark(
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
         precisions = (False, True) if bf16 else (False,)
         rows = config_rows(settings, presets=presets, kinds=kinds, num_envs=num_envs,
-                           bf16=precisions, threads=threads)  # fmt: skip
+                           bf16=precisions, threads=threads, runs=runs)  # fmt: skip
         if course_loop:
             rows.insert(0, course_loop_row(settings, settings.config(kinds[0]).env_id))
         result = train_result(settings, run_rows(rows, repeats))

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from atari_dqn.bench.envs import DEFAULT_ENV  # numpy only: no torch to parse
 from atari_dqn.cli.common import Parser, need_ray
-from atari_dqn.config import PRESETS, ConfigError, UsageError, canonical_preset, preset_config
+from atari_dqn.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    UsageError,
+    canonical_preset,
+    load_toml,
+    preset_config,
+)
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[Parser]
@@ -62,9 +70,13 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
                     help="agent steps of random play before learning [default: 1000]")  # fmt: skip
     bt.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="runs per row, interleaved; the median is shown [default: 1]")  # fmt: skip
-    bt.add_argument("--preset", default="course", metavar="P[,P]",
+    bt.add_argument("--preset", default=None, metavar="P[,P]",
                     help="presets, one row each: " + ", ".join(PRESETS)
-                    + " [default: course]")  # fmt: skip
+                    + " [default: course, or none beside --run]")  # fmt: skip
+    bt.add_argument("--run", default=None, metavar="DIR[,DIR]",
+                    help="runs to measure as configured (each run directory's config.toml, or "
+                    "a config file), one row each after the presets', named by directory; "
+                    "--num-envs preset keeps each run's own")  # fmt: skip
     bt.add_argument("--algo", default=None, metavar="A[,A]",
                     help="algorithms side by side: dqn (the --preset rows) and pqn (the pqn "
                     "preset's row, one per --num-envs) [default: the presets' own]")  # fmt: skip
@@ -246,6 +258,15 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_run(path: Path) -> tuple[str, Config]:
+    """A ``--run`` row: (name, settings) of a run directory or a config file."""
+    file = path / "config.toml" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"--run {path}: not a run directory or config file")
+    name = (path if path.is_dir() else path.parent).resolve().name or str(path)
+    return name, Config(**load_toml(file))
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from atari_dqn.bench.timing import check_positive, parse_ints, print_result
     from atari_dqn.bench.train import (
@@ -256,7 +277,9 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     )
 
     kinds = parse_kinds(args.replay)
-    presets = [canonical_preset(p.strip()) for p in args.preset.split(",") if p.strip()]
+    runs = [bench_run(Path(d.strip())) for d in (args.run or "").split(",") if d.strip()]
+    preset_list = args.preset if args.preset is not None else ("" if runs else "course")
+    presets = [canonical_preset(p.strip()) for p in preset_list.split(",") if p.strip()]
     for p in presets:
         preset_config(p)  # ConfigError names an unknown preset
     if args.algo is not None:
@@ -284,7 +307,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if not num_envs or min(num_envs) < 0:
         raise ConfigError(f"--num-envs must be positive or 'preset', got {args.num_envs!r}")
     threads = parse_ints(args.threads, "--threads") if args.threads is not None else None
-    if not presets:
+    if not presets and not runs:
         raise ConfigError("--preset needs at least one preset")
     if args.warmup < 0:
         raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
@@ -292,7 +315,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     settings = TrainBenchSettings(
         steps=args.steps,
         warmup=args.warmup,
-        preset=presets[0],
+        preset=presets[0] if presets else runs[0][0],
         device=args.device,
         buffer_size=args.buffer_size,
         threads=threads[0] if threads else None,
@@ -307,6 +330,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         course_loop=args.course_loop,
         with_ceilings=args.ceilings,
         threads=threads,
+        runs=runs,
     )
     print_result(result, train_report, args.json)
     return 0

@@ -694,6 +694,7 @@ def apex_launch(apex: ApexSettings, address: str | None = None) -> Launch:
                 ray_run.loop,
                 ray_run.replay,
                 on_checkpoint=ray_run.replay.checkpoint_saved,
+                tables={"apex": apex.to_dict()},
                 banner=f"Ape-X: {apex.actors} actors x {apex.envs_per_actor} env(s), weights "
                 f"published every {apex.publish_every} updates, blocks of {apex.block} steps",
             )
