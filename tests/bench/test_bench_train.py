@@ -53,6 +53,7 @@ def test_a_pqn_row_measures_whole_rollouts_after_its_first() -> None:
     assert (config.num_envs, config.rollout_steps) == (4, 32)
     assert settings.window(config) == (128, 128 + 3 * 128)
     assert config.total_steps == 512
+    assert config.eval_every == 512 + 128  # past the last rollout, which may end beyond 512
     late = TrainBenchSettings(steps=100, warmup=1000)  # 1000 + ramp 100 -> the report at 1152
     assert late.window(late.config("preset", "pqn", 4)) == (1152, 1280)
     dqn = settings.config("uniform", "laptop", 4)
@@ -99,6 +100,7 @@ def test_bench_train_runs_pqn_beside_dqn(run_json) -> None:
     assert all(r["steps_per_s"] > 0 for r in rows.values())
     (pqn,) = [r for r in result["rows"] if "pqn" in r["note"]]
     assert "clock from step 128 to 256" in pqn["note"]
+    assert pqn["us_per_step"]["eval"] == 0  # no evaluation inside the measurement
     assert pqn["replay_ratio"] == 2  # its epochs
 
 

@@ -116,15 +116,19 @@ class TrainBenchSettings:
         base = base if base is not None else preset_config(preset or self.preset)
         num_envs = num_envs or base.num_envs  # 0: the preset's own
         start, total = self.window(base.replace(num_envs=num_envs))
+        # How far past the total a run may end: N envs step together; PQN stops at the end of
+        # the rollout that crosses it (and counts no step for an env's reset, so a rollout of
+        # N x T env steps can end short of a multiple of it).
+        overshoot = num_envs * (base.rollout_steps if base.algo == "pqn" else 1)
         changes: dict[str, Any] = {
             "bf16": bf16,
             "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
             "total_steps": total,
-            # No evaluation inside the measured run: N envs may end up to N - 1 steps past
-            # the total (the breakdown's eval column showed it happening at N = 2).
-            "eval_every": total + num_envs,
+            # No evaluation inside the measured run (the breakdown's eval column showed one
+            # at N = 2, and in PQN rows).
+            "eval_every": total + overshoot,
             "eval_games": 1,
             # ε at its final value, so acting runs the network as in most of a real run.
             "eps_decay": 1,
