@@ -23,6 +23,7 @@ def test_import_is_cheap_and_names_resolve() -> None:
         _ = atari_dqn.no_such_name
 
 
+@pytest.mark.slow
 def test_start_run_from_a_config_equals_the_cli_run(tmp_path: Path) -> None:
     config = atari_dqn.preset_config("course").replace(
         total_steps=240, warmup_steps=40, target_update=50, eval_every=120, eval_games=1,
@@ -53,6 +54,7 @@ def readme_python_snippet() -> str:
     return snippet
 
 
+@pytest.mark.slow
 def test_the_readmes_python_snippet_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     """The README's snippet, verbatim but for a tiny run instead of 300k steps."""
     snippet = readme_python_snippet()
@@ -77,6 +79,7 @@ def json_step(path: Path) -> str:
         return fh.metadata()["step"]
 
 
+@pytest.mark.slow
 def test_a_policy_acts_on_one_stack_or_a_batch(tmp_path: Path) -> None:
     assert main(["train", *TINY_RUN, "--quiet", "--out", str(tmp_path / "r")]) == 0
     policy = atari_dqn.load_policy(tmp_path / "r")

@@ -240,6 +240,7 @@ def train_signalled(which: str, n: int, *args: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_a_signal_inside_an_evaluation_stops_it_and_the_run_resumes_exactly(
     tiny_run: Path, tmp_path: Path
 ) -> None:
@@ -255,6 +256,7 @@ def test_a_signal_inside_an_evaluation_stops_it_and_the_run_resumes_exactly(
     same_run(tiny_run, out)
 
 
+@pytest.mark.slow
 def test_a_late_signal_after_the_last_step_ends_the_run_as_finished(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # The 250th and last step (evaluations at 120 and 240 are done).
@@ -266,6 +268,7 @@ def test_a_late_signal_after_the_last_step_ends_the_run_as_finished(tmp_path: Pa
     assert read_checkpoint_state(out / CHECKPOINT_NAME)["loop"]["step"] == 250
 
 
+@pytest.mark.slow
 def test_a_signal_at_the_last_step_before_its_evaluation_leaves_it_to_resume(
     tiny_run: Path, tmp_path: Path
 ) -> None:

@@ -131,6 +131,7 @@ def test_no_help_text_shows_a_doubled_percent_sign() -> None:
     assert [name for name, text in helps if "%%" in text] == []
 
 
+@pytest.mark.slow
 def test_config_file_and_flag_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("total_steps = 160\neval_every = 80\nseed = 5\n")
@@ -252,6 +253,7 @@ def test_evaluate_bad_input(tmp_path: Path, capsys) -> None:
     _bad(["evaluate", str(tmp_path), "--episodes", "0"], "--episodes must be positive", capsys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", [name for name in PRESETS if name != "course"])
 def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     out = tmp_path / preset
@@ -264,6 +266,7 @@ def test_every_preset_trains_end_to_end(preset: str, tmp_path: Path) -> None:
     assert f'preset = "{preset}"' in (out / "config.toml").read_text()
 
 
+@pytest.mark.slow
 def test_bf16_run_trains_end_to_end_and_records_it(tmp_path: Path) -> None:
     out = tmp_path / "bf16"
     assert train(out, "--bf16", "--double", "--total-steps", "120") == 0
@@ -297,6 +300,7 @@ def test_presets_command_lists_what_each_sets(capsys) -> None:
         assert any(line.strip().startswith(text) for line in rainbow), text
 
 
+@pytest.mark.slow
 def test_rainbow_model_evaluates_without_flags_with_its_head(tmp_path: Path, capsys) -> None:
     from atari_dqn.artifacts import load_model
 

@@ -275,6 +275,7 @@ def refused(args: list[str], pid: int, capsys) -> None:
     assert f"is in use by process {pid} " in err, err
 
 
+@pytest.mark.slow
 def test_a_run_in_use_is_refused_and_untouched(first_part: Path, tmp_path: Path, capsys) -> None:
     run, before = part(first_part, tmp_path)
     stamps = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != LOCK_NAME}

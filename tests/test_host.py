@@ -56,6 +56,7 @@ def test_unreadable_cpuinfo_is_unknown_not_no(tmp_path: Path) -> None:
     assert "bf16 in hardware: unknown" in host_line(host)
 
 
+@pytest.mark.slow
 def test_json_and_table_both_end_with_the_host(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", "memory", "--steps", "700", "--buffer-size", "300"]
     assert main([*argv, "--json"]) == 0

@@ -62,6 +62,7 @@ def prioritized_run(tmp_path_factory) -> tuple[Path, str, str]:
     return out, stdout, stderr
 
 
+@pytest.mark.slow
 def test_training_writes_cleanrl_tags_against_agent_steps(uniform_run) -> None:
     out = uniform_run[0]
     got = scalars(out)
@@ -91,6 +92,7 @@ def test_progress_bar_shows_rate_eta_and_one_line_per_evaluation(uniform_run) ->
     assert len(re.findall(r"^eval +\d+ at step \d+: score", stdout, flags=re.M)) == 2
 
 
+@pytest.mark.slow
 def test_prioritized_replay_adds_beta_and_max_priority(prioritized_run) -> None:
     got = scalars(prioritized_run[0])
     assert set(got) == BASE_TAGS | {"replay/beta", "replay/max_priority"}
@@ -135,6 +137,7 @@ def test_resumed_writer_leaves_no_gap_and_no_duplicate(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_force_replaces_the_event_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", *TINY, "--quiet", "--total-steps", "120", "--out", str(out)]

@@ -133,6 +133,7 @@ def test_algo_pqn_alone_starts_from_the_pqn_preset() -> None:
     assert config.warmup_steps == 0 and config.lr == 2.5e-4 and config.q_lambda == 0.65
 
 
+@pytest.mark.slow
 def test_pqn_resume_at_a_rollout_boundary_is_exact(tmp_path: Path) -> None:
     # One env (SingleEnv: saved exactly), rollouts of 16 steps: 64 is a rollout boundary.
     flags = [*TINY_PQN, "--num-envs", "1", "--seed", "5"]
@@ -192,6 +193,7 @@ def test_dqn_only_settings_are_checked_in_config() -> None:
 # ---------------------------------------------------------------------- signals
 # A stop is honoured at the next rollout boundary (the rollout under way is collected and
 # learned from); an evaluation under way or due there is abandoned and played on resume.
+@pytest.mark.slow
 def test_a_signal_mid_rollout_stops_at_its_boundary_and_the_run_resumes_exactly(
     tmp_path: Path,
 ) -> None:

@@ -37,6 +37,7 @@ def model_of(path: Path) -> tuple[dict[str, str], dict[str, bytes]]:
         return fh.metadata(), {k: fh.get_tensor(k).tobytes() for k in fh.keys()}
 
 
+@pytest.mark.slow
 def test_capture_video_films_the_first_game_of_every_kth_evaluation(tmp_path: Path, capsys) -> None:
     plain, filmed = tmp_path / "plain", tmp_path / "filmed"
     assert main(["train", *TINY_RUN, "--seed", "2", "--quiet", "--out", str(plain)]) == 0

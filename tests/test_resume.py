@@ -76,6 +76,7 @@ def test_resume_is_exact_with_prioritized_nstep_double_dueling(tmp_path: Path, p
     same_run(ref, out)
 
 
+@pytest.mark.slow
 def test_resume_is_exact_with_shift_augmentation_and_layer_norm(tmp_path: Path) -> None:
     # The shifts' generator is in the checkpoint: the resumed run draws what the whole one did.
     flags = [*TINY, "--augment", "shift", "--layer-norm", "--double", "--seed", "4"]
@@ -92,6 +93,7 @@ NEW_HEAD_KEYS = ("distributional", "atoms", "v_min", "v_max", "noisy", "noisy_si
 NEW_KEYS = (*NEW_HEAD_KEYS, "layer_norm", "augment")
 
 
+@pytest.mark.slow
 def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
     reference: Path, tmp_path: Path
 ) -> None:
@@ -118,6 +120,7 @@ def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
     same_run(reference, out)
 
 
+@pytest.mark.slow
 def test_a_run_whose_files_name_the_course_settings_seed_resumes_exactly(
     reference: Path, tmp_path: Path
 ) -> None:
@@ -400,6 +403,7 @@ def test_resume_bad_input(short_run: Path, tmp_path: Path, capsys) -> None:
     _bad(["train", "--resume", str(short_run), "--total-steps", "200"], "no checkpoint", capsys)
 
 
+@pytest.mark.slow
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     # An absurd learning rate makes the weights overflow within a few updates.

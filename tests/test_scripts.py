@@ -21,6 +21,7 @@ def run_script(name: str, args: list[str], monkeypatch) -> int:
     return int(exc.value.code or 0)
 
 
+@pytest.mark.slow
 def test_priority_staleness_reads_a_prioritized_runs_checkpoint(tmp_path, monkeypatch, capsys):
     run = tmp_path / "per"
     flags = [*TINY_RUN, "--replay", "prioritized", "--n-step", "3", "--double", "--quiet"]
@@ -37,6 +38,7 @@ def test_priority_staleness_reads_a_prioritized_runs_checkpoint(tmp_path, monkey
     assert stored == pytest.approx(100, abs=0.5)
 
 
+@pytest.mark.slow
 def test_priority_staleness_refuses_a_uniform_run(tmp_path, monkeypatch, capsys):
     run = tmp_path / "uni"
     assert main(["train", *TINY_RUN, "--quiet", "--out", str(run)]) == 0

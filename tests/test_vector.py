@@ -101,6 +101,7 @@ def test_single_env_matches_the_plain_env_step_for_step() -> None:
             obs, _ = plain.reset()
 
 
+@pytest.mark.slow
 def test_replay_ratio_is_kept_with_several_envs(tmp_path: Path) -> None:
     from atari_dqn.checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from atari_dqn.cli import main
 
 
+@pytest.mark.slow
 def test_bench_memory_json(run_json) -> None:
     result = run_json(["bench", "memory", "--steps", "700", "--buffer-size", "300", "--json"])
     assert result["replay_full_at"] == 330
