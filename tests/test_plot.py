@@ -304,6 +304,29 @@ def test_whole_run_beta_annealing_groups_however_it_was_saved(tmp_path: Path) ->
     assert read_csv(tmp_path / "c.csv")["preset=course"]["runs"] == "2"
 
 
+def test_groups_and_labels_leave_out_what_a_runs_algorithm_does_not_use(tmp_path: Path) -> None:
+    pqn = Config(algo="pqn", layer_norm=True, total_steps=2000, eval_every=1000)
+    runs = []
+    for name, config in [
+        ("dqn", Config(total_steps=2000, eval_every=1000)),
+        # beta_steps (prioritized replay's) differs: not a PQN setting, one group
+        ("pqn-a", pqn.replace(seed=1, beta_steps=2000)),
+        ("pqn-b", pqn.replace(seed=2)),
+    ]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.toml").write_text(to_toml(config))
+        (run / "rewards.txt").write_text("  1     1000 1.0\n  2     2000 2.0\n")
+        runs.append(str(run))
+    assert main(["plot", *runs, "-o", str(tmp_path / "c.png")]) == 0
+    groups = read_csv(tmp_path / "c.csv")
+    dqn, pqn_label = list(groups)
+    assert groups[pqn_label]["runs"] == "2"
+    assert "rollout_steps" not in dqn and "epochs" not in dqn  # PQN's alone
+    assert "target_update" not in pqn_label and "beta_steps" not in pqn_label  # DQN's alone
+    assert (dqn, pqn_label) == ("algo=dqn, layer_norm=False", "algo=pqn, layer_norm=True")
+
+
 def test_an_apex_run_is_not_grouped_with_a_single_process_run(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", "uniform", 1, [1.0])
     b = make_run(tmp_path / "b", "uniform", 2, [3.0])

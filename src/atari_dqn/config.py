@@ -504,6 +504,24 @@ FIELD_NAMES = tuple(f.name for f in fields(Config))
 
 # Settings that do not change what a run is: how long it goes on, where it computes, how it is
 # checkpointed. They may change on --resume, and `plot` groups runs regardless of them.
+# The settings only one algorithm gives meaning to (the other's runs carry them at their
+# defaults): `plot` neither groups nor labels a run by a setting its algorithm does not use.
+ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "dqn": (
+        "update_every", "target_update", "buffer_size", "batch_size", "replay", "alpha",
+        "beta0", "beta_steps", "priority_eps", "n_step", "grad_clip", "fused_adam", "bf16",
+        "double", "one_pass_double", "distributional", "atoms", "v_min", "v_max", "noisy",
+        "noisy_sigma0", "augment",
+    ),
+    "pqn": ("rollout_steps", "epochs", "minibatches", "q_lambda", "max_grad_norm"),
+}  # fmt: skip
+
+
+def used_by(name: str, algo: str) -> bool:
+    """Whether a run of ``algo`` gives setting ``name`` a meaning."""
+    return all(algo == owner for owner, names in ONLY_FOR.items() if name in names)
+
+
 RUN_NEUTRAL = (
     "total_steps",
     "device",

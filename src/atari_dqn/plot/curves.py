@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import RUN_NEUTRAL
+from atari_dqn.config import RUN_NEUTRAL, used_by
 from atari_dqn.plot.runs import _EMPTY, _EMPTY_STEPS, PlotError, Run
 from atari_dqn.plot.stats import mean_intervals
 
@@ -236,8 +236,17 @@ def rate_runs(runs: Sequence[Run], groups: Sequence[Group], rates: Rates) -> lis
 
 
 # ---------------------------------------------------------------------- grouping
+def _used(config: dict[str, Any], key: str) -> bool:
+    """Whether the run's algorithm gives ``key`` a meaning (a PQN run has no target period)."""
+    return used_by(key, str(config.get("algo", "dqn")))
+
+
 def _key(config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in IGNORED_KEYS))
+    return tuple(
+        sorted(
+            (k, repr(v)) for k, v in config.items() if k not in IGNORED_KEYS and _used(config, k)
+        )
+    )
 
 
 def group_runs(runs: Sequence[Run], label_by: Sequence[str] = ()) -> list[Group]:
@@ -252,7 +261,7 @@ def group_runs(runs: Sequence[Run], label_by: Sequence[str] = ()) -> list[Group]
     members = [tuple(sorted(b, key=_seed_order)) for b in buckets.values()]
     configs = [m[0].config for m in members]
     all_keys = sorted({k for c in configs for k in c} - set(IGNORED_KEYS))
-    differ = [k for k in all_keys if len({repr(c.get(k)) for c in configs}) > 1]
+    differ = [k for k in all_keys if len({repr(c.get(k)) for c in configs if _used(c, k)}) > 1]
     if label_by:
         known = {k for c in configs for k in c}
         for key in label_by:
@@ -261,7 +270,11 @@ def group_runs(runs: Sequence[Run], label_by: Sequence[str] = ()) -> list[Group]
         keys = list(label_by)
     else:
         keys = differ or ["preset"]
-    labels = [", ".join(f"{k}={c.get(k, '-')}" for k in keys) for c in configs]
+    labels = [
+        ", ".join(f"{k}={c.get(k, '-')}" for k in keys if _used(c, k) or k in label_by)
+        or f"algo={c.get('algo', 'dqn')}"
+        for c in configs
+    ]
     if len(set(labels)) < len(labels):
         raise PlotError(
             f"--label-by {','.join(keys)} does not tell the groups apart; "
