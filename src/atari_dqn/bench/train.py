@@ -113,7 +113,7 @@ class TrainBenchSettings:
     ) -> Config:
         """The run a row measures: the preset (or ``base``, a run's settings), with evaluation
         pushed past the end."""
-        base = base if base is not None else preset_config(preset or self.preset)
+        base = base if base is not None else preset_config(preset or self.preset or "course")
         num_envs = num_envs or base.num_envs  # 0: the preset's own
         start, total = self.window(base.replace(num_envs=num_envs))
         # How far past the total a run may end: N envs step together; PQN stops at the end of
@@ -410,7 +410,7 @@ def train_table(result: Result) -> str:
     name_w = max(28, 2 + max(len(r["name"]) for r in result["rows"]))
     ratio_w = max(16, len(vs))
     lines = [
-        f"bench train: preset {s['preset']}, device {s['device']} "
+        f"bench train: {'preset ' + s['preset'] if s['preset'] else 'runs'}, device {s['device']} "
         f"({threads} torch threads), warm-up {s['warmup']} steps, "
         f"clock from step {s['measure_from']}, {s['steps']} learning steps measured per run; "
         "rows run side by side, 100 steps at a time, each in its own process",

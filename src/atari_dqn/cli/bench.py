@@ -315,7 +315,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     settings = TrainBenchSettings(
         steps=args.steps,
         warmup=args.warmup,
-        preset=presets[0] if presets else runs[0][0],
+        preset=presets[0] if presets else "",  # "": rows of --run alone
         device=args.device,
         buffer_size=args.buffer_size,
         threads=threads[0] if threads else None,
