@@ -27,6 +27,7 @@ from atari_dqn.build import make_replay
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.loop import (
     PHASES,
+    EvalSchedule,
     LoopSettings,
     NonFiniteLossError,
     PhaseTimer,
@@ -411,7 +412,7 @@ def test_one_sync_and_evaluation_per_iteration_when_it_passes_several_multiples(
     # multiple 6 is passed over: index 3 is never used) -> at 9 index 4, next 10 -> at 12
     # index 5, next 14.
     assert evaluations(reports) == [(1, 3), (2, 6), (4, 9), (5, 12)]
-    assert r.loop.next_eval == 14
+    assert r.loop.evals.next == 14
 
 
 def test_three_envs_run_to_the_end_of_the_iteration_past_total_steps() -> None:
@@ -571,3 +572,14 @@ def test_close_report_fills_the_report_and_guards_loss_and_q() -> None:
         close(result(0.5, float("inf")))
     with pytest.raises(NonFiniteLossError, match="loss -inf"):
         close(result(float("-inf"), 1.0))
+
+
+def test_eval_schedule_by_hand() -> None:
+    evals = EvalSchedule(100)
+    assert (evals.next, evals.index) == (100, 1)
+    assert not evals.due(99) and evals.due(100)
+    evals.done(104)  # played at the first report past 100 (8 envs: step 104)
+    assert (evals.next, evals.index) == (200, 2)
+    evals.done(350)  # a report that passed 200 and 300 (PQN's rollouts): one evaluation, at 350
+    assert (evals.next, evals.index) == (400, 4)
+    assert not evals.due(399)

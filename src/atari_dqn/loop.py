@@ -216,6 +216,72 @@ def close_report(
     return report
 
 
+class EvalSchedule:
+    """Which evaluation falls due when: at the first report at or past each multiple of
+    ``every`` agent steps. One that a stop abandons stays due (``next`` moves only when it is
+    :meth:`done`), so the run that continues from the checkpoint plays it first. Every loop
+    keeps its evaluations by one of these (checkpoints hold ``next`` as ``next_eval``)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.next = every  # the step at which the next evaluation falls due
+
+    def due(self, step: int) -> bool:
+        return step >= self.next
+
+    @property
+    def index(self) -> int:
+        """The number of the evaluation due next (1 for the first)."""
+        return self.next // self.every
+
+    def done(self, step: int) -> None:
+        """The due evaluation counts as played at ``step``: the next one is the first multiple
+        of ``every`` past it (a report may pass several)."""
+        self.next += self.every * (1 + (step - self.next) // self.every)
+
+
+def play_due(
+    evals: EvalSchedule,
+    step: int,
+    evaluate: Callable[[int], EvalResult],
+    timer: PhaseTimer | None = None,
+) -> EvalResult | None:
+    """The evaluation due at ``step``, played, if any (None too when a stop abandoned it:
+    then it stays due)."""
+    if not evals.due(step):
+        return None
+    if timer is not None:
+        timer.start()
+    try:
+        evaluation = evaluate(evals.index)
+    except EvaluationStopped:
+        return None
+    finally:
+        if timer is not None:
+            timer.lap("eval")
+    evals.done(step)
+    return evaluation
+
+
+def env_position(
+    env: VecEnv, obs: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """What a checkpoint keeps of the envs: their state where it can be saved (arrays under
+    ``env.`` keys) and whether they had started (``obs``: what they act from next)."""
+    saved = env.state() if obs is not None else None
+    arrays = {f"env.{k}": v for k, v in saved[0].items()} if saved is not None else {}
+    return arrays, {"started": obs is not None, "env": saved[1] if saved is not None else None}
+
+
+def restored_env(
+    env: VecEnv, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> np.ndarray | None:
+    """The observations of envs restored from :func:`env_position`'s record, or None where
+    their state was not saved (vectorised C++ envs: the caller starts new games)."""
+    env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
+    return env.load_state(env_arrays, meta["env"]) if meta["env"] is not None else None
+
+
 class TrainLoop:
     """Holds the loop's state so a caller can inspect it between yields."""
 
@@ -244,23 +310,21 @@ class TrainLoop:
         self.updates = 0
         self.next_update = settings.warmup_steps + settings.update_every
         self.next_sync = settings.target_update
-        self.next_eval = settings.eval_every
+        self.evals = EvalSchedule(settings.eval_every)
         self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
         self._stop = False  # request_stop() was called: report at the next step
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The loop's position, its generator and, where it can be saved, the envs' state."""
-        env = self.env.state() if self._obs is not None else None
-        arrays = {f"env.{k}": v for k, v in env[0].items()} if env is not None else {}
+        arrays, envs = env_position(self.env, self._obs)
         meta = {
             "step": self.step,
             "updates": self.updates,
             "next_update": self.next_update,
             "next_sync": self.next_sync,
-            "next_eval": self.next_eval,
-            "started": self._obs is not None,
+            "next_eval": self.evals.next,
             "rng": self.rng.bit_generator.state,
-            "env": env[1] if env is not None else None,
+            **envs,
         }
         return arrays, meta
 
@@ -277,15 +341,15 @@ class TrainLoop:
         self.updates = int(meta["updates"])
         self.next_update = int(meta["next_update"])
         self.next_sync = int(meta["next_sync"])
-        self.next_eval = int(meta["next_eval"])
+        self.evals.next = int(meta["next_eval"])
         self.rng.bit_generator.state = meta["rng"]
         if not replay_restored:
             self.next_update = self.step + self.settings.warmup_steps + self.settings.update_every
         if not meta["started"]:
             return
-        if meta["env"] is not None:
-            env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
-            self._obs = self.env.load_state(env_arrays, meta["env"])
+        obs = restored_env(self.env, arrays, meta)
+        if obs is not None:
+            self._obs = obs
             if not replay_restored:
                 for i in range(self.env.num_envs):
                     self.replay.begin(i, self._obs[i, -1])
@@ -318,22 +382,7 @@ class TrainLoop:
         )
 
     def _due_evaluation(self, timer: PhaseTimer | None = None) -> EvalResult | None:
-        """The evaluation due at this step, if any (None too when a stop abandoned it: then
-        ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
-        settings, step = self.settings, self.step
-        if step < self.next_eval:
-            return None
-        if timer is not None:
-            timer.start()
-        try:
-            evaluation = self.evaluate(self.next_eval // settings.eval_every)
-        except EvaluationStopped:
-            return None
-        finally:
-            if timer is not None:
-                timer.lap("eval")
-        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
-        return evaluation
+        return play_due(self.evals, self.step, self.evaluate, timer)
 
     def _learn(self, timer: PhaseTimer | None) -> UpdateResult | None:
         """The updates due at this step: one per ``update_every`` agent steps after warm-up."""
@@ -363,9 +412,9 @@ class TrainLoop:
             self._start(seed=settings.env_seed)
         obs = self._obs
         assert obs is not None
-        if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
+        if self.evals.due(self.step):  # one a stop abandoned before its checkpoint: first
             evaluation = self._due_evaluation(timer)
-            report.evaluation_pending = self.step >= self.next_eval
+            report.evaluation_pending = self.evals.due(self.step)
             yield close_report(
                 report,
                 step=self.step,
@@ -410,7 +459,7 @@ class TrainLoop:
                 )
 
             evaluation = self._due_evaluation(timer)
-            report.evaluation_pending = step >= self.next_eval
+            report.evaluation_pending = self.evals.due(step)
             due = evaluation is not None or step >= next_report or step >= settings.total_steps
             if due or self._stop:
                 next_report = (step // settings.report_every + 1) * settings.report_every

@@ -65,8 +65,18 @@ from atari_dqn.agent import (
     optimizer_state,
     section,
 )
-from atari_dqn.evaluate import EvalResult, EvaluationStopped
-from atari_dqn.loop import LoopSettings, PhaseTimer, Progress, close_report, evaluate_at
+from atari_dqn.evaluate import EvalResult
+from atari_dqn.loop import (
+    EvalSchedule,
+    LoopSettings,
+    PhaseTimer,
+    Progress,
+    close_report,
+    env_position,
+    evaluate_at,
+    play_due,
+    restored_env,
+)
 from atari_dqn.networks import QNetwork
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import VecEnv, VecStep
@@ -400,21 +410,19 @@ class PQNLoop:
         self.rollout: Rollout | None = None  # allocated for the envs' stacks at the first one
         self.step = 0  # agent steps (transitions) so far, over all envs
         self.updates = 0  # rollouts learned from
-        self.next_eval = settings.eval_every
+        self.evals = EvalSchedule(settings.eval_every)
         self._obs: np.ndarray | None = None  # (N, 4, 84, 84): what each env acts from next
         self._stop = False  # request_stop() was called: report at the next rollout boundary
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The loop's position, its generator and, where it can be saved, the envs' state."""
-        env = self.env.state() if self._obs is not None else None
-        arrays = {f"env.{k}": v for k, v in env[0].items()} if env is not None else {}
+        arrays, envs = env_position(self.env, self._obs)
         meta = {
             "step": self.step,
             "updates": self.updates,
-            "next_eval": self.next_eval,
-            "started": self._obs is not None,
+            "next_eval": self.evals.next,
             "rng": self.rng.bit_generator.state,
-            "env": env[1] if env is not None else None,
+            **envs,
         }
         return arrays, meta
 
@@ -426,15 +434,14 @@ class PQNLoop:
         del replay_restored
         self.step = int(meta["step"])
         self.updates = int(meta["updates"])
-        self.next_eval = int(meta["next_eval"])
+        self.evals.next = int(meta["next_eval"])
         self.rng.bit_generator.state = meta["rng"]
         if not meta["started"]:
             return
-        if meta["env"] is not None:
-            env_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}
-            self._obs = self.env.load_state(env_arrays, meta["env"])
-            return
-        self._obs = self.env.reset(seed=self.settings.env_seed + self.step).obs
+        obs = restored_env(self.env, arrays, meta)
+        self._obs = (
+            obs if obs is not None else self.env.reset(seed=self.settings.env_seed + self.step).obs
+        )
 
     def request_stop(self) -> None:
         self._stop = True
@@ -453,20 +460,11 @@ class PQNLoop:
         )
 
     def _due_evaluation(self) -> EvalResult | None:
-        """The evaluation due at this boundary, if any (None too when a stop abandoned it: then
-        ``next_eval`` stays, and the run that continues from the checkpoint plays it first)."""
-        settings, step = self.settings, self.step
-        if step < self.next_eval or self._stop:
+        """The evaluation due at this boundary, if any; none once a stop is asked for (it stays
+        due, and the run that continues from the checkpoint plays it first)."""
+        if self._stop:
             return None
-        try:
-            evaluation = self.evaluate(self.next_eval // settings.eval_every)
-        except EvaluationStopped:
-            return None
-        finally:
-            if self.timer is not None:
-                self.timer.lap("eval")
-        self.next_eval += settings.eval_every * (1 + (step - self.next_eval) // settings.eval_every)
-        return evaluation
+        return play_due(self.evals, self.step, self.evaluate, self.timer)
 
     def _collect(
         self, rollout: Rollout, obs: np.ndarray, report: Progress
@@ -511,12 +509,12 @@ class PQNLoop:
         last: PQNUpdateResult | None = None
         if self._obs is None:
             self._obs = self.env.reset(seed=settings.env_seed).obs
-        if self.step >= self.next_eval:  # one a stop abandoned before its checkpoint: first
+        if self.evals.due(self.step):  # one a stop abandoned before its checkpoint: first
             report = Progress(step=self.step, epsilon=self.epsilon(self.step))
             if self.timer is not None:
                 self.timer.start()
             evaluation = self._due_evaluation()
-            report.evaluation_pending = self.step >= self.next_eval
+            report.evaluation_pending = self.evals.due(self.step)
             yield close_report(
                 report,
                 step=self.step,
@@ -541,7 +539,7 @@ class PQNLoop:
                 if self.timer is not None:
                     self.timer.lap("update")
             evaluation = self._due_evaluation()
-            report.evaluation_pending = self.step >= self.next_eval
+            report.evaluation_pending = self.evals.due(self.step)
             yield close_report(
                 report,
                 step=self.step,

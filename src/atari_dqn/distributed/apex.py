@@ -53,7 +53,7 @@ from atari_dqn.distributed.settings import ApexSettings, actor_exploration, chec
 from atari_dqn.distributed.workers import ActorWorker, CollectStats, ReplayService
 from atari_dqn.driver import Driven, Launch
 from atari_dqn.evaluate import EvalResult
-from atari_dqn.loop import LoopSettings, Progress, close_report, evaluate_at
+from atari_dqn.loop import EvalSchedule, LoopSettings, Progress, close_report, evaluate_at
 from atari_dqn.replay import Replay
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ class ApexLoop:
         self.epsilon = float(np.mean(epsilons))  # reported as charts/epsilon
         self.step = 0  # agent steps collected (and forwarded to the replay)
         self.updates = 0
-        self.next_eval = settings.eval_every
+        self.evals = EvalSchedule(settings.eval_every)
         self.learn_from = settings.warmup_steps  # learning starts at this step ...
         self.updates_from = 0  # ... counting its updates from this many
         # Copy the online net to the target every this many updates (the single-process
@@ -393,7 +393,7 @@ class ApexLoop:
         return {}, {
             "step": self.step,
             "updates": self.updates,
-            "next_eval": self.next_eval,
+            "next_eval": self.evals.next,
             "learn_from": self.learn_from,
             "updates_from": self.updates_from,
             "rng": self.rng.bit_generator.state,
@@ -417,7 +417,7 @@ class ApexLoop:
             )
         self.step = int(meta["step"])
         self.updates = int(meta["updates"])
-        self.next_eval = int(meta["next_eval"])
+        self.evals.next = int(meta["next_eval"])
         self.learn_from = int(meta["learn_from"])
         self.updates_from = int(meta["updates_from"])
         self.rng.bit_generator.state = meta["rng"]
@@ -428,7 +428,7 @@ class ApexLoop:
 
     def request_stop(self) -> None:
         """Report at the next harvest. An evaluation under way plays to its end: this loop
-        counts it as done before it is played (next_eval moves first), so it cannot be left
+        counts it as done before it is played (its schedule moves first), so it cannot be left
         due for the resumed run."""
         self._stop = True
 
@@ -529,7 +529,7 @@ class ApexLoop:
 
     def _limit(self) -> int:
         """Blocks are handed out up to the next evaluation, and never past the end."""
-        return min(self.settings.total_steps, self.next_eval)
+        return min(self.settings.total_steps, self.evals.next)
 
     def _hand_out(self) -> None:
         self.pool.submit(self._limit() - self.step - self.pool.in_flight)
@@ -554,11 +554,10 @@ class ApexLoop:
                 report.game_lengths += harvest.game_lengths
                 report.game_steps += [self.step] * len(harvest.game_returns)
                 evaluation = None
-                if self.step >= self.next_eval:
-                    index = self.next_eval // settings.eval_every
+                if self.evals.due(self.step):
+                    index = self.evals.index
                     self.pool.flush()  # the checkpoint's replay holds every counted step
-                    gap = self.step - self.next_eval
-                    self.next_eval += settings.eval_every * (1 + gap // settings.eval_every)
+                    self.evals.done(self.step)
                     self._hand_out()  # the actors play on during the evaluation and checkpoint
                     evaluation = self.evaluate(index)
                 else:
