@@ -323,17 +323,25 @@ class Config:
         " sample, as DrQ (Kostrikov et al. 2020); 'none' trains on the stacks as stored.",
         choices=("none", "shift"),
     )
-    # --- PQN --- (their bounds are checked for --algo pqn only: Config._validate_pqn)
-    rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).")
-    epochs: int = _opt(2, "PQN: passes over each rollout's num_envs x rollout_steps samples.")
+    # --- PQN --- (bounds beside each; that minibatches divide the rollout: Config._validate_pqn)
+    rollout_steps: int = _opt(32, "PQN: agent steps of each env per rollout (T).", positive=True)
+    epochs: int = _opt(
+        2, "PQN: passes over each rollout's num_envs x rollout_steps samples.", positive=True
+    )
     minibatches: int = _opt(
         32,
         "PQN: minibatches per pass, a gradient step each; must divide num_envs x rollout_steps.",
+        positive=True,
     )
     q_lambda: float = _opt(
-        0.65, "PQN: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo)."
+        0.65,
+        "PQN: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo).",
+        min=0.0,
+        max=1.0,
     )
-    max_grad_norm: float = _opt(10.0, "PQN: clip the gradient's global norm to this.")
+    max_grad_norm: float = _opt(
+        10.0, "PQN: clip the gradient's global norm to this.", positive=True
+    )
     # --- exploration ---
     eps_start: float = _opt(
         1.0, "Exploration epsilon at the start (and during warm-up).", min=0.0, max=1.0
@@ -443,20 +451,11 @@ class Config:
             self._validate_pqn()
 
     def _validate_pqn(self) -> None:
-        for name in ("rollout_steps", "epochs", "minibatches"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
         samples = self.num_envs * self.rollout_steps
         if samples % self.minibatches:
             raise ConfigError(
                 f"--minibatches {self.minibatches} must divide the rollout's --num-envs "
                 f"{self.num_envs} x --rollout-steps {self.rollout_steps} = {samples} samples"
-            )
-        if not 0.0 <= self.q_lambda <= 1.0:
-            raise ConfigError(f"--q-lambda must be in [0, 1], got {self.q_lambda}")
-        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
-            raise ConfigError(
-                f"--max-grad-norm must be a positive number, got {self.max_grad_norm}"
             )
         # What only DQN's replay and target network give meaning to: refused, not ignored.
         dqn_only = {
