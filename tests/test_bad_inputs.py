@@ -230,14 +230,20 @@ SIGNAL_AT = textwrap.dedent(
 )
 
 
-def train_signalled(which: str, n: int, *args: str) -> subprocess.CompletedProcess[str]:
+def signalled(which: str, n: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``atari-dqn argv`` in a child that sends itself SIGINT at the ``n``-th kill point whose
+    name starts with ``which``."""
     return subprocess.run(
-        [sys.executable, "-c", SIGNAL_AT, which, str(n), "train", *TINY, *args],
+        [sys.executable, "-c", SIGNAL_AT, which, str(n), *argv],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def train_signalled(which: str, n: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return signalled(which, n, ["train", *TINY, *args])
 
 
 @pytest.mark.slow

@@ -4,9 +4,6 @@ test_loop.py, a recording learner), then the CLI end to end: exact resume, model
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,19 +194,13 @@ def test_dqn_only_settings_are_checked_in_config() -> None:
 def test_a_signal_mid_rollout_stops_at_its_boundary_and_the_run_resumes_exactly(
     tmp_path: Path,
 ) -> None:
-    from test_bad_inputs import SIGNAL_AT
+    from test_bad_inputs import signalled
 
     flags = [*TINY_PQN, "--num-envs", "1", "--seed", "5", "--total-steps", "128"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     assert main(["train", *flags, "--out", str(ref)]) == 0
     # The 70th step: inside the rollout of steps 65..80 (evaluation 1 at 64 is done).
-    proc = subprocess.run(
-        [sys.executable, "-c", SIGNAL_AT, "train.", "70", "train", *flags, "--out", str(cut)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = signalled("train.", 70, ["train", *flags, "--out", str(cut)])
     assert proc.returncode == 130, proc.stderr
     assert "stopped by SIGINT at step 80" in proc.stdout
     assert read_checkpoint_state(cut / CHECKPOINT_NAME)["loop"]["step"] == 80
@@ -217,13 +208,7 @@ def test_a_signal_mid_rollout_stops_at_its_boundary_and_the_run_resumes_exactly(
     same_run(ref, cut)
     # Inside evaluation 1 (step 64): abandoned, played first on resume.
     cut2 = tmp_path / "cut2"
-    proc = subprocess.run(
-        [sys.executable, "-c", SIGNAL_AT, "eval.step", "3", "train", *flags, "--out", str(cut2)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = signalled("eval.step", 3, ["train", *flags, "--out", str(cut2)])
     assert proc.returncode == 130, proc.stderr
     assert "after the signal" not in proc.stderr  # not one more evaluation step
     assert "stopped by SIGINT at step 64" in proc.stdout

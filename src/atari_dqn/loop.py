@@ -64,6 +64,12 @@ class Progress:
     # A stop abandoned the evaluation due at this step: the run that continues plays it first.
     evaluation_pending: bool = False
 
+    def add_games(self, returns: list[float], lengths: list[int], step: int) -> None:
+        """Games that ended by the loop's ``step``: their scores and lengths."""
+        self.game_returns += returns
+        self.game_lengths += lengths
+        self.game_steps += [step] * len(returns)
+
 
 PHASES = ("act", "env", "sample", "update", "store", "eval")
 
@@ -448,9 +454,7 @@ class TrainLoop:
             self.step += int(vec_step.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
                 killpoints.kill_point("train.learning" if self.updates else "train.warmup")
-            report.game_returns += vec_step.game_returns
-            report.game_lengths += vec_step.game_lengths
-            report.game_steps += [self.step] * len(vec_step.game_returns)
+            report.add_games(vec_step.game_returns, vec_step.game_lengths, self.step)
             step = self.step
             if step >= self.next_sync:
                 self.agent.sync_target()

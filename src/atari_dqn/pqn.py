@@ -495,9 +495,7 @@ class PQNLoop:
             self.step += int(vec_step.transition.sum())
             if killpoints.ARMED:  # (tests only: one test of a constant per step otherwise)
                 killpoints.kill_point("train.learning" if self.updates else "train.warmup")
-            report.game_returns += vec_step.game_returns
-            report.game_lengths += vec_step.game_lengths
-            report.game_steps += [self.step] * len(vec_step.game_returns)
+            report.add_games(vec_step.game_returns, vec_step.game_lengths, self.step)
         rollout.record_acting_max_q(rollout.steps, learner.max_q(obs))
         if timer is not None:
             timer.lap("act")

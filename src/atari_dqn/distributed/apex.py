@@ -550,9 +550,7 @@ class ApexLoop:
                 # Wait for the actors only when the learner has nothing to do.
                 harvest = self.pool.poll(timeout=0.0 if learned else 0.2)
                 self.step += harvest.steps
-                report.game_returns += harvest.game_returns
-                report.game_lengths += harvest.game_lengths
-                report.game_steps += [self.step] * len(harvest.game_returns)
+                report.add_games(harvest.game_returns, harvest.game_lengths, self.step)
                 evaluation = None
                 if self.evals.due(self.step):
                     index = self.evals.index
