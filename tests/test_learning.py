@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -239,3 +242,64 @@ def test_one_pass_double_is_the_two_pass_update_within_float_rounding(head: dict
     assert two_calls == [4, 2] and one_calls == [2, 2]  # per update: 2 + 1 passes, then 1 + 1
     if two.noise is not None and one.noise is not None:
         assert torch.equal(two.noise.get_state(), one.noise.get_state())
+
+
+def test_compiled_falls_back_to_the_plain_function_where_compiling_fails() -> None:
+    """perf.compiled: a backend that fails (as inductor does without a C++ compiler) gives one
+    warning and the plain function's result, that call and every later one; an error of the
+    function itself is not swallowed."""
+    from atari_dqn.perf import compiled
+
+    def failing_backend(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> None:
+        raise RuntimeError("no C++ compiler")
+
+    calls = [0]
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if x.sum() < 0:
+            raise ValueError("negative")
+        return x * 2 + 1
+
+    torch._dynamo.reset()
+    g = compiled(f, "f", backend=failing_backend)
+    x = torch.arange(3.0)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile of f failed .*running it uncompiled"):
+        assert torch.equal(g(x), x * 2 + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning is given once
+        assert torch.equal(g(x + 1), x * 2 + 3)
+        with pytest.raises(ValueError, match="negative"):
+            g(-x - 1)
+
+
+@pytest.mark.slow  # compiles with inductor: about a minute on host B
+@pytest.mark.skipif(shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+def test_a_compiled_update_learns_what_the_plain_update_learns() -> None:
+    """--compile (the laptop preset's Double DQN update): the loss and the clamp + Adam step
+    under torch.compile give the plain update's loss, priorities and Q mean to float rounding
+    (1e-5) on the first update; Adam then carries the rounding on, so three updates later the
+    weights agree to 1e-4, as a wrong loss could not."""
+
+    def agent(compile: bool) -> DQNAgent:
+        g = torch.Generator().manual_seed(0)
+        online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
+        opt = torch.optim.Adam(online.parameters(), lr=1e-3, eps=1.5e-4)
+        return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
+                        double=True, compile=compile)  # fmt: skip
+
+    plain, fast = agent(False), agent(True)
+    start = [p.detach().clone() for p in fast.online.parameters()]
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback: it did compile
+        for i in range(3):
+            batch = tiny_batch(rng)
+            a, b = plain.update(batch), fast.update(batch)
+            tol = 1e-5 if i == 0 else 1e-3
+            assert b.loss.item() == pytest.approx(a.loss.item(), rel=tol)
+            torch.testing.assert_close(b.priority, a.priority, rtol=tol, atol=tol)
+            torch.testing.assert_close(b.q_mean, a.q_mean, rtol=tol, atol=tol)
+    for p, q in zip(plain.online.parameters(), fast.online.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4)
+    assert any(not torch.equal(q, s) for q, s in zip(fast.online.parameters(), start, strict=True))

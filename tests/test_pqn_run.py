@@ -167,6 +167,7 @@ def test_pqn_with_vector_envs_trains_and_evaluates(tmp_path: Path) -> None:
         (["--replay", "prioritized"], "--replay prioritized is not available with --algo pqn"),
         (["--n-step", "3"], "--n-step 3 is not available with --algo pqn"),
         (["--double"], "--double True is not available with --algo pqn"),
+        (["--compile"], "--compile True is not available with --algo pqn"),
         (["--minibatches", "5"], "--minibatches 5 must divide the rollout's"),
         (["--q-lambda", "1.5"], "--q-lambda must be in [0, 1]"),
         (["--max-grad-norm", "0"], "--max-grad-norm must be a positive number"),

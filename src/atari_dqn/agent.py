@@ -20,6 +20,7 @@ from torch import nn
 from atari_dqn import losses
 from atari_dqn.augment import RandomShift
 from atari_dqn.networks import QNetwork, mean_weights
+from atari_dqn.perf import compiled
 from atari_dqn.replay.storage import Batch
 
 
@@ -108,7 +109,9 @@ class DQNAgent:
     clamped element-wise to ``[-grad_clip, grad_clip]`` as the course project's
     ``param.grad.data.clamp_(-1, 1)``. ``bf16`` runs the update's network passes under bf16
     autocast: faster where the hardware has bf16 units, but it changes results beyond float
-    rounding. Acting always runs in float32. ``one_pass`` (with ``double``) runs the online
+    rounding. Acting always runs in float32. ``compile`` runs the loss (with its forward passes)
+    and the clamp + Adam step under ``torch.compile``, backward between them
+    (:func:`atari_dqn.perf.compiled`). ``one_pass`` (with ``double``) runs the online
     net at s and s' as one pass over both batches (:meth:`_online_pair`). ``augment`` (DrQ's
     random shift) transforms the sampled s and s' stacks of every update, with independent
     draws for each (s first), as DrQ does; acting and evaluation see the frames as they are.
@@ -128,6 +131,7 @@ class DQNAgent:
         noise: torch.Generator | None = None,
         augment: RandomShift | None = None,
         one_pass: bool = False,
+        compile: bool = False,
     ) -> None:
         self.online = online
         self.target = target
@@ -146,6 +150,11 @@ class DQNAgent:
         self.sync_target()
         self.policy = EpsilonGreedyPolicy(online, num_actions, device, noise=self.noise)
         self.eval_policy = EpsilonGreedyPolicy(online, num_actions, device)
+        # The update's two halves around backward(), compiled or as they are.
+        self._loss = compiled(self._td_loss, "the loss") if compile else self._td_loss
+        self._apply = (
+            compiled(self._clamp_and_step, "the Adam step") if compile else self._clamp_and_step
+        )
 
     # ------------------------------------------------------------------ acting
     def act(
@@ -177,9 +186,24 @@ class DQNAgent:
         if self.noise is not None:  # fresh noise for this update: online, then target
             self.online.resample_noise(self.noise)
             self.target.resample_noise(self.noise)
-        if self.online.distributional:
-            return self._categorical_update(obs, actions, returns, discounts, next_obs, weights)
+        loss, priorities, q_taken = self._loss(obs, actions, returns, discounts, next_obs, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._apply()
+        return UpdateResult(loss.detach(), q_taken, priorities)
 
+    def _td_loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        discounts: torch.Tensor,
+        next_obs: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The weighted Huber TD loss; with it the new priorities |TD| and the mean Q(s, a)."""
+        if self.online.distributional:
+            return self._categorical_loss(obs, actions, returns, discounts, next_obs, weights)
         next_q_online: torch.Tensor | None
         with self._autocast():
             if self.double and self.one_pass:
@@ -200,11 +224,10 @@ class DQNAgent:
                 y = losses.q_learning_target(returns, discounts, next_q_target)
         td = losses.td_errors(q, actions, y)
         loss = losses.weighted_huber(td, weights)
-        self._step(loss)
         q_taken = (y - td).detach()
-        return UpdateResult(loss.detach(), q_taken.mean(), td.detach().abs())
+        return loss, td.detach().abs(), q_taken.mean()
 
-    def _categorical_update(
+    def _categorical_loss(
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
@@ -212,7 +235,7 @@ class DQNAgent:
         discounts: torch.Tensor,
         next_obs: torch.Tensor,
         weights: torch.Tensor,
-    ) -> UpdateResult:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """C51: ``m = Φ(R + d·z, p_target(s', a*))`` with ``a* = argmax_a Σ z p(s', a)`` of the
         online net (Double) or the target net; loss ``w_i · CE(m, p(s, a))``; priorities CE."""
         support = self.online.support
@@ -235,10 +258,9 @@ class DQNAgent:
             target = losses.categorical_target(returns, discounts, next_probs, chooser, support)
         per_sample = losses.categorical_cross_entropy(logits, actions, target)
         loss = losses.weighted_mean(per_sample, weights)
-        self._step(loss)
         with torch.no_grad():
             q_taken = self.online.q_values(logits).gather(1, actions.unsqueeze(1)).squeeze(1)
-        return UpdateResult(loss.detach(), q_taken.mean(), per_sample.detach())
+        return loss, per_sample.detach(), q_taken.mean()
 
     @staticmethod
     def _online_pair(
@@ -253,9 +275,7 @@ class DQNAgent:
         b = obs.shape[0]
         return both[:b], both[b:].detach()
 
-    def _step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def _clamp_and_step(self) -> None:
         clamp_gradients(self.online, self.grad_clip)
         self.optimizer.step()
 

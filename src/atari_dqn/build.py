@@ -250,6 +250,7 @@ def build_agent(
         grad_clip=config.grad_clip,
         bf16=config.bf16,
         one_pass=config.one_pass_double,
+        compile=config.compile,
         noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,
         augment=(
             RandomShift(augment or torch.Generator().manual_seed(0), pad=4)

@@ -283,6 +283,13 @@ class Config:
         " targets and loss stay float32). Faster on CPUs with AVX512-BF16/AMX and on GPUs, about"
         " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
     )
+    compile: bool = _opt(
+        False,
+        "torch.compile (inductor) the update: the loss with its forward passes, and the gradient"
+        " clamp with the Adam step (backward runs between them). Same maths up to float"
+        " rounding; the first update compiles (seconds to a minute on a CPU, again after a"
+        " resume); where compiling fails, a warning and the plain update.",
+    )
     double: bool = _opt(False, "Double DQN target: online argmax, target value (van Hasselt 2016).")
     one_pass_double: bool = _opt(
         False,
@@ -465,6 +472,7 @@ class Config:
             "distributional": self.distributional,
             "noisy": self.noisy,
             "bf16": self.bf16,
+            "compile": self.compile,
             "augment": self.augment != "none",
             "one_pass_double": self.one_pass_double,
         }
@@ -509,8 +517,8 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
     "dqn": (
         "update_every", "target_update", "buffer_size", "batch_size", "replay", "alpha",
         "beta0", "beta_steps", "priority_eps", "n_step", "grad_clip", "fused_adam", "bf16",
-        "double", "one_pass_double", "distributional", "atoms", "v_min", "v_max", "noisy",
-        "noisy_sigma0", "augment",
+        "compile", "double", "one_pass_double", "distributional", "atoms", "v_min", "v_max",
+        "noisy", "noisy_sigma0", "augment",
     ),
     "pqn": ("rollout_steps", "epochs", "minibatches", "q_lambda", "max_grad_norm"),
 }  # fmt: skip

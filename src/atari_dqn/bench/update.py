@@ -18,7 +18,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import torch
@@ -27,7 +26,6 @@ from atari_dqn.agent import DQNAgent
 from atari_dqn.bench.timing import Result, check_positive
 from atari_dqn.build import build_agent, build_online, resolve_device
 from atari_dqn.config import Config, preset_config
-from atari_dqn.networks import QNetwork
 from atari_dqn.replay.storage import Batch
 
 
@@ -57,7 +55,7 @@ VARIANTS = {
 # With a preset that has Double DQN (laptop, double, dueling, rainbow...): the online net at s
 # and s' in one pass (--one-pass-double), against the default's two.
 ONE_PASS = "default + --one-pass-double"
-COMPILED = "default + torch.compile"
+COMPILED = "default + --compile"
 DQN = "dqn (preset nature)"
 PARTS = {
     DQN: _part("nature"),
@@ -89,14 +87,14 @@ def variant_agent(v: Variant, config: Config, num_actions: int, device: torch.de
     if v.preset is not None:
         config = preset_config(v.preset)
     config = config.replace(
-        **dict(v.changes), fused_adam=v.fused, channels_last=v.channels_last, bf16=v.bf16
+        **dict(v.changes),
+        fused_adam=v.fused,
+        channels_last=v.channels_last,
+        bf16=v.bf16,
+        compile=v.compile,
     )
     online = build_online(config, num_actions, device, generator=torch.Generator().manual_seed(0))
-    agent = build_agent(config, num_actions, device, online=online)
-    if v.compile:  # torch.compile of a Module is a Module (OptimizedModule)
-        agent.online = cast(QNetwork, torch.compile(agent.online))
-        agent.target = cast(QNetwork, torch.compile(agent.target))
-    return agent
+    return build_agent(config, num_actions, device, online=online)
 
 
 def update_benchmark(
