@@ -41,6 +41,25 @@ def stacks(batch: int) -> torch.Tensor:
     return torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
 
 
+def update_step(
+    loss: Callable[[], torch.Tensor],
+    apply: Callable[[], None],
+    optimizer: torch.optim.Optimizer,
+    compiled: bool,
+) -> Step:
+    """loss, backward, apply: as the package's `--compile` does, backward between the two."""
+    loss_fn = torch.compile(loss) if compiled else loss
+    apply_fn = torch.compile(apply) if compiled else apply
+
+    def step() -> None:
+        value = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        apply_fn()
+
+    return step
+
+
 def dqn_update(compiled: bool) -> Step:
     torch.manual_seed(0)
     online, target = QNetwork(4, channels_last=True), QNetwork(4, channels_last=True)
@@ -62,16 +81,7 @@ def dqn_update(compiled: bool) -> Step:
             p.grad.clamp_(-1, 1)
         optimizer.step()
 
-    loss_fn = torch.compile(loss) if compiled else loss
-    apply_fn = torch.compile(apply) if compiled else apply
-
-    def step() -> None:
-        value = loss_fn()
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        apply_fn()
-
-    return step
+    return update_step(loss, apply, optimizer, compiled)
 
 
 def pqn_update(compiled: bool) -> Step:
@@ -88,16 +98,7 @@ def pqn_update(compiled: bool) -> Step:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         optimizer.step()
 
-    loss_fn = torch.compile(loss) if compiled else loss
-    apply_fn = torch.compile(apply) if compiled else apply
-
-    def step() -> None:
-        value = loss_fn()
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        apply_fn()
-
-    return step
+    return update_step(loss, apply, optimizer, compiled)
 
 
 def act(batch: int, layer_norm: bool) -> Callable[[bool], Step]:

@@ -80,11 +80,12 @@ def tiny_batch(rng: np.random.Generator, n: int = 4) -> Batch:
     )
 
 
-def make_agent(double: bool = False, lr: float = 1e-3) -> DQNAgent:
+def make_agent(double: bool = False, lr: float = 1e-3, **agent_args: bool) -> DQNAgent:
     g = torch.Generator().manual_seed(0)
     online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
     opt = torch.optim.Adam(online.parameters(), lr=lr, eps=1.5e-4)
-    return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"), double=double)
+    return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
+                    double=double, **agent_args)  # fmt: skip
 
 
 def test_agent_update_matches_hand_computation_of_the_loss() -> None:
@@ -188,14 +189,7 @@ def test_bf16_update_is_close_to_the_float32_update_and_keeps_float32_state(doub
     """--bf16 changes results beyond float rounding, but only by bf16's precision: the loss and
     TD errors stay within a few percent of the float32 path; weights and TD errors stay float32."""
 
-    def agent(bf16: bool) -> DQNAgent:
-        g = torch.Generator().manual_seed(0)
-        online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
-        opt = torch.optim.Adam(online.parameters(), lr=1e-3, eps=1.5e-4)
-        return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
-                        double=double, bf16=bf16)  # fmt: skip
-
-    plain, half = agent(False), agent(True)
+    plain, half = make_agent(double), make_agent(double, bf16=True)
     batch = tiny_batch(np.random.default_rng(1))
     a, b = plain.update(batch), half.update(batch)
     assert b.loss.dtype == torch.float32 and b.priority.dtype == torch.float32
@@ -281,14 +275,7 @@ def test_a_compiled_update_learns_what_the_plain_update_learns() -> None:
     (1e-5) on the first update; Adam then carries the rounding on, so three updates later the
     weights agree to 1e-4, as a wrong loss could not."""
 
-    def agent(compile: bool) -> DQNAgent:
-        g = torch.Generator().manual_seed(0)
-        online, target = QNetwork(3, generator=g), QNetwork(3, generator=g)
-        opt = torch.optim.Adam(online.parameters(), lr=1e-3, eps=1.5e-4)
-        return DQNAgent(online, target, opt, num_actions=3, device=torch.device("cpu"),
-                        double=True, compile=compile)  # fmt: skip
-
-    plain, fast = agent(False), agent(True)
+    plain, fast = make_agent(double=True), make_agent(double=True, compile=True)
     start = [p.detach().clone() for p in fast.online.parameters()]
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():

@@ -151,10 +151,11 @@ class DQNAgent:
         self.policy = EpsilonGreedyPolicy(online, num_actions, device, noise=self.noise)
         self.eval_policy = EpsilonGreedyPolicy(online, num_actions, device)
         # The update's two halves around backward(), compiled or as they are.
-        self._loss = compiled(self._td_loss, "the loss") if compile else self._td_loss
-        self._apply = (
-            compiled(self._clamp_and_step, "the Adam step") if compile else self._clamp_and_step
-        )
+        loss = self._categorical_loss if online.distributional else self._td_loss
+        self._loss, self._apply = loss, self._clamp_and_step
+        if compile:
+            self._loss = compiled(loss, "the loss")
+            self._apply = compiled(self._clamp_and_step, "the Adam step")
 
     # ------------------------------------------------------------------ acting
     def act(
@@ -202,19 +203,9 @@ class DQNAgent:
         weights: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The weighted Huber TD loss; with it the new priorities |TD| and the mean Q(s, a)."""
-        if self.online.distributional:
-            return self._categorical_loss(obs, actions, returns, discounts, next_obs, weights)
-        next_q_online: torch.Tensor | None
-        with self._autocast():
-            if self.double and self.one_pass:
-                q, next_q_online = self._online_pair(self.online.forward, obs, next_obs)
-                with torch.no_grad():
-                    next_q_target = self.target(next_obs)
-            else:
-                q = self.online(obs)
-                with torch.no_grad():
-                    next_q_target = self.target(next_obs)
-                    next_q_online = self.online(next_obs) if self.double else None
+        q, next_q_target, next_q_online = self._passes(
+            self.online.forward, self.target.forward, obs, next_obs
+        )
         # Targets, TD errors and the loss in float32 whatever the networks ran in.
         q, next_q_target = q.float(), next_q_target.float()
         with torch.no_grad():
@@ -240,17 +231,9 @@ class DQNAgent:
         online net (Double) or the target net; loss ``w_i · CE(m, p(s, a))``; priorities CE."""
         support = self.online.support
         assert support is not None
-        next_online: torch.Tensor | None
-        with self._autocast():
-            if self.double and self.one_pass:
-                logits, next_online = self._online_pair(self.online.logits, obs, next_obs)
-                with torch.no_grad():
-                    next_logits = self.target.logits(next_obs)
-            else:
-                logits = self.online.logits(obs)
-                with torch.no_grad():
-                    next_logits = self.target.logits(next_obs)
-                    next_online = self.online.logits(next_obs) if self.double else None
+        logits, next_logits, next_online = self._passes(
+            self.online.logits, self.target.logits, obs, next_obs
+        )
         logits = logits.float()
         with torch.no_grad():
             next_probs = next_logits.float().softmax(dim=-1)  # (B, A, K)
@@ -261,6 +244,29 @@ class DQNAgent:
         with torch.no_grad():
             q_taken = self.online.q_values(logits).gather(1, actions.unsqueeze(1)).squeeze(1)
         return loss, per_sample.detach(), q_taken.mean()
+
+    def _passes(
+        self,
+        online: Callable[[torch.Tensor], torch.Tensor],
+        target: Callable[[torch.Tensor], torch.Tensor],
+        obs: torch.Tensor,
+        next_obs: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The update's network passes (under bf16 autocast with ``bf16``): the online net at s
+        with gradients; without, the target net at s' and, with Double DQN, the online net at
+        s' (None otherwise). ``online``/``target``: the nets' Q-values or C51 logits."""
+        next_online: torch.Tensor | None
+        with self._autocast():
+            if self.double and self.one_pass:
+                out, next_online = self._online_pair(online, obs, next_obs)
+                with torch.no_grad():
+                    next_target = target(next_obs)
+            else:
+                out = online(obs)
+                with torch.no_grad():
+                    next_target = target(next_obs)
+                    next_online = online(next_obs) if self.double else None
+        return out, next_target, next_online
 
     @staticmethod
     def _online_pair(
