@@ -66,22 +66,22 @@ def compiled(fn: Callable[P, R], what: str, backend: str | Callable[..., object]
     """
     from torch._dynamo.exc import BackendCompilerFailed
 
-    current: list[Callable[P, R]] = [torch.compile(fn, backend=backend)]
+    current: Callable[P, R] = torch.compile(fn, backend=backend)
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        nonlocal current
         try:
-            return current[0](*args, **kwargs)
+            return current(*args, **kwargs)
         except BackendCompilerFailed as error:
-            if current[0] is fn:
-                raise
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
             warnings.warn(
                 f"torch.compile of {what} failed ({reason}); running it uncompiled",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            current[0] = fn
+            current = fn
             return fn(*args, **kwargs)
 
     return call
