@@ -325,6 +325,10 @@ def test_groups_and_labels_leave_out_what_a_runs_algorithm_does_not_use(tmp_path
     assert "rollout_steps" not in dqn and "epochs" not in dqn  # PQN's alone
     assert "target_update" not in pqn_label and "beta_steps" not in pqn_label  # DQN's alone
     assert (dqn, pqn_label) == ("algo=dqn, layer_norm=False", "algo=pqn, layer_norm=True")
+    # asked for by name, a DQN-only setting still labels only the runs that use it
+    argv = ["plot", *runs, "--label-by", "algo,n_step", "-o", str(tmp_path / "d.png")]
+    assert main(argv) == 0
+    assert list(read_csv(tmp_path / "d.csv")) == ["algo=dqn, n_step=1", "algo=pqn"]
 
 
 def test_an_apex_run_is_not_grouped_with_a_single_process_run(tmp_path: Path) -> None:

@@ -270,8 +270,9 @@ def group_runs(runs: Sequence[Run], label_by: Sequence[str] = ()) -> list[Group]
         keys = list(label_by)
     else:
         keys = differ or ["preset"]
+    # A setting the run's algorithm ignores names nothing, even when asked for (a PQN run's n_step)
     labels = [
-        ", ".join(f"{k}={c.get(k, '-')}" for k in keys if _used(c, k) or k in label_by)
+        ", ".join(f"{k}={c.get(k, '-')}" for k in keys if _used(c, k))
         or f"algo={c.get('algo', 'dqn')}"
         for c in configs
     ]
