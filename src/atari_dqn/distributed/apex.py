@@ -176,13 +176,14 @@ class _Slot:
     block_ref: Any = None  # ... and its block
     bound: int = 0  # at most this many steps in flight
     version: int = -1  # weights version it has
-    restarts: int = 0  # deaths seen (Ray restarts the actor after each)
+    restarts: int = 0  # deaths seen: a call failed, or a block came from a new incarnation
     deaths_in_a_row: int = 0
     down_since: float | None = None  # unavailable since (perf_counter), while it restarts
     retry_at: float = 0.0  # no block before this time (perf_counter)
     submitted: int = 0  # collects handed to it
     delivered: int = 0  # blocks it delivered
     restart_games: bool = False  # its next block starts new games (a new replay server) ...
+    expect_fresh: bool = False  # the block in flight starts new games, as asked or as known
     discard: bool = False  # ... and the block in flight now is not forwarded (the old one's)
 
 
@@ -256,6 +257,11 @@ class ActorPool:
                 seed,
                 slot.restart_games,
             )
+            # A block that starts new games though neither this nor a death seen asked for it
+            # comes from an incarnation Ray restarted between two blocks (poll counts it).
+            slot.expect_fresh = (
+                slot.submitted == 0 or slot.restart_games or slot.down_since is not None
+            )
             slot.restart_games = False
             slot.bound = iterations * self.envs_per_actor
             slot.submitted += 1
@@ -286,6 +292,12 @@ class ActorPool:
             if slot.discard:  # continues games the new replay server does not hold
                 slot.stats_ref, slot.block_ref, slot.bound, slot.discard = None, None, 0, False
                 continue
+            if stats.fresh and not slot.expect_fresh:
+                # Ray restarted the actor while no collect of ours was in flight, so no call
+                # failed. It played this block with its initial weights: send them again.
+                slot.restarts += 1
+                slot.version = -1
+                log.warning("actor %d was restarted by Ray between two blocks", i)
             self._adds.append(self.server.add.remote(slot.block_ref))
             slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
             slot.deaths_in_a_row, slot.down_since = 0, None

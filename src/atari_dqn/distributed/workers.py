@@ -66,6 +66,7 @@ class CollectStats:
     game_returns: list[float]  # raw scores of the games that ended
     game_lengths: list[int]
     version: int  # weights version the block was played with
+    fresh: bool = False  # new games: this incarnation's first block, or a restart asked for
 
 
 class ActorWorker:
@@ -140,7 +141,8 @@ class ActorWorker:
         if restart:
             self._obs = None
             self.recorder = self._new_recorder()
-        if self._obs is None:
+        fresh = self._obs is None
+        if fresh:
             self.rng = np.random.default_rng([seed, self.index])
             if self.noise is not None:
                 state = np.random.SeedSequence([seed, self.index, 1]).generate_state(1, np.uint64)
@@ -161,7 +163,7 @@ class ActorWorker:
             returns += vs.game_returns
             lengths += vs.game_lengths
         block = self.recorder.take(self._priorities if self.prioritized else None)
-        return CollectStats(self.index, steps, returns, lengths, self.version), block
+        return CollectStats(self.index, steps, returns, lengths, self.version, fresh), block
 
 
 @dataclass(frozen=True)
