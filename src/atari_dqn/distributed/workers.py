@@ -142,7 +142,7 @@ class ActorWorker:
             self._obs = None
             self.recorder = self._new_recorder()
         fresh = self._obs is None
-        if fresh:
+        if self._obs is None:  # (not ``fresh``: mypy narrows only this form)
             self.rng = np.random.default_rng([seed, self.index])
             if self.noise is not None:
                 state = np.random.SeedSequence([seed, self.index, 1]).generate_state(1, np.uint64)
