@@ -433,3 +433,27 @@ def test_the_apex_replay_server_saves_and_loads_the_same_way(tmp_path: Path) -> 
     fresh = ReplayService(replay_of)
     load(tmp_path, fresh)
     assert_same(server.replay, fresh.replay)
+
+
+def test_chunks_are_a_sixteenth_of_a_ring_at_most_down_to_the_floor() -> None:
+    assert ckpt.chunk_slots_for(1_000_000, ckpt.CHUNK_SLOTS) == 16_384  # one env, 1M: the cap
+    assert ckpt.chunk_slots_for(125_000, ckpt.CHUNK_SLOTS) == 7_813  # 8 envs, 1M: 125000 / 16
+    assert ckpt.chunk_slots_for(12_500, ckpt.CHUNK_SLOTS) == 1_024  # 8 envs, 100k: the floor
+    assert ckpt.chunk_slots_for(20, 8) == 8  # a cap under the floor stays the cap
+
+
+def test_a_save_of_a_vector_run_rewrites_each_ring_s_newest_slots_not_every_ring(
+    tmp_path: Path,
+) -> None:
+    replay = replay_of(capacity=8 * 4096, num_streams=8)  # rings of 4096 slots
+    w = Writer(replay)
+    w.steps(4000)  # 4800 frames a ring: every ring has wrapped around
+    first = save(tmp_path, replay, chunk=ckpt.CHUNK_SLOTS)
+    assert first.replay is not None and first.replay.chunk_slots == 1024
+    assert first.chunks_written == 32
+    w.steps(300)  # 360 frames a ring, one run of slots each: one chunk, or two across a boundary
+    second = save(tmp_path, replay, first.replay, chunk=ckpt.CHUNK_SLOTS)
+    assert 8 <= second.chunks_written <= 16 and second.chunks_kept == 32 - second.chunks_written
+    fresh = replay_of(capacity=8 * 4096, num_streams=8)
+    load(tmp_path, fresh)
+    assert_same(replay, fresh)

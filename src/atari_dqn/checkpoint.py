@@ -57,6 +57,11 @@ CHECKPOINT_VERSION = 2  # 1: one file holding the whole replay at full capacity
 REPLAY_DIR = "checkpoint_replay"
 CHUNK_FORMAT = "atari-dqn-replay-chunk"
 CHUNK_SLOTS = 1 << 14  # slots per chunk file: 116 MB of 84x84 frames
+# A save finds each env's newest frames as one run of slots in that env's ring. Chunks of a
+# whole ring (8 envs, a 100k replay: rings of 12.5k slots) would be rewritten at every save, so
+# a chunk is at most this fraction of a ring, unless that is under CHUNK_FLOOR slots (7 MB).
+RING_PARTS = 16
+CHUNK_FLOOR = 1024
 _CHUNK_RE = re.compile(r"^frames_(\d{5,})\.g(\d{6,})\.safetensors$")
 
 
@@ -73,6 +78,8 @@ class StatefulReplay(Stateful, Protocol):
     replays, and the Ape-X replay server's proxy; see ``FrameStorage`` for the contract)."""
 
     def frame_mark(self) -> np.ndarray: ...
+
+    def ring_slots(self) -> int: ...
 
     def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]: ...
 
@@ -164,10 +171,17 @@ def _clip(ranges: list[tuple[int, int]], lo: int, hi: int) -> Ranges:
     return tuple((max(a, lo), min(b, hi)) for a, b in ranges if a < hi and b > lo)
 
 
+def chunk_slots_for(ring: int, cap: int) -> int:
+    """Slots per chunk file for rings of ``ring`` slots: ``cap`` (``--checkpoint-chunk``), or a
+    ``RING_PARTS``-th of a ring where that is smaller and still ``CHUNK_FLOOR`` or more."""
+    return min(cap, max(CHUNK_FLOOR, -(-ring // RING_PARTS)))
+
+
 def _save_frames(
-    run_dir: Path, replay: StatefulReplay, previous: ReplayOnDisk | None, chunk_slots: int
+    run_dir: Path, replay: StatefulReplay, previous: ReplayOnDisk | None, cap: int
 ) -> tuple[ReplayOnDisk, int, int]:
     """Write the chunks that changed since ``previous``; (what is on disk, bytes, files)."""
+    chunk_slots = chunk_slots_for(replay.ring_slots(), cap)
     filled = replay.frame_ranges()
     mark = replay.frame_mark()
     if previous is not None and (

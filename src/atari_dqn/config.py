@@ -381,8 +381,9 @@ class Config:
     )
     checkpoint_chunk: int = _opt(
         16_384,
-        "Replay slots per checkpoint file of frames (16384: 116 MB); a checkpoint writes only"
-        " the filled ones holding frames written since the previous checkpoint.",
+        "Replay slots per checkpoint file of frames, at most (16384: 116 MB; a sixteenth of"
+        " one env's ring where that is smaller and 1024 or more); a checkpoint writes only the"
+        " filled ones holding frames written since the previous checkpoint.",
         positive=True,
     )
     checkpoint_every: int = _opt(

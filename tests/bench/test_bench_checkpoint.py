@@ -39,7 +39,22 @@ def test_bench_checkpoint_json(run_json, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # the bench's files are gone
 
 
+def test_bench_checkpoint_with_env_rings(run_json, tmp_path: Path) -> None:
+    args = ["bench", "checkpoint", "--capacity", "8192", "--envs", "4", "--more", "400"]
+    result = run_json([*args, "--dir", str(tmp_path), "--json"])
+    assert (result["envs"], result["chunk_slots"], result["chunk_slots_used"]) == (4, 16384, 1024)
+    rows = result["rows"]
+    # Rings of 2048 slots, 2 chunks each: 10% is 205 slots a ring (its first chunk); 50%, 1024
+    # steps a ring and its episode starts (into its second)
+    assert [r["chunks"] for r in rows] == [4, 8, 8, 8]
+    # 100 steps an env, 25 more frames than that at most: one chunk a ring, or two across
+    assert 4 <= rows[3]["chunks_written"] <= 8
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_checkpoint_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "checkpoint", "--capacity", "1000", "--envs", "3"]) == 2
+    assert "--capacity 1000 is not a multiple of --envs 3" in capsys.readouterr().err
     assert main(["bench", "checkpoint", "--capacity", "0"]) == 2
     assert "--capacity must be positive" in capsys.readouterr().err
     assert main(["bench", "checkpoint", "--capacity", "10000000000000"]) == 2

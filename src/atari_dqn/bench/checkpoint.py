@@ -1,7 +1,8 @@
 """``atari-dqn bench checkpoint``: bytes and seconds per checkpoint, chunked vs the whole array.
 
-A replay of ``--capacity`` slots of 84x84 frames is filled with synthetic episodes to 10%, 50%
-and 100%, then run 100k steps further (the ring wraps); at each point a checkpoint is saved in
+A replay of ``--capacity`` slots of 84x84 frames (in ``--envs`` rings, one per env, agent steps
+going to each in turn) is filled with synthetic episodes to 10%, 50% and 100%, then run
+``--more`` steps further (the ring wraps); at each point a checkpoint is saved in
 the current layout (:func:`atari_dqn.checkpoint.save_checkpoint`: the filled chunks, or only
 those written since the previous save) and in the baseline, the layout before it (one file
 holding the replay's arrays at full capacity, :func:`save_whole_array`), in the same run, into
@@ -35,6 +36,7 @@ from atari_dqn.checkpoint import (
     SaveInfo,
     StatefulAgent,
     StatefulLoop,
+    chunk_slots_for,
     save_checkpoint,
 )
 from atari_dqn.config import Config, ConfigError
@@ -62,22 +64,25 @@ class _Position:
 
 
 class _Filler:
-    """Synthetic episodes into a replay: frames from a fixed pool of random ones."""
+    """Synthetic episodes into a replay: frames from a fixed pool of random ones; agent steps
+    go to the envs' streams in turn, as a vector env's do."""
 
-    def __init__(self, replay: Replay, position: _Position) -> None:
-        self.replay, self.position = replay, position
+    def __init__(self, replay: Replay, position: _Position, envs: int) -> None:
+        self.replay, self.position, self.envs = replay, position, envs
         self.pool = np.random.default_rng(0).integers(0, 256, (61, 84, 84), dtype=np.uint8)
         self.k = 0
-        self.replay.begin(0, self.pool[0])
+        for s in range(envs):
+            self.replay.begin(s, self.pool[s])
 
     def steps(self, n: int) -> None:
         for _ in range(n):
             self.k += 1
+            stream, t = self.k % self.envs, -(-self.k // self.envs)  # t: that env's step
             frame = self.pool[self.k % len(self.pool)]
-            end = self.k % EPISODE == 0
-            self.replay.append(0, self.k % 3, float(self.k % 2), frame, end, False)
+            end = t % EPISODE == 0
+            self.replay.append(stream, t % 3, float(t % 2), frame, end, False)
             if end:
-                self.replay.begin(0, frame)
+                self.replay.begin(stream, frame)
         self.position.step += n
 
     def fill_to(self, slots: int) -> None:
@@ -137,27 +142,32 @@ def checkpoint_benchmark(
     more: int = 100_000,
     chunk_slots: int = 1 << 14,
     kind: str = "uniform",
+    envs: int = 1,
     directory: Path | None = None,
 ) -> Result:
     """Rows of (what, old bytes and seconds, new bytes and seconds, chunks written)."""
-    check_positive(capacity=capacity, more=more, chunk=chunk_slots)
+    check_positive(capacity=capacity, more=more, chunk=chunk_slots, envs=envs)
+    if capacity % envs:
+        raise ConfigError(f"--capacity {capacity} is not a multiple of --envs {envs}")
     parent = Path(directory) if directory is not None else Path(tempfile.gettempdir())
     if not parent.is_dir():
         raise ConfigError(f"--dir {parent} is not a directory")
     check_room(capacity, kind, parent)
     work = Path(tempfile.mkdtemp(prefix="atari-dqn-bench-checkpoint-", dir=parent))
     try:
-        return _measure(capacity, more, chunk_slots, kind, work)
+        return _measure(capacity, more, chunk_slots, kind, envs, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure(capacity: int, more: int, chunk_slots: int, kind: str, work: Path) -> Result:
+def _measure(
+    capacity: int, more: int, chunk_slots: int, kind: str, envs: int, work: Path
+) -> Result:
     torch.manual_seed(0)
-    replay = make_replay(kind, capacity, np.random.default_rng(0))
+    replay = make_replay(kind, capacity, np.random.default_rng(0), num_streams=envs)
     agent = build_agent(Config(), 4, torch.device("cpu"))
     position = _Position()
-    filler = _Filler(replay, position)
+    filler = _Filler(replay, position, envs)
     (work / "new").mkdir()
     (work / "old").mkdir()
     rows: list[dict[str, Any]] = []
@@ -226,7 +236,9 @@ def _measure(capacity: int, more: int, chunk_slots: int, kind: str, work: Path) 
     return {
         "capacity": capacity,
         "replay": kind,
+        "envs": envs,
         "chunk_slots": chunk_slots,
+        "chunk_slots_used": chunk_slots_for(replay.ring_slots(), chunk_slots),
         "more": more,
         "rows": rows,
     }
@@ -235,8 +247,9 @@ def _measure(capacity: int, more: int, chunk_slots: int, kind: str, work: Path) 
 def checkpoint_table(result: Result) -> str:
     lines = [
         f"bench checkpoint: replay of {result['capacity']:,} slots of 84x84 frames "
-        f"({result['replay']}), chunks of {result['chunk_slots']:,} slots; old = the whole "
-        "array in one file (the layout before), new = chunk files + checkpoint file",
+        f"({result['replay']}, {result['envs']} env ring(s)), chunks of "
+        f"{result['chunk_slots_used']:,} slots (--chunk {result['chunk_slots']:,}); old = the "
+        "whole array in one file (the layout before), new = chunk files + checkpoint file",
         f"{'checkpoint':<30} {'filled':>10} {'old MB':>9} {'old s':>7} {'new MB':>9} "
         f"{'new s':>7} {'chunks':>9} {'old/new B':>9} {'old/new s':>9}",
     ]

@@ -136,7 +136,11 @@ def _add_checkpoint_parser(what: Subparsers) -> None:
     bc.add_argument("--more", type=int, default=100_000, metavar="N",
                     help="steps between the last two saves [default: 100000]")  # fmt: skip
     bc.add_argument("--chunk", type=int, default=16_384, metavar="N",
-                    help="slots per chunk file [default: 16384]")  # fmt: skip
+                    help="slots per chunk file, at most (--checkpoint-chunk) "
+                    "[default: 16384]")  # fmt: skip
+    bc.add_argument("--envs", type=int, default=1, metavar="N",
+                    help="env rings the replay is split into, agent steps going to each "
+                    "in turn, as in training with --num-envs N [default: 1]")  # fmt: skip
     bc.add_argument("--replay", default="uniform", choices=("uniform", "prioritized"),
                     help="replay kind [default: uniform]")  # fmt: skip
     bc.add_argument("--dir", type=Path, default=None, metavar="DIR",
@@ -352,7 +356,12 @@ def cmd_bench_checkpoint(args: argparse.Namespace) -> int:
     from atari_dqn.bench.timing import print_result
 
     result = checkpoint_benchmark(
-        args.capacity, more=args.more, chunk_slots=args.chunk, kind=args.replay, directory=args.dir
+        args.capacity,
+        more=args.more,
+        chunk_slots=args.chunk,
+        kind=args.replay,
+        envs=args.envs,
+        directory=args.dir,
     )
     print_result(result, checkpoint_table, args.json)
     return 0

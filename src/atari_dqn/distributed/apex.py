@@ -157,6 +157,9 @@ class RemoteReplay:
     def frame_mark(self) -> np.ndarray:
         return ray.get(self.server.frame_mark.remote())
 
+    def ring_slots(self) -> int:
+        return ray.get(self.server.ring_slots.remote())
+
     def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
         return ray.get(self.server.frame_ranges.remote(since))
 

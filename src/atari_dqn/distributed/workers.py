@@ -235,6 +235,9 @@ class ReplayService:
     def frame_mark(self) -> np.ndarray:
         return self.replay.frame_mark()
 
+    def ring_slots(self) -> int:
+        return self.replay.ring_slots()
+
     def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
         return self.replay.frame_ranges(since)
 

@@ -261,6 +261,10 @@ class FrameStorage:
         """Frames written so far, per stream: what :meth:`frame_ranges` counts changes from."""
         return self.written.copy()
 
+    def ring_slots(self) -> int:
+        """Slots in each stream's ring (stream ``s`` holds global slots ``s * ring ...``)."""
+        return self.per_stream
+
     def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
         """Global ``[start, stop)`` slot ranges that hold frames (the filled part of each ring),
         in order; given ``since`` (an earlier :meth:`frame_mark`), only the slots written after
@@ -351,6 +355,9 @@ class StoredFrames:
 
     def frame_mark(self) -> np.ndarray:
         return self.storage.frame_mark()
+
+    def ring_slots(self) -> int:
+        return self.storage.ring_slots()
 
     def frame_ranges(self, since: np.ndarray | None = None) -> list[tuple[int, int]]:
         return self.storage.frame_ranges(since)
