@@ -292,15 +292,15 @@ class ActorPool:
             except ray.exceptions.RayActorError as exc:
                 self._failed(i, slot, exc)
                 continue
-            if slot.discard:  # continues games the new replay server does not hold
-                slot.stats_ref, slot.block_ref, slot.bound, slot.discard = None, None, 0, False
-                continue
             if stats.fresh and not slot.expect_fresh:
                 # Ray restarted the actor while no collect of ours was in flight, so no call
                 # failed. It played this block with its initial weights: send them again.
                 slot.restarts += 1
                 slot.version = -1
                 log.warning("actor %d was restarted by Ray between two blocks", i)
+            if slot.discard:  # continues games the new replay server does not hold
+                slot.stats_ref, slot.block_ref, slot.bound, slot.discard = None, None, 0, False
+                continue
             self._adds.append(self.server.add.remote(slot.block_ref))
             slot.stats_ref, slot.block_ref, slot.bound = None, None, 0
             slot.deaths_in_a_row, slot.down_since = 0, None
