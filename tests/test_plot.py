@@ -304,6 +304,24 @@ def test_whole_run_beta_annealing_groups_however_it_was_saved(tmp_path: Path) ->
     assert read_csv(tmp_path / "c.csv")["preset=course"]["runs"] == "2"
 
 
+def test_a_uniform_replay_run_extended_past_its_first_length_groups_with_its_seeds(
+    tmp_path: Path,
+) -> None:
+    # Run b was started for 150k steps and continued: its config keeps beta_steps = 150000,
+    # which uniform replay never reads; with prioritized replay it is a real difference.
+    for replay, groups in [("uniform", 1), ("prioritized", 2)]:
+        a = make_run(tmp_path / replay / "a", replay, 1, [1.0])
+        b = make_run(tmp_path / replay / "b", replay, 2, [3.0])
+        text = (b / "config.toml").read_text().replace("beta_steps = 0", "beta_steps = 150000")
+        (b / "config.toml").write_text(text)
+        png = tmp_path / replay / "c.png"
+        assert main(["plot", str(a), str(b), "-o", str(png), "--label-by", "replay"]) == (
+            0 if groups == 1 else 2
+        )
+        if groups == 1:
+            assert read_csv(png.with_suffix(".csv"))["replay=uniform"]["runs"] == "2"
+
+
 def test_groups_and_labels_leave_out_what_a_runs_algorithm_does_not_use(tmp_path: Path) -> None:
     pqn = Config(algo="pqn", layer_norm=True, total_steps=2000, eval_every=1000)
     runs = []

@@ -525,8 +525,15 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def used_by(name: str, algo: str) -> bool:
-    """Whether a run of ``algo`` gives setting ``name`` a meaning."""
+# Settings that only prioritized replay reads: a uniform-replay run's values mean nothing (its
+# beta_steps is still resolved from the run's first total_steps).
+PRIORITIZED_ONLY = ("alpha", "beta0", "beta_steps", "priority_eps")
+
+
+def used_by(name: str, algo: str, replay: str = "prioritized") -> bool:
+    """Whether a run of ``algo`` with ``replay`` sampling gives setting ``name`` a meaning."""
+    if replay != "prioritized" and name in PRIORITIZED_ONLY:
+        return False
     return all(algo == owner for owner, names in ONLY_FOR.items() if name in names)
 
 

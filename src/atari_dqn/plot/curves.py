@@ -237,8 +237,9 @@ def rate_runs(runs: Sequence[Run], groups: Sequence[Group], rates: Rates) -> lis
 
 # ---------------------------------------------------------------------- grouping
 def _used(config: dict[str, Any], key: str) -> bool:
-    """Whether the run's algorithm gives ``key`` a meaning (a PQN run has no target period)."""
-    return used_by(key, str(config.get("algo", "dqn")))
+    """Whether the run gives ``key`` a meaning (a PQN run has no target period, a uniform-replay
+    run no priority exponent)."""
+    return used_by(key, str(config.get("algo", "dqn")), str(config.get("replay", "uniform")))
 
 
 def _key(config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
