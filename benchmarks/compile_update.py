@@ -8,7 +8,7 @@ interleaved blocks in one process (so a noisy neighbour hits both alike), after 
 includes the compilation.
 
 Pieces, shaped as the presets run them:
-- dqn-update: the `laptop` preset's update: batch 32, online(s), online(s') and target(s')
+- dqn-update: the `laptop-v1` preset's update: batch 32, online(s), online(s') and target(s')
   (Double DQN), Huber TD loss, gradients clamped to [-1, 1], fused Adam. The loss and the
   clamp+Adam step are compiled as two functions (backward runs between them).
 - dqn-act-8: one greedy forward pass over 8 stacks (8 envs).

@@ -270,7 +270,7 @@ def test_compiled_falls_back_to_the_plain_function_where_compiling_fails() -> No
 @pytest.mark.slow  # compiles with inductor: about a minute on host B
 @pytest.mark.skipif(shutil.which("c++") is None, reason="inductor needs a C++ compiler")
 def test_a_compiled_update_learns_what_the_plain_update_learns() -> None:
-    """--compile (the laptop preset's Double DQN update): the loss and the clamp + Adam step
+    """--compile (laptop-v1's Double DQN update): the loss and the clamp + Adam step
     under torch.compile give the plain update's loss, priorities and Q mean to float rounding
     (1e-5) on the first update; Adam then carries the rounding on, so three updates later the
     weights agree to 1e-4, as a wrong loss could not."""

@@ -52,7 +52,7 @@ VARIANTS = {
     "fused Adam, channels-last (default)": Variant(fused=True, channels_last=True),
     "default + --bf16": Variant(fused=True, channels_last=True, bf16=True),
 }
-# With a preset that has Double DQN (laptop, double, dueling, rainbow...): the online net at s
+# With a preset that has Double DQN (laptop-v1, double, dueling, rainbow...): the online net at s
 # and s' in one pass (--one-pass-double), against the default's two.
 ONE_PASS = "default + --one-pass-double"
 COMPILED = "default + --compile"
