@@ -617,12 +617,12 @@ PRESETS: dict[str, Preset] = {
     # training score of 30 on a 2-core CPU, 3 seeds, against plain DQN with SB3's quick settings.
     "laptop": Preset(
         "For a CPU laptop, 300k steps: the wall-clock study's winner (docs/results/wallclock; "
-        "Breakout to a training score of 30 at a median 248k steps, 21.6 "
-        "minutes on host B). Plain DQN with SB3's quick Atari settings (one-step targets, no "
-        "double, uniform replay 100k, warm-up 20k, a target sync every 1k steps, epsilon "
-        "1->0.01 over 80k) but Adam lr 4e-4, "
-        "one update of 32 every 8 steps (replay ratio 4: 1.75x the steps per second of replay ratio 8; more steps to 30, fewer minutes), "
-        "8 envs stepped together; float32; an evaluation of 10 games every 50k.",
+        "Breakout to a training score of 30 at a median 248k steps, 21.6 minutes on host B). "
+        "Plain DQN with SB3's quick Atari settings (one-step targets, no double, uniform replay "
+        "100k, warm-up 20k, a target sync every 1k steps, epsilon 1->0.01 over 80k) but Adam lr "
+        "4e-4 and one update of 32 every 8 steps (replay ratio 4: 1.75x the steps per second of "
+        "replay ratio 8; more steps to 30, fewer minutes); 8 envs stepped together; float32; an "
+        "evaluation of 10 games every 50k.",
         {
             "actions": "minimal",
             "num_envs": 8,
@@ -653,10 +653,12 @@ PRESETS: dict[str, Preset] = {
             "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 "
             "(docs/results/adam-eps)",
             "n_step": "one-step targets: 3-step led early, then stalled below them by 300k "
-            "(docs/results/wallclock, plain --n-step 3 and laptop --n-step 1)",
+            "(one seed, docs/results/wallclock: plain --n-step 3)",
             "double": "no Double DQN: 15% more time per step, and no faster per step in the "
             "one paired seed (docs/results/wallclock, laptop --no-double)",
-            "update_every": "an update every 8 steps (replay ratio 4): 1.75x the steps per second; to 30 " "in a median 21.6 minutes against 25.7 for every 4 at lr 4e-4 " "(3 seeds each, host B, docs/results/wallclock)",
+            "update_every": "an update every 8 steps (replay ratio 4): 1.75x the steps per "
+            "second; to 30 in a median 21.6 minutes against 25.7 for every 4 at lr 4e-4 (3 seeds "
+            "each, host B, docs/results/wallclock)",
             "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
             "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
             "eps_decay": "epsilon 1 -> 0.01 over 80k steps, the study's plain-DQN baseline",
@@ -668,9 +670,10 @@ PRESETS: dict[str, Preset] = {
     # The laptop preset until the wall-clock study (issue #28), kept so that the runs made with it
     # (docs/results/laptop, bf16, pqn) can be repeated by name.
     "laptop-v1": Preset(
-        "The laptop preset until the wall-clock study (docs/results/wallclock), which beat it: 8 envs stepped together (more steps "
-        "per second), uniform replay 100k, warm-up 20k, 3-step double-DQN targets, a target sync "
-        "every 1k steps and epsilon 1->0.01 over 100k (the sync, final epsilon, replay size and lr "
+        "The laptop preset until the wall-clock study (docs/results/wallclock), which beat it: "
+        "8 envs stepped together (more steps per second), uniform replay 100k, warm-up 20k, "
+        "3-step double-DQN targets, a target sync every 1k steps and epsilon 1->0.01 over 100k "
+        "(the sync, final epsilon, replay size and lr "
         "are SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
         "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
         "games every 50k.",
