@@ -588,6 +588,17 @@ _RAINBOW_LITE: dict[str, Any] = {
     "eps_end": 0.01,
     "eps_decay": 250_000,
 }
+# The sources of the values both laptop presets share.
+_LAPTOP_SOURCES: dict[str, str] = {
+    "actions": "the minimal action set (Breakout's 4), as every preset but course",
+    "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
+    "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the course project's)",
+    "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 (docs/results/adam-eps)",
+    "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
+    "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
+    "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
+    "eval_games": "10 full games per evaluation (the learning-results protocol)",
+}
 PRESETS: dict[str, Preset] = {
     "course": Preset(
         "The course project's settings: Nature CNN, uniform replay 100k, Adam 6.25e-5, "
@@ -642,16 +653,12 @@ PRESETS: dict[str, Preset] = {
             "eval_games": 10,
         },
         sources={
-            "actions": "the minimal action set (Breakout's 4), as every preset but course",
-            "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
-            "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the course project's)",
+            **_LAPTOP_SOURCES,
             "replay": "uniform: prioritized replay learned no better in 3 seeds each "
             "(docs/results/laptop)",
             "warmup_steps": "20k steps of random play, the study's plain-DQN baseline",
             "lr": "Adam 4e-4, 4x SB3's 1e-4: every seed reached 30 by 300k (3 of 3), the "
             "baseline 1 of 3 (docs/results/wallclock)",
-            "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 "
-            "(docs/results/adam-eps)",
             "n_step": "one-step targets: 3-step led early, then stalled below them by 300k "
             "(one seed, docs/results/wallclock: plain --n-step 3)",
             "double": "no Double DQN: 15% more time per step, and no faster per step in the "
@@ -659,12 +666,8 @@ PRESETS: dict[str, Preset] = {
             "update_every": "an update every 8 steps (replay ratio 4): 1.75x the steps per "
             "second; to 30 in a median 21.6 minutes against 25.7 for every 4 at lr 4e-4 (3 seeds "
             "each, host B, docs/results/wallclock)",
-            "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
-            "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
             "eps_decay": "epsilon 1 -> 0.01 over 80k steps, the study's plain-DQN baseline",
             "total_steps": "300k steps: the study's stage-2 runs",
-            "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
-            "eval_games": "10 full games per evaluation (the learning-results protocol)",
         },
     ),
     # The laptop preset until the wall-clock study (issue #28), kept so that the runs made with it
@@ -694,21 +697,13 @@ PRESETS: dict[str, Preset] = {
             "eval_games": 10,
         },
         sources={
-            "actions": "the minimal action set (Breakout's 4), as every preset but course",
-            "num_envs": "8 envs stepped as one vector: more agent steps per second (bench train)",
-            "buffer_size": "100k transitions, SB3-zoo's Atari DQN (and the course project's)",
+            **_LAPTOP_SOURCES,
             "warmup_steps": "20k steps of random play, Rainbow's (Hessel et al. 2018)",
             "lr": "Adam 1e-4, SB3-zoo's Atari DQN and CleanRL's",
-            "adam_eps": "PyTorch's default 1e-8: learned faster than 1.5e-4 "
-            "(docs/results/adam-eps)",
             "n_step": "3-step returns, Rainbow's: reward reaches the Q-values sooner",
             "double": "Double DQN targets (van Hasselt et al. 2016)",
-            "target_update": "a target sync every 1k steps, SB3-zoo's Atari DQN",
-            "eps_end": "epsilon 0.01 at the end, SB3-zoo's Atari DQN",
             "eps_decay": "epsilon 1 -> 0.01 over 100k steps: a third of the run",
             "total_steps": "300k steps: the runs of docs/results/laptop (an hour or two on a CPU)",
-            "eval_every": "an evaluation every 50k steps: six points on a 300k curve",
-            "eval_games": "10 full games per evaluation (the learning-results protocol)",
         },
     ),
     # PQN with the paper's Atari settings: purejaxql's purejaxql/config/alg/pqn_atari.yaml.
