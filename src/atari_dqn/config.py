@@ -530,7 +530,7 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
 PRIORITIZED_ONLY = ("alpha", "beta0", "beta_steps", "priority_eps")
 
 
-def used_by(name: str, algo: str, replay: str = "prioritized") -> bool:
+def used_by(name: str, algo: str, replay: str) -> bool:
     """Whether a run of ``algo`` with ``replay`` sampling gives setting ``name`` a meaning."""
     if replay != "prioritized" and name in PRIORITIZED_ONLY:
         return False
@@ -676,10 +676,9 @@ PRESETS: dict[str, Preset] = {
         "The laptop preset until the wall-clock study (docs/results/wallclock), which beat it: "
         "8 envs stepped together (more steps per second), uniform replay 100k, warm-up 20k, "
         "3-step double-DQN targets, a target sync every 1k steps and epsilon 1->0.01 over 100k "
-        "(the sync, final epsilon, replay size and lr "
-        "are SB3-zoo's Atari DQN values), Adam eps 1e-8 (learned faster than 1.5e-4 in our runs); "
-        "float32 (bf16 is emulated, 10x slower, on CPUs without AVX512-BF16); an evaluation of 10 "
-        "games every 50k.",
+        "(the sync, final epsilon, replay size and lr are SB3-zoo's Atari DQN values), Adam eps "
+        "1e-8 (learned faster than 1.5e-4 in our runs); float32 (bf16 is emulated, 10x slower, on "
+        "CPUs without AVX512-BF16); an evaluation of 10 games every 50k.",
         {
             "actions": "minimal",
             "num_envs": 8,
