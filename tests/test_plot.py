@@ -701,6 +701,42 @@ def test_bad_rates(trained, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
 
 
+def test_until_reads_each_run_as_it_stood_at_that_step(trained, tmp_path: Path, capsys) -> None:
+    whole = load_run(trained[0])
+    u1 = whole.until(1500)
+    assert u1.steps.tolist() == [1000] and u1.scores.tolist() == [1.0]
+    assert u1.games is not None and u1.games.steps.tolist() == [300, 800, 1500]
+    assert u1.games.seconds.tolist() == [18.0, 48.0, 90.0]
+    assert u1.config["total_steps"] == 1500 and whole.config["total_steps"] == 2993
+    view = View("train", "steps", 1000)
+    # Its last window, (1000, 2000], ends at 1500 as for a run that stopped there: {10}.
+    assert view.values(u1)[0].tolist() == [1000, 2000] and view.values(u1)[1].tolist() == [2, 10]
+    assert view.first_reach(whole, 15) == (1900, pytest.approx(1.9))
+    assert view.first_reach(u1, 15) is None  # trailing 1, 2, 6.5 by step 1500
+    assert whole.until(10_000).config["total_steps"] == 2993  # a shorter run keeps its length
+    # A run known to be past a window's end shows that window even with no game after its end.
+    p3 = load_run(trained[5])
+    assert view.values(p3.until(1500))[0].tolist() == [1000] and p3.until(1500).passed == 1500
+    # Cut before the run got there: as if it had stopped at 900, (0, 1000] its last window.
+    assert view.values(p3.until(900))[1].tolist() == [2.0]
+    # A run still training (at its game of 1600, of 5000 steps), cut beyond where it is: its
+    # window (1000, 2000] is not shown, as without --until.
+    running = dataclasses.replace(p3, config={**p3.config, "total_steps": 5000}).until(3000)
+    assert running.passed == 0 and view.values(running)[0].tolist() == [1000]
+    png = tmp_path / "until.png"
+    args = ["plot", *map(str, trained), "--metric", "train", "--window", "1000", "-o", str(png)]
+    assert main([*args, "--threshold", "15", "--until", "1500"]) == 0
+    assert capsys.readouterr().err == ""  # prioritized-s3's window (0, 1000] ended: it was past it
+    u = read_csv(tmp_path / "until.csv")["replay=uniform"]
+    # uniform-s1 no longer reaches 15; s2 at 1400 and s3 at 1000 still do.
+    assert u["reached_15"] == "2/3" and u["steps_to_15_median"] == "1200"
+    # Finals: the windows ending at 2000 ({10}, {20}) and 1000 ({15}); best 20.
+    assert u["final_step_max"] == "2000" and float(u["best"]) == 20
+    bad([*args, "--force", "--until", "0"], "--until 0: expected a positive number", capsys)
+    message = "nothing to plot: no run has a training game in its games.csv by step 200"
+    bad([*args, "--force", "--until", "200"], message, capsys)
+
+
 def test_a_run_still_training_shows_no_window_it_is_in(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", "uniform", 1, [1.0])
     write_games(run, [(400, 2, 10), (900, 4, 20), (1300, 6, 30)])

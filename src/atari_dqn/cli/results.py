@@ -67,6 +67,12 @@ def add_results_parsers(sub: Any) -> None:
         "runs that shared theirs; LABEL=R for the group of that label (repeatable)",
     )  # fmt: skip
     pl.add_argument(
+        "--until", type=int, default=None, metavar="STEPS",
+        help="read each run as it stood at agent step STEPS (its evaluations and training "
+        "games up to it), to compare runs of different lengths at one horizon "
+        "[default: all of each run]",
+    )  # fmt: skip
+    pl.add_argument(
         "--size", default="1000x600", metavar="WxH", help="image size in pixels [default: 1000x600]"
     )
     pl.add_argument("--force", action="store_true", help="replace an existing image and CSV")
@@ -106,6 +112,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         window=args.window,
         thresholds=parse_thresholds(args.threshold),
         rates=parse_rates(args.steps_per_second),
+        until=args.until,
     )
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)

@@ -15,6 +15,10 @@ What is a point (``--metric``):
   one game; a run's last window only once the run is past its end (a game ended at k·W, or
   k·W >= the run's ``total_steps``): a run still training does not show a window it is in.
 
+With ``--until N`` every run is read as it stood at agent step N (:meth:`Run.until`): its
+evaluations and games up to N, its ``total_steps`` at most N, so that runs of different
+lengths (one seed continued to 1M beside seeds stopped at 300k) compare at one horizon.
+
 A run's "final" score is its last point, its "final step" that point's step (for ``train`` the
 window's end k·W), its "best" its highest point; the table gives rliable's IQM of the finals.
 With two groups or more, it gives each group's final mean minus the first group's, with
@@ -159,15 +163,20 @@ def plot_runs(
     window: int = DEFAULT_WINDOW,
     thresholds: Sequence[float] = (),
     rates: Rates = (None, {}),
+    until: int | None = None,
 ) -> tuple[list[Group], str, list[tuple[Path, str]]]:
     """Read the runs, write ``out`` (PNG) and its CSV.
 
     Returns the groups, the table as text, and the runs left out for having no point yet, each
     with why. Every check comes before anything is written. ``rates``: minutes at measured
-    steps/s (:func:`parse_rates`) instead of the runs' clocks.
+    steps/s (:func:`parse_rates`) instead of the runs' clocks. ``until``: each run read as it
+    stood at that agent step (:meth:`Run.until`), to compare runs of different lengths at one
+    horizon.
     """
     rated = rates[0] is not None or bool(rates[1])
     view = View(metric, x, window, rated)
+    if until is not None and (isinstance(until, bool) or not isinstance(until, int) or until <= 0):
+        raise PlotError(f"--until {until}: expected a positive number of agent steps")
     thresholds = parse_thresholds([repr(float(t)) for t in thresholds])
     png, csv_path = output_paths(out, force)
     check_size(*size)
@@ -175,13 +184,16 @@ def plot_runs(
     games: GamesNeed = "required" if need else ("optional" if thresholds else "no")
     unique = dict.fromkeys(Path(p).resolve() for p in run_dirs)
     runs = [load_run(p, rewards=metric == "eval", games=games, why=need) for p in unique]
+    if until is not None:
+        runs = [r.until(until) for r in runs]
     if rated:
         runs = rate_runs(runs, group_runs(runs, label_by), rates)
-    skipped = [(r.path, _why_empty(r, view)) for r in runs if not len(view.points(r)[0])]
+    by = f" by step {until}" if until is not None else ""
+    skipped = [(r.path, _why_empty(r, view) + by) for r in runs if not len(view.points(r)[0])]
     runs = [r for r in runs if len(view.points(r)[0])]
     if not runs:
         what = "a training game in its games.csv" if need else "an evaluation in its rewards.txt"
-        raise PlotError(f"nothing to plot: no run has {what} yet")
+        raise PlotError(f"nothing to plot: no run has {what}{by or ' yet'}")
     groups = group_runs(runs, label_by)
     rows = [summary_row(g, view, thresholds) for g in groups]
     compare_to_first(groups, rows, view)

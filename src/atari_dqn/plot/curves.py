@@ -64,9 +64,10 @@ class View:
         means = np.bincount(inverse, weights=games.scores) / np.bincount(inverse)
         ends = (ks * self.window).astype(np.int64)
         # A run still training is inside its last window: leave that window out until the run
-        # has passed its end (a game ended there) or the window holds the run's end.
+        # has passed its end (a game ended there, or --until cut it later) or the window holds
+        # the run's end.
         total = int(run.config.get("total_steps", 0))
-        if games.steps[-1] < ends[-1] < total:
+        if max(int(games.steps[-1]), run.passed) < ends[-1] < total:
             return ends[:-1], means[:-1].astype(np.float64)
         return ends, means.astype(np.float64)
 

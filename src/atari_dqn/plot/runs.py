@@ -62,6 +62,7 @@ class Run:
     games: Games | None = None  # games.csv, where the run has one (and it was read)
     rate: float | None = None  # agent steps/s for minutes instead of games.csv's clock
     hosts: tuple[str, ...] = ()  # where its clock ran (sessions.csv): CPU and torch threads
+    passed: int = 0  # a step the run is known to have got to (by --until), beyond its last game
 
     @property
     def seed(self) -> Any:
@@ -70,6 +71,24 @@ class Run:
     @property
     def has_clock(self) -> bool:
         return self.rate is not None or (self.games is not None and self.games.has_clock)
+
+    def until(self, step: int) -> Run:
+        """The run as it stood at agent step ``step`` (``--until``): its evaluations and games
+        up to it, and a ``total_steps`` of at most ``step``, so that its last window counts as
+        ended there, as for a run that stopped at ``step``."""
+        games = self.games
+        later = bool((self.steps > step).any()) or (games is not None and bool(
+            (games.steps > step).any()))  # fmt: skip
+        if games is not None:
+            keep = games.steps <= step
+            games = Games(games.steps[keep], games.scores[keep], games.lengths[keep],
+                          games.seconds[keep])  # fmt: skip
+        total = min(int(self.config.get("total_steps", step)), step)
+        evals = self.steps <= step
+        return dataclasses.replace(
+            self, config={**self.config, "total_steps": total}, steps=self.steps[evals],
+            scores=self.scores[evals], games=games, passed=step if later else self.passed,
+        )  # fmt: skip
 
     def minutes(self, steps: np.ndarray) -> np.ndarray:
         """Training minutes at ``steps``: at the given rate, else games.csv's clock."""
