@@ -714,6 +714,10 @@ def test_until_reads_each_run_as_it_stood_at_that_step(trained, tmp_path: Path, 
     assert view.first_reach(whole, 15) == (1900, pytest.approx(1.9))
     assert view.first_reach(u1, 15) is None  # trailing 1, 2, 6.5 by step 1500
     assert whole.until(10_000).config["total_steps"] == 2993  # a shorter run keeps its length
+    # An evaluation a few steps late (8 envs) counts at the step it was due at.
+    late = dataclasses.replace(whole, steps=np.array([1000, 2003, 3005]))
+    assert late.until(2000).steps.tolist() == [1000, 2003]
+    assert late.until(1999).steps.tolist() == [1000]
     # A run known to be past a window's end shows that window even with no game after its end.
     p3 = load_run(trained[5])
     assert view.values(p3.until(1500))[0].tolist() == [1000] and p3.until(1500).passed == 1500

@@ -84,7 +84,11 @@ class Run:
             games = Games(games.steps[keep], games.scores[keep], games.lengths[keep],
                           games.seconds[keep])  # fmt: skip
         total = min(int(self.config.get("total_steps", step)), step)
-        evals = self.steps <= step
+        # An evaluation counts at the multiple of eval_every it was due at (with N envs it comes
+        # a few steps later: 300,005 is the evaluation of 300k).
+        every = int(self.config.get("eval_every", 0) or 0)
+        due = self.steps // every * every if every > 0 else self.steps
+        evals = due <= step
         return dataclasses.replace(
             self, config={**self.config, "total_steps": total}, steps=self.steps[evals],
             scores=self.scores[evals], games=games, passed=step if later else self.passed,
