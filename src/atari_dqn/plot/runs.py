@@ -77,9 +77,9 @@ class Run:
         up to it, and a ``total_steps`` of at most ``step``, so that its last window counts as
         ended there, as for a run that stopped at ``step``."""
         games = self.games
-        later = bool((self.steps > step).any()) or (games is not None and bool(
-            (games.steps > step).any()))  # fmt: skip
+        later = bool((self.steps > step).any())  # the run got past ``step``
         if games is not None:
+            later = later or bool((games.steps > step).any())
             keep = games.steps <= step
             games = Games(games.steps[keep], games.scores[keep], games.lengths[keep],
                           games.seconds[keep])  # fmt: skip
