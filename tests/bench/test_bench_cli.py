@@ -34,3 +34,18 @@ def test_bench_needs_a_subcommand(capsys) -> None:
         main(["bench"])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_run_row_is_named_by_its_directory_or_its_config_file(tmp_path) -> None:
+    """Two config files side by side get two names; a run's config.toml is named by its run."""
+    from atari_dqn.cli.bench import bench_run
+    from atari_dqn.config import Config, to_toml
+
+    run = tmp_path / "my-run"
+    run.mkdir()
+    for file in (run / "config.toml", tmp_path / "winner.toml", tmp_path / "winner-compile.toml"):
+        file.write_text(to_toml(Config(lr=2e-4)))
+    named = [bench_run(p)[0] for p in (run, run / "config.toml", tmp_path / "winner.toml",
+                                       tmp_path / "winner-compile.toml")]  # fmt: skip
+    assert named == ["my-run", "my-run", "winner", "winner-compile"]
+    assert bench_run(tmp_path / "winner.toml")[1].lr == 2e-4

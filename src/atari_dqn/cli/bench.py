@@ -75,8 +75,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
                     + " [default: course, or none beside --run]")  # fmt: skip
     bt.add_argument("--run", default=None, metavar="DIR[,DIR]",
                     help="runs to measure as configured (each run directory's config.toml, or "
-                    "a config file), one row each after the presets', named by directory; "
-                    "--num-envs preset keeps each run's own")  # fmt: skip
+                    "a config file), one row each after the presets', named by directory (another "
+                    "config file: by its stem); --num-envs preset keeps each run's own"
+                    )  # fmt: skip
     bt.add_argument("--algo", default=None, metavar="A[,A]",
                     help="algorithms side by side: dqn (the --preset rows) and pqn (the pqn "
                     "preset's row, one per --num-envs) [default: the presets' own]")  # fmt: skip
@@ -267,7 +268,10 @@ def bench_run(path: Path) -> tuple[str, Config]:
     file = path / "config.toml" if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(f"--run {path}: not a run directory or config file")
-    name = (path if path.is_dir() else path.parent).resolve().name or str(path)
+    # A run's own config.toml is named by its run directory; another config file by its stem
+    # (two files side by side in one folder must not share a row name).
+    named = path if path.is_dir() else path.parent if path.name == "config.toml" else None
+    name = (named.resolve().name if named else path.stem) or str(path)
     return name, Config(**load_toml(file))
 
 
