@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from atari_dqn import build
 from atari_dqn.cli import main
@@ -97,3 +98,29 @@ def test_oversized_replay_in_a_real_process_exits_2(tmp_path: Path) -> None:
         proc.stderr,
     ), proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("bf16", "device", "native", "algo", "runs_in_bf16"),
+    [
+        ("off", "cpu", True, "dqn", False),
+        ("on", "cpu", False, "dqn", True),  # asked for: emulated, slow, but what was asked
+        ("auto", "cpu", True, "dqn", True),
+        ("auto", "cpu", False, "dqn", False),
+        ("auto", "cpu", None, "dqn", False),  # /proc/cpuinfo unreadable: float32
+        ("auto", "cuda", True, "dqn", False),  # not measured on a GPU: float32
+        ("auto", "cpu", True, "pqn", False),  # PQN's update has no bf16 path
+    ],
+)
+def test_bf16_auto_is_bf16_only_on_a_cpu_that_does_it_in_hardware(
+    bf16: str, device: str, native: bool | None, algo: str, runs_in_bf16: bool
+) -> None:
+    config = Config(bf16=bf16, algo=algo)
+    assert build.bf16_in_update(config, torch.device(device), native) is runs_in_bf16
+
+
+def test_the_agent_is_built_with_the_precision_auto_chose(monkeypatch) -> None:
+    for native in (True, False):
+        monkeypatch.setattr(build, "host_info", lambda native=native: {"bf16_native": native})
+        agent = build.build_agent(Config(bf16="auto"), 4, torch.device("cpu"))
+        assert agent.bf16 is native

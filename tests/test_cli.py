@@ -271,7 +271,18 @@ def test_bf16_run_trains_end_to_end_and_records_it(tmp_path: Path) -> None:
     out = tmp_path / "bf16"
     assert train(out, "--bf16", "--double", "--total-steps", "120") == 0
     assert len((out / "rewards.txt").read_text().splitlines()) == 1
-    assert "bf16 = true" in (out / "config.toml").read_text()
+    assert 'bf16 = "on"' in (out / "config.toml").read_text()
+
+
+@pytest.mark.slow
+def test_bf16_auto_says_what_it_chose_on_this_host(tmp_path: Path, capsys) -> None:
+    from atari_dqn.host import host_info
+
+    out = tmp_path / "auto"
+    assert train(out, "--bf16", "auto", "--total-steps", "120") == 0
+    chosen = "bf16" if host_info()["bf16_native"] else "float32"
+    assert f"--bf16 auto: the update runs in {chosen}\n" in capsys.readouterr().out
+    assert 'bf16 = "auto"' in (out / "config.toml").read_text()  # a resume elsewhere decides anew
 
 
 def test_dueling_model_evaluates_without_flags(tmp_path: Path, capsys) -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from atari_dqn.cli import build_parser, main
 from atari_dqn.cli.train import resolve_config
-from atari_dqn.config import Config, canonical_settings, load_toml, preset_config, to_toml
+from atari_dqn.config import (
+    Config,
+    ConfigError,
+    canonical_settings,
+    load_toml,
+    preset_config,
+    to_toml,
+)
 from atari_dqn.distributed.sweep_spec import parse_spec
 
 
@@ -100,3 +107,33 @@ def test_plot_groups_an_old_run_with_a_new_one_of_its_settings(tmp_path: Path) -
     ]
     (group,) = group_runs(runs)
     assert len(group.runs) == 2 and group.label == "preset=course"
+
+
+def test_bf16_was_yes_or_no_and_true_and_false_still_mean_on_and_off(tmp_path: Path) -> None:
+    assert Config(bf16=True).bf16 == "on" and Config(bf16=False) == Config()  # type: ignore[arg-type]
+    assert canonical_settings({"bf16": True, "lr": 1e-4}) == {"bf16": "on", "lr": 1e-4}
+    path = tmp_path / "old.toml"
+    path.write_text("bf16 = true\n")
+    assert load_toml(path) == {"bf16": "on"}
+    path.write_text("lr = true\n")  # only a setting that was yes/no takes a yes/no
+    with pytest.raises(ConfigError, match="config key 'lr' must be float, got True"):
+        load_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "bf16"),
+    [([], "off"), (["--bf16"], "on"), (["--bf16", "auto"], "auto"), (["--bf16", "off"], "off"),
+     (["--bf16", "--no-bf16"], "off"), (["--preset", "laptop", "--no-bf16"], "off")],
+)  # fmt: skip
+def test_bf16_flag_alone_is_on_and_takes_auto(flags: list[str], bf16: str) -> None:
+    args = build_parser().parse_args(["train", *flags, "--seed", "2"])
+    assert resolve_config(args).bf16 == bf16
+
+
+def test_a_bf16_value_that_is_none_of_them_is_one_line_and_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--bf16", "maybe", "--out", "never"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--bf16" in err and "auto" in err and len(err.strip().splitlines()) == 1, err
+    assert not Path("never").exists()

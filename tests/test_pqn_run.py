@@ -168,6 +168,7 @@ def test_pqn_with_vector_envs_trains_and_evaluates(tmp_path: Path) -> None:
         (["--n-step", "3"], "--n-step 3 is not available with --algo pqn"),
         (["--double"], "--double True is not available with --algo pqn"),
         (["--compile"], "--compile True is not available with --algo pqn"),
+        (["--bf16"], "--bf16 on is not available with --algo pqn"),
         (["--minibatches", "5"], "--minibatches 5 must divide the rollout's"),
         (["--q-lambda", "1.5"], "--q-lambda must be in [0, 1]"),
         (["--max-grad-norm", "0"], "--max-grad-norm must be a positive number"),
@@ -186,6 +187,7 @@ def test_bad_pqn_settings_are_one_line_and_exit_2(
 def test_dqn_only_settings_are_checked_in_config() -> None:
     with pytest.raises(ConfigError, match="--noisy True is not available with --algo pqn"):
         preset_config("pqn").replace(noisy=True).validate()
+    preset_config("pqn").replace(bf16="auto").validate()  # 'auto' is float32 for PQN
 
 
 # ---------------------------------------------------------------------- signals

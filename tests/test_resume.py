@@ -121,11 +121,12 @@ def test_a_run_from_before_the_rainbow_head_settings_resumes_exactly(
 
 
 @pytest.mark.slow
-def test_a_run_whose_files_name_the_course_settings_seed_resumes_exactly(
+def test_a_run_whose_files_hold_old_names_of_values_resumes_exactly(
     reference: Path, tmp_path: Path
 ) -> None:
-    # A run started when the course project's preset and action set were called "seed": its
-    # config.toml and its checkpoint's config say so. It resumes, exactly, under the new names.
+    # A run started when the course project's preset and action set were called "seed" and
+    # bf16 was a yes/no setting: its config.toml and its checkpoint's config say so. It
+    # resumes, exactly, under the new names.
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
@@ -135,18 +136,19 @@ def test_a_run_whose_files_name_the_course_settings_seed_resumes_exactly(
     toml = out / "config.toml"
     text = toml.read_text()
     assert 'preset = "course"' in text and 'actions = "course"' in text  # new runs: new names
-    toml.write_text(text.replace('"course"', '"seed"'))
+    assert 'bf16 = "off"' in text
+    toml.write_text(text.replace('"course"', '"seed"').replace('bf16 = "off"', "bf16 = false"))
     ckpt = out / CHECKPOINT_NAME
     with safe_open(str(ckpt), framework="np") as fh:
         meta = dict(fh.metadata())
         arrays = {k: fh.get_tensor(k) for k in fh.keys()}
     state = json.loads(meta["state"])
-    state["config"].update(preset="seed", actions="seed")
+    state["config"].update(preset="seed", actions="seed", bf16=False)
     save_file(arrays, str(ckpt), metadata={**meta, "state": json.dumps(state)})
     resume = ["train", "--resume", str(out), "--total-steps", "400", "--quiet"]
     assert main([*resume, "--actions", "seed"]) == 0  # the old name agrees with the run's
     same_run(reference, out)
-    assert 'actions = "course"' in toml.read_text()
+    assert 'actions = "course"' in toml.read_text() and 'bf16 = "off"' in toml.read_text()
 
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -33,6 +33,7 @@ from atari_dqn.envs import (
     make_env,
     resolve_actions,
 )
+from atari_dqn.host import host_info
 from atari_dqn.loop import EvalAgent, Loop, LoopSettings, PhaseTimer, TrainLoop
 from atari_dqn.networks import QNetwork
 from atari_dqn.pqn import PQNLearner, PQNLoop, PQNSettings
@@ -44,6 +45,15 @@ from atari_dqn.replay.sum_tree import SumTree
 from atari_dqn.replay.uniform import UniformReplay
 from atari_dqn.schedules import LinearSchedule
 from atari_dqn.vector import AtariVector, SingleEnv, VecEnv
+
+
+def bf16_in_update(config: Config, device: torch.device, native: bool | None) -> bool:
+    """Whether the DQN update runs under bf16 autocast: ``--bf16 on``, or ``auto`` on a CPU
+    that does bf16 in hardware (``native``, from :func:`atari_dqn.host.host_info`). ``auto`` is
+    float32 on GPUs (bf16 has not been measured against float32 on one here) and for PQN."""
+    if config.algo != "dqn" or config.bf16 == "off":
+        return False
+    return config.bf16 == "on" or (device.type == "cpu" and native is True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -248,7 +258,7 @@ def build_agent(
         device=device,
         double=config.double,
         grad_clip=config.grad_clip,
-        bf16=config.bf16,
+        bf16=bf16_in_update(config, device, host_info()["bf16_native"]),
         one_pass=config.one_pass_double,
         compile=config.compile,
         noise=(noise or torch.Generator().manual_seed(0)) if config.noisy else None,

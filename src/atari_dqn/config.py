@@ -124,14 +124,21 @@ def _opt(
     max: float | None = None,
     positive: bool = False,
     unset: float | None = None,
+    bare: str | None = None,
+    negated: str | None = None,
 ) -> Any:
     """A Config field: its default, its help line and the bounds :meth:`Config.validate` checks
     (``positive``: > 0, and finite for a float, with ``max``: in (0, max]; ``min`` / ``max``:
     inclusive; ``unset``: a value
-    outside them that means "not set", e.g. -1)."""
+    outside them that means "not set", e.g. -1; ``bare``: the value of the flag given alone,
+    ``negated``: that of ``--no-`` before it, for a choice that was once a yes/no flag)."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if bare is not None:
+        meta["bare"] = bare
+    if negated is not None:
+        meta["negated"] = negated
     bounds = {"min": min, "max": max, "positive": positive or None, "unset": unset}
     meta.update({k: v for k, v in bounds.items() if v is not None})
     return field(default=default, metadata=meta)
@@ -277,11 +284,16 @@ class Config:
         "Feed the convolutions channels-last (NHWC) tensors: same maths up to float rounding,"
         " a faster update on CPU (--no-channels-last for NCHW).",
     )
-    bf16: bool = _opt(
-        False,
+    bf16: str = _opt(
+        "off",
         "Run the update's forward and backward passes in bfloat16 (autocast; weights, Adam,"
-        " targets and loss stay float32). Faster on CPUs with AVX512-BF16/AMX and on GPUs, about"
-        " 10x slower on CPUs without (emulated); it changes results beyond float rounding.",
+        " targets and loss stay float32): 'on' (also --bf16 alone), 'off' (also --no-bf16), or"
+        " 'auto': on where the CPU does bf16 in hardware (AVX512-BF16, AMX, Arm's BF16), float32"
+        " on other CPUs, where it is emulated and about 10x slower, and on GPUs (not measured"
+        " there yet). It changes results beyond float rounding.",
+        choices=("off", "on", "auto"),
+        bare="on",
+        negated="off",
     )
     compile: bool = _opt(
         False,
@@ -398,10 +410,8 @@ class Config:
 
     def __post_init__(self) -> None:
         # Old names of values become the current ones, so a Config names them one way only.
-        for name, aliases in VALUE_ALIASES.items():
-            value = getattr(self, name)
-            if value in aliases:
-                object.__setattr__(self, name, aliases[value])
+        for name in VALUE_ALIASES:
+            object.__setattr__(self, name, _alias(name, getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field. Cheap: no env or file is touched.
@@ -472,7 +482,7 @@ class Config:
             "double": self.double,
             "distributional": self.distributional,
             "noisy": self.noisy,
-            "bf16": self.bf16,
+            "bf16": self.bf16 == "on",  # 'auto' is float32 for PQN: measured for DQN only
             "compile": self.compile,
             "augment": self.augment != "none",
             "one_pass_double": self.one_pass_double,
@@ -810,9 +820,21 @@ PRESETS: dict[str, Preset] = {
 # were called "seed" (after the project this tool grew from) until they were named for it. A
 # Config holds the current name; old config.toml files and checkpoints compare through
 # `canonical_settings`.
-PRESET_ALIASES: dict[str, str] = {"seed": "course"}
-ACTIONS_ALIASES: dict[str, str] = {"seed": "course"}
-VALUE_ALIASES: dict[str, dict[str, str]] = {"preset": PRESET_ALIASES, "actions": ACTIONS_ALIASES}
+# ``bf16`` was a yes/no setting until it could be 'auto': true and false are 'on' and 'off'.
+PRESET_ALIASES: dict[str | bool, str] = {"seed": "course"}
+ACTIONS_ALIASES: dict[str | bool, str] = {"seed": "course"}
+BF16_ALIASES: dict[str | bool, str] = {True: "on", False: "off"}
+VALUE_ALIASES: dict[str, dict[str | bool, str]] = {
+    "preset": PRESET_ALIASES,
+    "actions": ACTIONS_ALIASES,
+    "bf16": BF16_ALIASES,
+}
+
+
+def _alias(name: str, value: Any) -> Any:
+    """The current name of ``value`` of setting ``name`` (``value`` itself unless old)."""
+    aliases = VALUE_ALIASES.get(name, {})
+    return aliases.get(value, value) if isinstance(value, (str, bool)) else value
 
 
 def canonical_preset(name: str) -> str:
@@ -824,10 +846,9 @@ def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``settings`` (a config.toml or a checkpoint's config, as read) with old names of values
     replaced by the current ones, so an old run compares equal to a new one of its settings."""
     out = dict(settings)
-    for name, aliases in VALUE_ALIASES.items():
-        value = out.get(name)
-        if isinstance(value, str) and value in aliases:
-            out[name] = aliases[value]
+    for name in VALUE_ALIASES:
+        if name in out:
+            out[name] = _alias(name, out[name])
     return out
 
 
@@ -859,6 +880,8 @@ def preset_config(name: str) -> Config:
 def _coerce(name: str, value: Any) -> Any:
     """Check a TOML value against the field's type (ints are accepted for floats)."""
     kind = type(getattr(Config(), name))
+    if isinstance(value, bool) and kind is not bool:
+        value = _alias(name, value)  # an old config.toml's `bf16 = true`: 'on'
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():

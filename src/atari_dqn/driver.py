@@ -37,7 +37,13 @@ from atari_dqn.artifacts import (
     save_model,
     writing,
 )
-from atari_dqn.build import LearnerSide, build_training, check_memory, check_training_input
+from atari_dqn.build import (
+    LearnerSide,
+    bf16_in_update,
+    build_training,
+    check_memory,
+    check_training_input,
+)
 from atari_dqn.checkpoint import (
     CHECKPOINT_NAME,
     ReplayOnDisk,
@@ -508,7 +514,11 @@ def _launch(
     try:
         with launch(config, restore) as parts:
             run, carried = opening.open(parts, console)
-            run.append_session(session_record(parts.loop.step, parts.learner.device))
+            session = session_record(parts.loop.step, parts.learner.device)
+            run.append_session(session)
+            if config.bf16 == "auto":  # what it chose, where the run's log shows it
+                bf16 = bf16_in_update(config, parts.learner.device, session["bf16_native"])
+                console.say(f"--bf16 auto: the update runs in {'bf16' if bf16 else 'float32'}")
             save_tracking_id(run.path, tracker)
             if parts.banner:
                 console.say(parts.banner)

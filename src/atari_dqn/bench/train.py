@@ -108,11 +108,12 @@ class TrainBenchSettings:
         replay: str,
         preset: str | None = None,
         num_envs: int = 1,
-        bf16: bool = False,
+        bf16: bool | None = None,
         base: Config | None = None,
     ) -> Config:
         """The run a row measures: the preset (or ``base``, a run's settings), with evaluation
-        pushed past the end."""
+        pushed past the end; ``bf16`` True or False: ``--bf16 on`` or ``off`` in place of its
+        own (None: its own, as it trains on this host)."""
         base = base if base is not None else preset_config(preset or self.preset or "course")
         num_envs = num_envs or base.num_envs  # 0: the preset's own
         start, total = self.window(base.replace(num_envs=num_envs))
@@ -121,7 +122,6 @@ class TrainBenchSettings:
         # N x T env steps can end short of a multiple of it).
         overshoot = num_envs * (base.rollout_steps if base.algo == "pqn" else 1)
         changes: dict[str, Any] = {
-            "bf16": bf16,
             "num_envs": num_envs,
             "device": self.device,
             "warmup_steps": self.warmup,
@@ -133,6 +133,8 @@ class TrainBenchSettings:
             # ε at its final value, so acting runs the network as in most of a real run.
             "eps_decay": 1,
         }
+        if bf16 is not None:
+            changes["bf16"] = "on" if bf16 else "off"
         if self.buffer_size is not None:
             changes["buffer_size"] = self.buffer_size
         if replay != "preset" and base.algo == "dqn":  # "preset": the preset's own replay
@@ -262,7 +264,7 @@ def config_rows(
     presets: list[str],
     kinds: list[str],
     num_envs: list[int],
-    bf16: tuple[bool, ...] = (False,),
+    bf16: tuple[bool | None, ...] = (None,),
     threads: list[int] | None = None,
     runs: Sequence[tuple[str, Config]] = (),
 ) -> list[Row]:
@@ -299,7 +301,7 @@ def config_rows(
                         what = "run" if is_run else "preset"
                         replay = config.replay if config.algo == "dqn" else "none"
                         note = f"{what}={preset} replay={replay} envs={config.num_envs} "
-                        note += f"threads={t} bf16={half}"
+                        note += f"threads={t} bf16={config.bf16}"
                         if config.algo == "pqn":
                             note += f" clock from step {start} to {config.total_steps}"
                         ratio = config.replay_ratio
@@ -548,7 +550,9 @@ def train_benchmark(
         torch.set_num_threads(settings.threads)
     try:
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
-        precisions = (False, True) if bf16 else (False,)
+        # With --bf16, each row in float32 and in bf16; without, each as it trains ('auto'
+        # resolved on this host).
+        precisions: tuple[bool | None, ...] = (False, True) if bf16 else (None,)
         rows = config_rows(settings, presets=presets, kinds=kinds, num_envs=num_envs,
                            bf16=precisions, threads=threads, runs=runs)  # fmt: skip
         if course_loop:

@@ -88,6 +88,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         }
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif "bare" in f.metadata:  # a choice that was a yes/no flag: `--bf16` alone is 'on'
+            kwargs.update(nargs="?", const=f.metadata["bare"], type=str)
         else:
             kwargs["type"] = type(default)
             kwargs["metavar"] = {int: "N", float: "X", str: "S"}[type(default)]
@@ -95,6 +97,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = f.metadata["choices"]
             kwargs.pop("metavar", None)
         groups[group_name].add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        if "negated" in f.metadata:
+            groups[group_name].add_argument(
+                "--no-" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_const",
+                const=f.metadata["negated"],
+                default=argparse.SUPPRESS,
+                help=f"--{f.name.replace('_', '-')} {f.metadata['negated']}",
+            )
 
 
 _GROUPS = {
