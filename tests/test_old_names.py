@@ -123,7 +123,8 @@ def test_bf16_was_yes_or_no_and_true_and_false_still_mean_on_and_off(tmp_path: P
 @pytest.mark.parametrize(
     ("flags", "bf16"),
     [([], "off"), (["--bf16"], "on"), (["--bf16", "auto"], "auto"), (["--bf16", "off"], "off"),
-     (["--bf16", "--no-bf16"], "off"), (["--preset", "laptop", "--no-bf16"], "off")],
+     (["--bf16", "--no-bf16"], "off"), (["--preset", "laptop", "--no-bf16"], "off"),
+     (["--preset", "laptop"], "auto"), (["--preset", "laptop-v1"], "off")],
 )  # fmt: skip
 def test_bf16_flag_alone_is_on_and_takes_auto(flags: list[str], bf16: str) -> None:
     args = build_parser().parse_args(["train", *flags, "--seed", "2"])

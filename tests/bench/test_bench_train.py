@@ -58,6 +58,12 @@ def test_a_pqn_row_measures_whole_rollouts_after_its_first() -> None:
     assert late.window(late.config("preset", "pqn", 4)) == (1152, 1280)
     dqn = settings.config("uniform", "laptop", 4)
     assert settings.window(dqn) == (100, 400)  # DQN reports every 100 steps
+    # A row measures the preset as it trains ('auto' chosen on the host), or in one precision.
+    assert dqn.bf16 == "auto"
+    assert [settings.config("uniform", "laptop", 4, bf16=b).bf16 for b in (False, True)] == [
+        "off",
+        "on",
+    ]
 
 
 def test_a_run_row_measures_the_run_as_configured(tmp_path) -> None:
