@@ -90,7 +90,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument("--seed-loop", action="store_true", dest="course_loop",
                     help=argparse.SUPPRESS)  # the old name of --course-loop  # fmt: skip
     bt.add_argument("--bf16", action="store_true",
-                    help="each atari-dqn row also with --bf16 (changes results)")  # fmt: skip
+                    help="each atari-dqn row in float32 and with --bf16 (changes results); "
+                    "without it, each row as it trains (--bf16 auto chosen on this host)"
+                    )  # fmt: skip
     bt.add_argument("--ceilings", action="store_true",
                     help="also measure random-play env steps/s and one update alone")  # fmt: skip
     bt.add_argument("--buffer-size", type=int, default=None, metavar="N",
