@@ -87,6 +87,13 @@ def test_a_sweep_spec_with_the_old_preset_name() -> None:
     assert trial.config == Config(total_steps=1000)
 
 
+def test_a_sweep_spec_with_bf16_as_yes_or_no() -> None:
+    spec = parse_spec("[grid]\nbf16 = [false, true, 'auto']\n", Path("old.toml"))
+    assert [t.config.bf16 for t in spec.trials] == ["off", "on", "auto"]
+    argvs = [t.argv(Path("r")) for t in spec.trials]
+    assert [argv[argv.index("--bf16") + 1] for argv in argvs] == ["off", "on", "auto"]
+
+
 def _run(path: Path, config_text: str, scores: list[float]) -> Path:
     path.mkdir(parents=True)
     (path / "config.toml").write_text(config_text)

@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import PRESETS, Config, ConfigError, canonical_preset, preset_config
+from atari_dqn.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    canonical_preset,
+    canonical_settings,
+    preset_config,
+)
 
 TOP_KEYS = ("out", "num_samples", "seeds", "sample_seed", "max_concurrent")
 TABLES = ("resources", "train", "grid", "random")
@@ -127,6 +134,8 @@ def _check_value(name: str, value: Any, where: str) -> Any:
     kind = _TYPES[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, bool) and kind is not bool:
+        value = canonical_settings({name: value})[name]  # bf16 = true: an old yes/no, 'on'
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise SpecError(f"[{where}] {name} must be {kind.__name__}, got {value!r}")
     return value
