@@ -666,10 +666,10 @@ PRESETS: dict[str, Preset] = {
         },
         sources={
             **_LAPTOP_SOURCES,
-            "bf16": "auto, bf16 where the CPU does it in hardware: on host A (Zen 5) the update "
-            "runs 1.21x the steps per second, and 3 seeds reached 30 at a median 252.2k steps "
-            "against float32's 247.6k, 7.9 against 9.4 minutes (docs/results/wallclock); float32 "
-            "on CPUs that emulate bf16 (10x slower) and on GPUs (not measured)",
+            "bf16": "auto, bf16 where the CPU does it in hardware: on host A (Zen 5) 1.215x the "
+            "steps per second, and 3 seeds reached 30 at a median 252.2k steps against 227.8k "
+            "in float32 there, 7.9 against 8.7 minutes (docs/results/wallclock); float32 on "
+            "CPUs that emulate bf16 (10x slower) and on GPUs (not measured)",
             "replay": "uniform: prioritized replay learned no better in 3 seeds each "
             "(docs/results/laptop)",
             "warmup_steps": "20k steps of random play, the study's plain-DQN baseline",
