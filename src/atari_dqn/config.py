@@ -411,7 +411,7 @@ class Config:
     def __post_init__(self) -> None:
         # Old names of values become the current ones, so a Config names them one way only.
         for name in VALUE_ALIASES:
-            object.__setattr__(self, name, _alias(name, getattr(self, name)))
+            object.__setattr__(self, name, canonical_value(name, getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field. Cheap: no env or file is touched.
@@ -837,7 +837,7 @@ VALUE_ALIASES: dict[str, dict[str | bool, str]] = {
 }
 
 
-def _alias(name: str, value: Any) -> Any:
+def canonical_value(name: str, value: Any) -> Any:
     """The current name of ``value`` of setting ``name`` (``value`` itself unless old)."""
     aliases = VALUE_ALIASES.get(name, {})
     return aliases.get(value, value) if isinstance(value, (str, bool)) else value
@@ -854,7 +854,7 @@ def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(settings)
     for name in VALUE_ALIASES:
         if name in out:
-            out[name] = _alias(name, out[name])
+            out[name] = canonical_value(name, out[name])
     return out
 
 
@@ -887,7 +887,7 @@ def _coerce(name: str, value: Any) -> Any:
     """Check a TOML value against the field's type (ints are accepted for floats)."""
     kind = type(getattr(Config(), name))
     if isinstance(value, bool) and kind is not bool:
-        value = _alias(name, value)  # an old config.toml's `bf16 = true`: 'on'
+        value = canonical_value(name, value)  # an old config.toml's `bf16 = true`: 'on'
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():

@@ -45,7 +45,7 @@ from atari_dqn.config import (
     Config,
     ConfigError,
     canonical_preset,
-    canonical_settings,
+    canonical_value,
     preset_config,
 )
 
@@ -135,7 +135,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and kind is not bool:
-        value = canonical_settings({name: value})[name]  # bf16 = true: an old yes/no, 'on'
+        value = canonical_value(name, value)  # bf16 = true: an old yes/no, 'on'
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise SpecError(f"[{where}] {name} must be {kind.__name__}, got {value!r}")
     return value
